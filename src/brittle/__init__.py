@@ -1,0 +1,26 @@
+"""brittle: how brittle is your classifier, and how far from the best any classifier could do."""
+
+from brittle.classifier import Classifier
+from brittle.threat import Capability, Goal, Norm, ThreatModel
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Capability",
+    "Classifier",
+    "Goal",
+    "Norm",
+    "ThreatModel",
+    "__version__",
+    "load_classifier",
+]
+
+
+def __getattr__(name: str) -> object:
+    # brittle.load_classifier lives with the checkpoints (models layer); import it lazily so
+    # that the core does not import the layers above it.
+    if name == "load_classifier":
+        from brittle.models.checkpoint import load_classifier
+
+        return load_classifier
+    raise AttributeError(f"module 'brittle' has no attribute {name!r}")

@@ -1,0 +1,308 @@
+"""A PyTorch classifier as attacks see it: inputs in a box, logits out, preprocessing inside.
+
+Attacks work in input (pixel) space; the mean/std normalisation runs inside
+:meth:`Classifier.logits`, so ``eps`` means what the user thinks it means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from brittle.errors import GradientError, InputError, ModelOutputError
+
+Preprocessing = tuple[Sequence[float] | float, Sequence[float] | float] | dict[str, Any] | None
+
+_BOUNDS_TOLERANCE = 1e-6
+_PROBABILITY_TOLERANCE = 1e-3
+
+
+def as_tensor(value: Any, name: str) -> Tensor:
+    """Turn a numpy array or a tensor into a tensor; anything else is an :class:`InputError`."""
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    raise InputError(f"{name} must be a torch.Tensor or numpy array, got {type(value).__name__}")
+
+
+class Classifier:
+    """Wraps an ``nn.Module`` that maps inputs in ``bounds`` to logits.
+
+    Parameters
+    ----------
+    module:
+        The network. It must return one row of logits per input (the last layer before
+        softmax). A network that returns probabilities is refused unless
+        ``outputs="probabilities"``, in which case their logarithm is used as logits.
+    bounds:
+        The valid input box, ``(low, high)``; every attack keeps its inputs inside it.
+    preprocessing:
+        ``(mean, std)`` or ``{"mean": ..., "std": ...}``, per channel or scalar, applied
+        inside :meth:`logits` as ``(x - mean) / std``.
+    num_classes:
+        Number of classes; inferred from the first forward pass when not given.
+    input_shape:
+        Shape of one input (``(C, H, W)``); inputs of another shape are refused.
+    device:
+        Where inputs are moved; defaults to the device of the module's parameters.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        bounds: tuple[float, float] = (0.0, 1.0),
+        preprocessing: Preprocessing = None,
+        num_classes: int | None = None,
+        input_shape: Sequence[int] | None = None,
+        device: str | torch.device | None = None,
+        outputs: Literal["logits", "probabilities"] = "logits",
+    ) -> None:
+        if not isinstance(module, nn.Module):
+            raise InputError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+        low, high = float(bounds[0]), float(bounds[1])
+        if not low < high:
+            raise InputError(f"bounds must satisfy low < high, got {bounds}")
+        if outputs not in ("logits", "probabilities"):
+            raise InputError(f"outputs must be 'logits' or 'probabilities', got {outputs!r}")
+        if num_classes is not None and num_classes < 2:
+            raise InputError(f"num_classes must be at least 2, got {num_classes}")
+        self.module = module
+        self.bounds = (low, high)
+        self.num_classes = num_classes
+        self.input_shape = tuple(int(s) for s in input_shape) if input_shape else None
+        self.outputs = outputs
+        if device is None:
+            first = next(iter(module.parameters()), None)
+            device = first.device if first is not None else "cpu"
+        self.device = torch.device(device)
+        self.module.to(self.device)
+        self._mean: Tensor | None
+        self._std: Tensor | None
+        self._mean, self._std = self._parse_preprocessing(preprocessing)
+        self._outputs_checked = False
+        self._gradients_checked = False
+        self._depth = 0
+        self._saved: tuple[bool, list[bool]] | None = None
+
+    # ------------------------------------------------------------------ forward passes
+    def _parse_preprocessing(
+        self, preprocessing: Preprocessing
+    ) -> tuple[Tensor, Tensor] | tuple[None, None]:
+        if preprocessing is None:
+            return None, None
+        if isinstance(preprocessing, dict):
+            mean, std = preprocessing.get("mean", 0.0), preprocessing.get("std", 1.0)
+        else:
+            mean, std = preprocessing
+        mean_t = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
+        std_t = torch.as_tensor(std, dtype=torch.float32, device=self.device)
+        if (std_t <= 0).any():
+            raise InputError(f"preprocessing std must be positive, got {std}")
+        # per-channel statistics broadcast over (N, C, H, W)
+        if mean_t.ndim == 1:
+            mean_t = mean_t.view(1, -1, 1, 1)
+        if std_t.ndim == 1:
+            std_t = std_t.view(1, -1, 1, 1)
+        return mean_t, std_t
+
+    @property
+    def preprocessing(self) -> dict[str, list[float]] | None:
+        """The ``mean``/``std`` applied inside :meth:`logits`, as plain lists (for metadata)."""
+        if self._mean is None or self._std is None:
+            return None
+        return {"mean": self._mean.flatten().tolist(), "std": self._std.flatten().tolist()}
+
+    def logits(self, x: Tensor) -> Tensor:
+        """Differentiable logits of inputs ``x`` given in input space (preprocessing inside)."""
+        z = x if self._mean is None else (x - self._mean) / self._std
+        out: Tensor = self.module(z)
+        if self.outputs == "probabilities":
+            out = torch.log(out.clamp_min(torch.finfo(out.dtype).tiny))
+        return out
+
+    def predict_logits(self, x: Tensor, batch_size: int = 1024) -> Tensor:
+        """Logits without gradient tracking, in batches, with the module in eval mode."""
+        x = as_tensor(x, "x").to(self.device, torch.float32)
+        with self.evaluation(), torch.no_grad():
+            return (
+                torch.cat([self.logits(b) for b in x.split(batch_size)])
+                if len(x)
+                else x.new_zeros(0, self.num_classes or 0)
+            )
+
+    def predict(self, x: Tensor, batch_size: int = 1024) -> Tensor:
+        """Predicted labels (argmax of the logits)."""
+        return self.predict_logits(x, batch_size).argmax(dim=1)
+
+    # ------------------------------------------------------------------ mode handling
+    @contextmanager
+    def evaluation(self) -> Iterator[Classifier]:
+        """Eval mode and frozen parameters inside; the previous state is restored after.
+
+        Parameter gradients are never accumulated by an attack: parameters stop requiring
+        gradients while inside, which also spares the backward pass their gradients.
+        Re-entrant: only the outermost call saves and restores.
+        """
+        if self._depth == 0:
+            params = list(self.module.parameters())
+            self._saved = (self.module.training, [p.requires_grad for p in params])
+            self.module.eval()
+            for p in params:
+                p.requires_grad_(False)
+        self._depth += 1
+        try:
+            yield self
+        finally:
+            self._depth -= 1
+            if self._depth == 0 and self._saved is not None:
+                training, flags = self._saved
+                self.module.train(training)
+                for p, flag in zip(self.module.parameters(), flags, strict=True):
+                    p.requires_grad_(flag)
+                self._saved = None
+
+    # ------------------------------------------------------------------ validation
+    def check_outputs(self, x: Tensor) -> None:
+        """Run the model once on a few inputs and refuse outputs that are not logits.
+
+        Sets :attr:`num_classes` when it was not given. Probabilities (rows non-negative and
+        summing to one) are refused: their gradients saturate, so attacks on them look
+        weaker than they are (Papernot 2016, section 3; Carlini & Wagner 2017).
+        """
+        if self._outputs_checked:
+            return
+        sample = x[:8]
+        try:
+            with self.evaluation(), torch.no_grad():
+                z = self.module(sample if self._mean is None else (sample - self._mean) / self._std)
+        except RuntimeError as err:
+            raise InputError(
+                f"the model failed on inputs of shape {tuple(sample.shape[1:])}: {err}. "
+                "Check the shape and channel count the model expects."
+            ) from err
+        if not isinstance(z, Tensor) or z.ndim != 2 or z.shape[0] != sample.shape[0]:
+            shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
+            raise ModelOutputError(
+                f"the model must return one row of logits per input, shape (N, classes); "
+                f"got {shape} for {sample.shape[0]} inputs"
+            )
+        if not torch.isfinite(z).all():
+            raise ModelOutputError("the model returned NaN or infinite outputs on valid inputs")
+        if self.num_classes is None:
+            if z.shape[1] < 2:
+                raise ModelOutputError(
+                    f"the model returns {z.shape[1]} output per input; a classifier needs at "
+                    "least 2 (return [0, z] for a binary logistic model)"
+                )
+            self.num_classes = int(z.shape[1])
+        elif z.shape[1] != self.num_classes:
+            raise ModelOutputError(
+                f"the model returns {z.shape[1]} outputs per input but num_classes={self.num_classes}"
+            )
+        looks_like_probabilities = bool(
+            (z >= 0).all()
+            and torch.allclose(z.sum(1), torch.ones_like(z[:, 0]), atol=_PROBABILITY_TOLERANCE)
+        )
+        if looks_like_probabilities and self.outputs == "logits":
+            raise ModelOutputError(
+                "the model's outputs look like probabilities (non-negative rows summing to 1). "
+                "Attacks need logits, the last layer before softmax: gradients through a "
+                "saturated softmax vanish and make the model look more robust than it is. "
+                "Remove the final softmax, or pass outputs='probabilities' to take their log."
+            )
+        self._outputs_checked = True
+
+    def check_inputs(self, x: Any, name: str = "x") -> Tensor:
+        """Validate a batch of inputs and return it as float32 on :attr:`device`.
+
+        Refuses (with :class:`InputError`) anything but a batch of the right shape, with
+        finite values inside :attr:`bounds`.
+        """
+        x = as_tensor(x, name)
+        if not x.is_floating_point():
+            raise InputError(
+                f"{name} must be floating point in {list(self.bounds)}, got dtype {x.dtype}; "
+                "convert images with x.float() / 255"
+            )
+        if x.ndim < 2:
+            raise InputError(f"{name} must be a batch (N, ...), got shape {tuple(x.shape)}")
+        if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
+            raise InputError(
+                f"{name} has per-sample shape {tuple(x.shape[1:])} but the model expects "
+                f"{self.input_shape} (N, C, H, W: check the channel count and image size)"
+            )
+        x = x.to(self.device, torch.float32)
+        if not torch.isfinite(x).all():
+            bad = int((~torch.isfinite(x)).flatten(1).any(1).sum())
+            raise InputError(f"{name} contains NaN or infinite values in {bad} sample(s)")
+        low, high = self.bounds
+        lo, hi = float(x.min()) if x.numel() else low, float(x.max()) if x.numel() else high
+        if lo < low - _BOUNDS_TOLERANCE or hi > high + _BOUNDS_TOLERANCE:
+            hint = " (did you forget to divide by 255?)" if hi > 1.5 and high == 1.0 else ""
+            raise InputError(
+                f"{name} has values in [{lo:g}, {hi:g}], outside the bounds [{low:g}, {high:g}]"
+                f"{hint}; scale the inputs or pass bounds= to the Classifier"
+            )
+        return x.clamp(low, high)
+
+    def check_labels(self, y: Any, n: int, name: str = "y") -> Tensor:
+        """Validate integer labels of length ``n`` in ``[0, num_classes)``."""
+        y = as_tensor(y, name)
+        if y.is_floating_point() or y.dtype == torch.bool:
+            raise InputError(f"{name} must hold integer class indices, got dtype {y.dtype}")
+        if y.ndim != 1 or y.shape[0] != n:
+            raise InputError(
+                f"{name} must have shape ({n},), one label per input; got {tuple(y.shape)}"
+            )
+        y = y.to(self.device, torch.long)
+        k = self.num_classes
+        if k is not None and n and (int(y.min()) < 0 or int(y.max()) >= k):
+            raise InputError(
+                f"{name} has values in [{int(y.min())}, {int(y.max())}] but the model has "
+                f"{k} classes (valid: 0 to {k - 1})"
+            )
+        return y
+
+    def check_gradients(self, x: Tensor) -> None:
+        """Refuse a model whose input gradient is missing or not finite, before any attack runs.
+
+        Runs one forward and backward pass on up to 8 inputs. A model that detaches its input,
+        goes through numpy or argmax, or returns NaN gradients cannot be attacked with
+        gradients; say so now rather than return a meaningless result.
+        """
+        if self._gradients_checked:
+            return
+        sample = x[:8].detach().clone().requires_grad_(True)
+        with self.evaluation(), torch.enable_grad():
+            out = self.logits(sample)
+            if not out.requires_grad:
+                raise GradientError(
+                    "the model's outputs do not depend differentiably on its inputs (no "
+                    "autograd graph: a detach(), numpy or argmax inside forward?). Gradient "
+                    "attacks cannot run; use a black-box attack instead."
+                )
+            loss = torch.nn.functional.cross_entropy(out, out.argmax(1), reduction="sum")
+            (grad,) = torch.autograd.grad(loss, sample, allow_unused=True)
+        if grad is None:
+            raise GradientError(
+                "the model's gradient with respect to its input is None: the output does not "
+                "use the input through differentiable operations"
+            )
+        if not torch.isfinite(grad).all():
+            raise GradientError(
+                "the model's gradient with respect to its input contains NaN or infinite values "
+                "(a sqrt or log of zero, or a division by zero, inside forward?)"
+            )
+        self._gradients_checked = True
+
+    def __repr__(self) -> str:
+        return (
+            f"Classifier({type(self.module).__name__}, bounds={self.bounds}, "
+            f"num_classes={self.num_classes}, device={self.device})"
+        )
