@@ -118,10 +118,14 @@ class Classifier:
             return None
         return {"mean": self._mean.flatten().tolist(), "std": self._std.flatten().tolist()}
 
+    def _preprocess(self, x: Tensor) -> Tensor:
+        if self._mean is None or self._std is None:
+            return x
+        return (x - self._mean) / self._std
+
     def logits(self, x: Tensor) -> Tensor:
         """Differentiable logits of inputs ``x`` given in input space (preprocessing inside)."""
-        z = x if self._mean is None else (x - self._mean) / self._std
-        out: Tensor = self.module(z)
+        out: Tensor = self.module(self._preprocess(x))
         if self.outputs == "probabilities":
             out = torch.log(out.clamp_min(torch.finfo(out.dtype).tiny))
         return out
@@ -180,7 +184,7 @@ class Classifier:
         sample = x[:8]
         try:
             with self.evaluation(), torch.no_grad():
-                z = self.module(sample if self._mean is None else (sample - self._mean) / self._std)
+                z = self.module(self._preprocess(sample))
         except RuntimeError as err:
             raise InputError(
                 f"the model failed on inputs of shape {tuple(sample.shape[1:])}: {err}. "
