@@ -1,0 +1,89 @@
+"""A labelled image data set as tensors: what every attack, model and evaluation consumes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from brittle.data.arrays import images_to_tensor, labels_to_tensor
+from brittle.errors import DataError
+
+SPLITS = ("train", "test")
+"""The splits every data set comes in."""
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Images ``x`` (float32, ``(N, C, H, W)``, in ``[0, 1]``) and labels ``y`` (int64, ``(N,)``).
+
+    ``classes[k]`` names class ``k``; ``input_shape`` is ``(C, H, W)``; ``name`` says where the
+    data came from (for reports).
+    """
+
+    x: Tensor
+    y: Tensor
+    classes: list[str]
+    input_shape: tuple[int, int, int]
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.x.dtype != torch.float32 or self.x.ndim != 4:
+            raise DataError(
+                f"Dataset.x must be float32 (N, C, H, W), got {self.x.dtype} {tuple(self.x.shape)}"
+            )
+        if self.y.dtype != torch.int64 or self.y.shape != (self.x.shape[0],):
+            raise DataError(
+                f"Dataset.y must be int64 ({self.x.shape[0]},), one label per image; got "
+                f"{self.y.dtype} {tuple(self.y.shape)}"
+            )
+        if tuple(self.input_shape) != tuple(self.x.shape[1:]):
+            raise DataError(
+                f"Dataset.input_shape {self.input_shape} does not match x's per-sample shape "
+                f"{tuple(self.x.shape[1:])}"
+            )
+        if len(self.y) and (int(self.y.min()) < 0 or int(self.y.max()) >= len(self.classes)):
+            raise DataError(
+                f"Dataset labels span [{int(self.y.min())}, {int(self.y.max())}] but there are "
+                f"{len(self.classes)} class names; give one name per class index"
+            )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        images: np.ndarray,
+        labels: np.ndarray,
+        name: str,
+        source: str,
+        classes: Sequence[str] | None = None,
+    ) -> Dataset:
+        """Validate and convert numpy images and labels (see :mod:`brittle.data.arrays`).
+
+        ``source`` names where the arrays came from, for error messages. Without
+        ``classes``, class ``k`` is named ``str(k)`` for ``k`` up to the largest label.
+        """
+        x = images_to_tensor(images, f"{source} (images)")
+        y = labels_to_tensor(labels, len(x), f"{source} (labels)")
+        names = list(classes) if classes is not None else [str(k) for k in range(int(y.max()) + 1)]
+        shape = (int(x.shape[1]), int(x.shape[2]), int(x.shape[3]))
+        return cls(x=x, y=y, classes=names, input_shape=shape, name=name)
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def subset(self, n: int | None = None, seed: int | None = None) -> Dataset:
+        """The first ``n`` samples or, with ``seed``, ``n`` drawn at random without replacement.
+
+        The same seed draws the same samples. ``n=None`` keeps every sample (shuffled when a
+        seed is given); ``n`` larger than the data set keeps every sample.
+        """
+        if n is not None and n < 0:
+            raise DataError(f"subset size n must be >= 0 (or None for all), got {n}")
+        count = len(self) if n is None else min(n, len(self))
+        if seed is None:
+            return replace(self, x=self.x[:count], y=self.y[:count])
+        index = torch.from_numpy(np.random.default_rng(seed).permutation(len(self))[:count])
+        return replace(self, x=self.x[index], y=self.y[index])

@@ -1,0 +1,16 @@
+"""The models layer: the papers' networks, their training loop, and safe checkpoints."""
+
+from .checkpoint import load_checkpoint, load_classifier, save_checkpoint
+from .train import TrainHistory, accuracy, train_model
+from .zoo import ARCHITECTURES, build_model
+
+__all__ = [
+    "ARCHITECTURES",
+    "TrainHistory",
+    "accuracy",
+    "build_model",
+    "load_checkpoint",
+    "load_classifier",
+    "save_checkpoint",
+    "train_model",
+]

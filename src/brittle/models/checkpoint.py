@@ -1,0 +1,230 @@
+"""Checkpoints that load without unpickling code: a state_dict plus JSON metadata.
+
+A checkpoint is ``torch.save`` of
+``{"format": "brittle-checkpoint", "version": 1, "state_dict": ..., "meta_json": "..."}``.
+It holds tensors, strings and numbers only, so :func:`load_checkpoint` reads it with
+``torch.load(weights_only=True)`` and refuses any file that carries other pickled objects:
+unpickling an untrusted file can run arbitrary code. The metadata say how to rebuild the
+network (``arch``, ``arch_kwargs``, ``input_shape``, ``num_classes``) and how to use it
+(``bounds``, ``preprocessing``), plus provenance (dataset, classes, accuracy, seed, epochs,
+brittle version, creation time).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+import brittle
+from brittle.classifier import Classifier
+from brittle.errors import BrittleError, CheckpointError
+
+from .zoo import ARCHITECTURES, build_model
+
+FORMAT = "brittle-checkpoint"
+VERSION = 1
+REQUIRED = ("arch", "input_shape", "num_classes")
+
+_CONVERT = (
+    "build the model with brittle.models.build_model(arch, input_shape, num_classes), load "
+    "the weights into it with model.load_state_dict(...), and save it with "
+    "brittle.models.save_checkpoint(path, model, meta)"
+)
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, meta: Mapping[str, Any]) -> Path:
+    """Save ``model``'s state_dict and ``meta`` to ``path``; return the path.
+
+    ``arch``, ``arch_kwargs``, ``input_shape`` and ``num_classes`` default to those a zoo
+    model records; ``brittle_version`` and ``created`` (ISO time, UTC) are filled in. The
+    metadata must be JSON-serialisable and name a known architecture whose state_dict matches
+    the model's, so that :func:`load_checkpoint` can rebuild it. Parent folders are created.
+    """
+    full = {
+        key: getattr(model, key)
+        for key in ("arch", "arch_kwargs", "input_shape", "num_classes")
+        if hasattr(model, key)
+    }
+    for key, value in meta.items():
+        if key in full and _jsonable(value) != _jsonable(full[key]):
+            raise CheckpointError(
+                f"meta[{key!r}] = {value!r} but the model has {key} = {full[key]!r}; "
+                f"drop {key!r} from meta to use the model's"
+            )
+        full[key] = value
+    full.setdefault("arch_kwargs", {})
+    full["brittle_version"] = brittle.__version__
+    full["created"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    _check_meta(full)
+    try:
+        meta_json = json.dumps(full, sort_keys=True)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"checkpoint metadata must be JSON-serialisable (numbers, strings, lists, dicts): "
+            f"{err}. Convert tensors and arrays with .tolist()"
+        ) from err
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    _check_state_dict(state, json.loads(meta_json))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {"format": FORMAT, "version": VERSION, "state_dict": state, "meta_json": meta_json},
+        path,
+    )
+    return path
+
+
+def load_checkpoint(
+    path: str | Path, device: str | torch.device | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the network saved at ``path`` and return it (in eval mode) with its metadata.
+
+    Raises :class:`CheckpointError` if the file is missing, is not a brittle checkpoint (a raw
+    state_dict, say), carries pickled objects other than tensors, names an unknown
+    architecture, or holds weights that do not fit it.
+    """
+    payload = _read(Path(path))
+    meta = _parse_meta(payload, path)
+    model = _rebuild(meta)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"{path}: the saved weights do not fit architecture {meta['arch']!r} with "
+            f"arch_kwargs={meta['arch_kwargs']}, input_shape={meta['input_shape']}, "
+            f"num_classes={meta['num_classes']}: {err}. Re-save the model with "
+            "save_checkpoint, which records the arguments it was built with"
+        ) from err
+    model.to(torch.device(device) if device is not None else "cpu")
+    model.eval()
+    return model, meta
+
+
+def load_classifier(path: str | Path, device: str | torch.device | None = None) -> Classifier:
+    """Load a checkpoint as a :class:`~brittle.Classifier` with its bounds and preprocessing."""
+    model, meta = load_checkpoint(path, device)
+    bounds = meta.get("bounds") or (0.0, 1.0)
+    return Classifier(
+        model,
+        bounds=(float(bounds[0]), float(bounds[1])),
+        preprocessing=meta.get("preprocessing"),
+        num_classes=meta["num_classes"],
+        input_shape=meta["input_shape"],
+        device=device,
+    )
+
+
+def _read(path: Path) -> Any:
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise CheckpointError(
+            f"checkpoint {path} {what}; give the path of a file written by save_checkpoint "
+            "(e.g. from `brittle train`)"
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if not zipfile.is_zipfile(path):  # torch.save writes zip archives
+            raise CheckpointError(
+                f"{path} is not a readable PyTorch file (not a torch.save archive); "
+                "give the path of a file written by save_checkpoint"
+            ) from err
+        raise CheckpointError(
+            f"{path} holds pickled Python objects other than tensors, and was refused: "
+            "unpickling an untrusted file can run arbitrary code, so brittle only loads "
+            f"with torch.load(weights_only=True). If you trust the file, load it yourself, "
+            f"then re-save the model's state_dict with brittle's save_checkpoint: {_CONVERT}. "
+            f"(pickle said: {str(err).splitlines()[0]})"
+        ) from err
+    except Exception as err:  # torch raises many types on a corrupt or foreign file
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch file ({type(err).__name__}: {err}); "
+            "it may be truncated or in another format"
+        ) from err
+
+
+def _parse_meta(payload: Any, path: str | Path) -> dict[str, Any]:
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        if (
+            isinstance(payload, dict)
+            and payload
+            and all(isinstance(v, Tensor) for v in payload.values())
+        ):
+            raise CheckpointError(
+                f"{path} is a raw state_dict, not a brittle checkpoint: it has the weights but "
+                f"not the architecture needed to rebuild the model. To convert it, {_CONVERT}"
+            )
+        raise CheckpointError(
+            f"{path} is not a brittle checkpoint (no 'format': {FORMAT!r} entry); {_CONVERT}"
+        )
+    if payload.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path} is a brittle checkpoint of version {payload.get('version')!r}; this "
+            f"brittle ({brittle.__version__}) reads version {VERSION}. Use a matching brittle"
+        )
+    try:
+        meta = json.loads(payload["meta_json"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: the checkpoint's metadata are missing or corrupt") from err
+    if not isinstance(payload.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: the checkpoint has no state_dict")
+    try:
+        _check_meta(meta)
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from err
+    return dict(meta)
+
+
+def _check_meta(meta: Mapping[str, Any]) -> None:
+    missing = [key for key in REQUIRED if key not in meta]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint metadata lack {', '.join(missing)}; pass them in meta (a zoo model "
+            "from build_model records them itself)"
+        )
+    if meta["arch"] not in ARCHITECTURES:
+        raise CheckpointError(
+            f"unknown architecture {meta['arch']!r}; brittle checkpoints hold the zoo's "
+            f"networks: {', '.join(ARCHITECTURES)}"
+        )
+    if not isinstance(meta.get("arch_kwargs", {}), dict):
+        raise CheckpointError(f"arch_kwargs must be a dict, got {meta['arch_kwargs']!r}")
+
+
+def _rebuild(meta: Mapping[str, Any]) -> nn.Module:
+    try:
+        return build_model(
+            meta["arch"], meta["input_shape"], meta["num_classes"], **meta["arch_kwargs"]
+        )
+    except (BrittleError, TypeError) as err:
+        raise CheckpointError(
+            f"cannot rebuild architecture {meta['arch']!r} from the checkpoint's metadata: {err}"
+        ) from err
+
+
+def _check_state_dict(state: Mapping[str, Tensor], meta: Mapping[str, Any]) -> None:
+    """Refuse to save weights that :func:`load_checkpoint` could not load back."""
+    with torch.device("meta"):  # the architecture's shapes, without allocating memory
+        expected = _rebuild(meta).state_dict()
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    wanted = {k: tuple(v.shape) for k, v in expected.items()}
+    if shapes != wanted:
+        diff = sorted(set(shapes.items()) ^ set(wanted.items()))[:4]
+        raise CheckpointError(
+            f"the model's weights do not match architecture {meta['arch']!r} with "
+            f"arch_kwargs={meta['arch_kwargs']} (differences, name and shape: {diff}); save a "
+            "model built with brittle.models.build_model, with meta naming how it was built"
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists), for comparisons."""
+    return json.loads(json.dumps(value, default=repr))
