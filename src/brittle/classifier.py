@@ -85,8 +85,9 @@ class Classifier:
         self._mean: Tensor | None
         self._std: Tensor | None
         self._mean, self._std = self._parse_preprocessing(preprocessing)
-        self._outputs_checked = False
-        self._gradients_checked = False
+        # per-sample shapes already checked: a new shape is checked again
+        self._outputs_checked: set[tuple[int, ...]] = set()
+        self._gradients_checked: set[tuple[int, ...]] = set()
         self._depth = 0
         self._saved: tuple[bool, list[bool]] | None = None
 
@@ -179,7 +180,8 @@ class Classifier:
         summing to one) are refused: their gradients saturate, so attacks on them look
         weaker than they are (Papernot 2016, section 3; Carlini & Wagner 2017).
         """
-        if self._outputs_checked:
+        shape = tuple(x.shape[1:])
+        if shape in self._outputs_checked:
             return
         sample = x[:8]
         try:
@@ -191,10 +193,10 @@ class Classifier:
                 "Check the shape and channel count the model expects."
             ) from err
         if not isinstance(z, Tensor) or z.ndim != 2 or z.shape[0] != sample.shape[0]:
-            shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
+            got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
             raise ModelOutputError(
                 f"the model must return one row of logits per input, shape (N, classes); "
-                f"got {shape} for {sample.shape[0]} inputs"
+                f"got {got} for {sample.shape[0]} inputs"
             )
         if not torch.isfinite(z).all():
             raise ModelOutputError("the model returned NaN or infinite outputs on valid inputs")
@@ -220,7 +222,7 @@ class Classifier:
                 "saturated softmax vanish and make the model look more robust than it is. "
                 "Remove the final softmax, or pass outputs='probabilities' to take their log."
             )
-        self._outputs_checked = True
+        self._outputs_checked.add(shape)
 
     def check_inputs(self, x: Any, name: str = "x") -> Tensor:
         """Validate a batch of inputs and return it as float32 on :attr:`device`.
@@ -280,7 +282,8 @@ class Classifier:
         goes through numpy or argmax, or returns NaN gradients cannot be attacked with
         gradients; say so now rather than return a meaningless result.
         """
-        if self._gradients_checked:
+        shape = tuple(x.shape[1:])
+        if shape in self._gradients_checked:
             return
         sample = x[:8].detach().clone().requires_grad_(True)
         with self.evaluation(), torch.enable_grad():
@@ -303,7 +306,7 @@ class Classifier:
                 "the model's gradient with respect to its input contains NaN or infinite values "
                 "(a sqrt or log of zero, or a division by zero, inside forward?)"
             )
-        self._gradients_checked = True
+        self._gradients_checked.add(shape)
 
     def __repr__(self) -> str:
         return (

@@ -84,37 +84,39 @@ def project(
 
     ``eps=None`` means no budget (box only). ``eps`` may be per sample. The box is applied
     first; the ball projections that follow only shrink each coordinate of the perturbation
-    towards zero, so the result stays in the box.
+    towards zero, so the result stays in the box (a last clamp removes float rounding, which
+    can only shrink the perturbation further).
     """
     low, high = bounds
     delta = x_adv.clamp(low, high) - x
     if eps is None:
-        return x + delta
+        return (x + delta).clamp(low, high)
     if norm is Norm.LINF:
         e = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
         e = e.view(-1, *([1] * (x.ndim - 1))) if e.ndim else e
         delta = torch.maximum(torch.minimum(delta, e), -e)
         return (x + delta).clamp(low, high)
     if norm is Norm.L0:
-        fractions = torch.as_tensor(eps).flatten().tolist()
+        fractions = torch.as_tensor(eps, dtype=torch.float64).flatten().tolist()
         if len(set(fractions)) > 1:
             rows = [_project_l0(delta[i : i + 1], f) for i, f in enumerate(fractions)]
-            return x + torch.cat(rows)
-        return x + _project_l0(delta, float(fractions[0]))
+            return (x + torch.cat(rows)).clamp(low, high)
+        return (x + _project_l0(delta, float(fractions[0]))).clamp(low, high)
     e = torch.as_tensor(eps, dtype=x.dtype, device=x.device).expand(x.shape[0])
     if norm is Norm.L2:
         size = delta.flatten(1).norm(dim=1)
         factor = torch.where(size > e, e / size.clamp_min(1e-12), torch.ones_like(size))
-        return x + delta * factor.view(-1, *([1] * (x.ndim - 1)))
-    return x + _project_l1(delta, e)
+        return (x + delta * factor.view(-1, *([1] * (x.ndim - 1)))).clamp(low, high)
+    return (x + _project_l1(delta, e)).clamp(low, high)
 
 
 def within_budget(delta: Tensor, norm: Norm, eps: float | Tensor, rtol: float = 1e-5) -> Tensor:
     """Per-sample check ``||delta|| <= eps`` up to float rounding (used to verify results)."""
     size = norm_of(delta, norm)
-    e = torch.as_tensor(eps, dtype=size.dtype, device=size.device)
     if norm is Norm.L0:
+        e = torch.as_tensor(eps, dtype=torch.float64, device=size.device)
         d = max(delta[0].numel(), 1)
         limit = torch.floor(e * d + _L0_ROUNDING_SLACK) / d
         return size <= limit + 1e-12
+    e = torch.as_tensor(eps, dtype=size.dtype, device=size.device)
     return size <= e * (1 + rtol) + 1e-6

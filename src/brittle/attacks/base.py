@@ -63,7 +63,7 @@ class AttackRun:
         if self.eps is None:
             raise InputError("this attack needs a budget eps")
         e = self.eps if idx is None else self.eps[idx]
-        return e.view(-1, *([1] * (self.x.ndim - 1)))
+        return e.to(self.x.dtype).view(-1, *([1] * (self.x.ndim - 1)))
 
     @property
     def labels(self) -> Tensor:
@@ -268,7 +268,8 @@ class Attack(ABC):
         value = self.eps if eps is None else eps
         if value is None:
             return None
-        budget = torch.as_tensor(value, dtype=x.dtype, device=x.device)
+        # float64: an L0 fraction such as 0.29 must not round down in float32
+        budget = torch.as_tensor(value, dtype=torch.float64, device=x.device)
         if budget.ndim == 0:
             budget = budget.expand(n).clone()
         if (

@@ -17,7 +17,9 @@ class AttackResult:
     ``success`` comes only from running the model on ``x_adv``: untargeted, the prediction
     differs from ``y``; targeted, it equals ``target``. ``l0`` is the fraction of features
     changed. ``gradients`` counts forward+backward passes per sample, ``queries`` every model
-    evaluation (with or without gradient) the attack itself made, per sample.
+    evaluation (with or without gradient) the attack itself made, per sample. ``min_eps``
+    is set by :class:`~brittle.attacks.minimize.Minimize` only: each sample's smallest budget
+    seen successful (0 if the clean input already meets the goal, ``inf`` on failure).
     """
 
     x_adv: Tensor
@@ -37,6 +39,7 @@ class AttackResult:
     norm: str
     eps: float | None
     seconds: float
+    min_eps: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.success.shape[0])
@@ -117,8 +120,11 @@ class AttackResult:
         kwargs: dict[str, Any] = {}
         for f in fields(first):
             values = [getattr(r, f.name) for r in results]
-            if isinstance(values[0], Tensor):
-                kwargs[f.name] = torch.cat(values)
+            tensors = [v for v in values if isinstance(v, Tensor)]
+            if tensors and len(tensors) < len(values):
+                raise ValueError(f"cannot join results where only some have {f.name}")
+            if tensors:
+                kwargs[f.name] = torch.cat(tensors)
             elif f.name == "seconds":
                 kwargs[f.name] = float(np.sum(values))
             else:

@@ -1,0 +1,112 @@
+"""Attacks by name, for the command line and for configuration files.
+
+Each name maps to an import path, imported only when the attack is built, so that listing
+the names costs nothing and an attack family that fails to import breaks only itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from enum import Enum
+from typing import Any
+
+from brittle.errors import InputError
+
+from .base import Attack
+
+_PATHS: dict[str, str] = {
+    "fgsm": "brittle.attacks.fgsm:FGSM",
+    "bim": "brittle.attacks.iterative:BIM",
+    "pgd": "brittle.attacks.iterative:PGD",
+    "mifgsm": "brittle.attacks.mifgsm:MIFGSM",
+    "lbfgs": "brittle.attacks.lbfgs:LBFGS",
+    "cw": "brittle.attacks.cw:CarliniWagnerL2",
+    "deepfool": "brittle.attacks.deepfool:DeepFool",
+}
+
+DEFAULT_EPS = 0.25
+"""The budget a fixed-budget attack gets when none is given (Goodfellow 2015's MNIST eps)."""
+
+
+def attack_names() -> list[str]:
+    """The names :func:`make_attack` accepts."""
+    return list(_PATHS)
+
+
+def attack_class(name: str) -> type[Attack]:
+    """The attack class registered under ``name`` (case-insensitive)."""
+    key = name.strip().lower()
+    if key not in _PATHS:
+        raise InputError(f"unknown attack {name!r}: use one of {', '.join(_PATHS)}")
+    module_name, class_name = _PATHS[key].split(":")
+    cls: type[Attack] = getattr(importlib.import_module(module_name), class_name)
+    return cls
+
+
+def accepted_parameters(cls: type[Attack]) -> list[str]:
+    """The keyword parameters of ``cls.__init__``."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in params if p.name != "self" and p.kind in kinds]
+
+
+def _build(name: str, cls: type[Attack], params: dict[str, Any]) -> Attack:
+    accepted = accepted_parameters(cls)
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise InputError(
+            f"attack {name!r} does not take {', '.join(unknown)}; its parameters are "
+            f"{', '.join(accepted) or 'none'}"
+        )
+    if "eps" in accepted and params.get("eps") is None and not cls.minimal:
+        params = {**params, "eps": DEFAULT_EPS}
+    return cls(**params)
+
+
+def make_attack(
+    name: str, *, minimize: bool = False, seed: int | None = None, **params: Any
+) -> Attack:
+    """Build the attack ``name`` with the parameters that were set.
+
+    A parameter whose value is ``None`` counts as not set and the attack's own default
+    applies; a parameter that is set but that the attack does not take is an
+    :class:`InputError` naming it. A fixed-budget attack without ``eps`` gets
+    :data:`DEFAULT_EPS`. ``seed`` (a run's seed) goes to the attacks that draw random
+    numbers and is ignored by the others. With ``minimize=True`` the fixed-budget attack is wrapped in
+    :class:`~brittle.attacks.minimize.Minimize`, which bisects its budget for the smallest
+    successful perturbation; ``low``, ``high``, ``tolerance`` and ``max_steps`` then go
+    to the bisection.
+    """
+    cls = attack_class(name)
+    given = {k: v for k, v in params.items() if v is not None}
+    if seed is not None and "seed" in accepted_parameters(cls):
+        given.setdefault("seed", seed)
+    if not minimize:
+        return _build(name, cls, given)
+    if cls.minimal:
+        raise InputError(
+            f"attack {name!r} already finds minimal perturbations; drop minimize (--minimize)"
+        )
+    from .minimize import Minimize
+
+    search = {k: given.pop(k) for k in ("low", "high", "tolerance", "max_steps") if k in given}
+    return Minimize(_build(name, cls, given), **search)
+
+
+def describe_attack(attack: Attack) -> dict[str, Any]:
+    """The attack's name and public parameters as JSON-ready values (for reports and keys)."""
+    params: dict[str, Any] = {}
+    for key, value in vars(attack).items():
+        if key.startswith("_"):
+            continue
+        if isinstance(value, Enum):
+            value = value.value
+        elif isinstance(value, Attack):
+            value = describe_attack(value)
+        elif isinstance(value, list | tuple) and all(isinstance(v, Attack) for v in value):
+            value = [describe_attack(v) for v in value]
+        elif not isinstance(value, str | int | float | bool | type(None)):
+            value = repr(value)
+        params[key] = value
+    return {"name": attack.name, "params": params}

@@ -1,0 +1,105 @@
+"""The content of an evaluation report, as plain JSON-ready data (``report.json``).
+
+Everything a reader needs to trust the numbers is here: the threat model, the model's
+provenance, the data, the attack and its parameters, the per-budget table, timing, and the
+sanity checks that failed. The HTML page shows the same dict.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import brittle
+from brittle.eval.runner import Evaluation
+from brittle.eval.sanity import sanity_warnings
+from brittle.threat import ThreatModel
+
+COLUMNS = (
+    "eps",
+    "clean_accuracy",
+    "success_rate",
+    "robust_accuracy",
+    "mean_confidence_misclassified",
+    "mean_l0",
+    "mean_l2",
+    "mean_linf",
+    "median_l2",
+    "median_linf",
+    "gradient_evaluations",
+    "n",
+    "seconds",
+)
+"""The per-budget columns of the report's table, in order."""
+
+
+def threat_section(threat: ThreatModel, eps: list[float]) -> dict[str, Any]:
+    """The threat model as a description and its fields; ``eps`` is the largest budget."""
+    return {
+        "description": threat.describe(),
+        "goal": threat.goal.value,
+        "capability": threat.capability.name,
+        "norm": threat.norm.value,
+        "eps": threat.eps,
+        "eps_list": eps,
+        "bounds": list(threat.bounds),
+        "in_distribution": threat.in_distribution,
+    }
+
+
+def build_report(
+    evaluation: Evaluation,
+    *,
+    threat: ThreatModel,
+    model: dict[str, Any],
+    dataset: dict[str, Any],
+    attack: dict[str, Any],
+) -> dict[str, Any]:
+    """The report of ``evaluation`` under ``threat``.
+
+    ``model``, ``dataset`` and ``attack`` describe what was evaluated (checkpoint metadata,
+    data set name/split/size/seed, :func:`~brittle.attacks.registry.describe_attack`).
+    """
+    rows = [
+        {key: s.get(key, e) for key in COLUMNS}
+        for e, s in zip(evaluation.eps, evaluation.summaries, strict=True)
+    ]
+    return {
+        "brittle_version": brittle.__version__,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "run_key": evaluation.run_key,
+        "threat_model": threat_section(threat, evaluation.eps),
+        "model": model,
+        "dataset": dataset,
+        "attack": attack,
+        "results": rows,
+        "timing": {
+            "attack_seconds": sum(float(s["seconds"]) for s in evaluation.summaries),
+            "session_seconds": evaluation.seconds,
+            "samples_reused": evaluation.reused,
+            "samples_attacked": evaluation.attacked,
+        },
+        "warnings": sanity_warnings(evaluation.eps, evaluation.summaries),
+    }
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by ``None`` (JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> Path:
+    """Write ``data`` as indented JSON, NaN as ``null``; parent folders are created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(finite(data), indent=2, allow_nan=False) + "\n")
+    return path

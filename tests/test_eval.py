@@ -1,0 +1,227 @@
+"""The evaluation engine: per-sample store, batched runs, resume, sanity checks, report files."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from brittle import Classifier, ThreatModel
+from brittle.attacks.base import AttackRun
+from brittle.attacks.fgsm import FGSM
+from brittle.errors import InputError
+from brittle.eval import ResultStore, evaluate, run_attack, run_key, sanity_warnings
+from brittle.eval.runner import Evaluation
+from brittle.report import build_report, write_report
+
+N, BATCH, EPS = 40, 8, [0.1, 0.3]
+
+
+class CountingFGSM(FGSM):
+    """FGSM that counts its batches and samples, and can stop the run after ``limit`` batches."""
+
+    def __init__(self, eps: float, log: dict[str, int], limit: int | None = None) -> None:
+        super().__init__(eps)
+        self.log, self.limit = log, limit
+
+    def _run(self, run: AttackRun) -> Tensor:
+        if self.limit is not None and self.log["calls"] >= self.limit:
+            raise KeyboardInterrupt  # the run is killed while this batch is in flight
+        self.log["calls"] += 1
+        self.log["samples"] += len(run.x)
+        return super()._run(run)
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[Classifier, Tensor, Tensor]:
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, 4))
+    x = torch.rand(N, 1, 8, 8)
+    classifier = Classifier(module)
+    y = classifier.predict(x)
+    y[::5] = (y[::5] + 1) % 4  # a few samples the model gets wrong
+    return classifier, x, y
+
+
+def _run(
+    data: tuple[Classifier, Tensor, Tensor],
+    store: ResultStore,
+    log: dict[str, int],
+    limit: int | None = None,
+) -> Evaluation:
+    classifier, x, y = data
+    return evaluate(
+        classifier,
+        lambda eps: CountingFGSM(eps, log, limit),
+        x,
+        y,
+        EPS,
+        batch_size=BATCH,
+        store=store,
+        run_key="k",
+        progress=False,
+    )
+
+
+def _without_time(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in s.items() if k != "seconds"} for s in summaries]
+
+
+def _same(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    def eq(u: Any, v: Any) -> bool:
+        both_nan = isinstance(u, float) and isinstance(v, float) and math.isnan(u) and math.isnan(v)
+        return both_nan or u == v
+
+    return all(eq(s[k], t[k]) for s, t in zip(a, b, strict=True) for k in s)
+
+
+def test_interrupted_run_resumes_without_repeating_work(data, tmp_path: Path) -> None:
+    full_log = {"calls": 0, "samples": 0}
+    with ResultStore(tmp_path / "full.sqlite") as store:
+        full = _run(data, store, full_log)
+    assert full_log == {"calls": len(EPS) * N // BATCH, "samples": len(EPS) * N}
+
+    log = {"calls": 0, "samples": 0}
+    path = tmp_path / "resumed.sqlite"
+    with ResultStore(path) as store, pytest.raises(KeyboardInterrupt):
+        _run(data, store, log, limit=3)
+    assert log["calls"] == 3
+    with ResultStore(path) as store:
+        assert len(store.done("k", EPS[0])) == 3 * BATCH  # the batch in flight was lost
+
+    rest = {"calls": 0, "samples": 0}
+    with ResultStore(path) as store:
+        resumed = _run(data, store, rest)
+    assert rest == {"calls": full_log["calls"] - 3, "samples": len(EPS) * N - 3 * BATCH}
+    assert resumed.reused == 3 * BATCH and resumed.attacked == len(EPS) * N - 3 * BATCH
+    assert _same(_without_time(resumed.summaries), _without_time(full.summaries))
+
+    again = {"calls": 0, "samples": 0}
+    with ResultStore(path) as store:
+        third = _run(data, store, again)
+    assert again["calls"] == 0 and third.attacked == 0
+    assert _same(_without_time(third.summaries), _without_time(full.summaries))
+
+
+def test_stored_summary_matches_the_direct_attack(data, tmp_path: Path) -> None:
+    classifier, x, y = data
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        evaluation = evaluate(
+            classifier,
+            FGSM,
+            x,
+            y,
+            [0.2],
+            batch_size=BATCH,
+            store=store,
+            run_key="a",
+            progress=False,
+        )
+    direct = FGSM(0.2)(classifier, x, y).summary()
+    stored = evaluation.summaries[0]
+    for key in ("clean_accuracy", "success_rate", "robust_accuracy", "gradient_evaluations"):
+        assert stored[key] == pytest.approx(direct[key])
+    for key in ("mean_confidence_misclassified", "mean_l2", "median_linf"):
+        assert stored[key] == pytest.approx(direct[key], rel=1e-5)
+    kept = evaluation.examples[0]
+    assert kept.indices == list(range(8))
+    assert torch.equal(kept.clean, x[:8])
+    assert (kept.adversarial - kept.clean).abs().max() <= 0.2 + 1e-6
+
+
+def test_run_attack_in_batches_equals_one_batch(data) -> None:
+    classifier, x, y = data
+    batched = run_attack(classifier, FGSM(0.1), x, y, batch_size=7, progress=False)
+    whole = FGSM(0.1)(classifier, x, y)
+    assert len(batched) == N
+    assert torch.allclose(batched.x_adv, whole.x_adv)
+    assert torch.equal(batched.success, whole.success)
+
+
+def test_bad_input_is_refused(data, tmp_path: Path) -> None:
+    classifier, x, y = data
+    with pytest.raises(InputError, match="batch_size"):
+        run_attack(classifier, FGSM(0.1), x, y, batch_size=0, progress=False)
+    with pytest.raises(InputError, match="nothing to attack"):
+        run_attack(classifier, FGSM(0.1), x[:0], y[:0], progress=False)
+    with ResultStore(tmp_path / "b.sqlite") as store, pytest.raises(InputError, match="eps"):
+        evaluate(classifier, FGSM, x, y, [], batch_size=8, store=store, run_key="a")
+    (tmp_path / "junk.sqlite").write_bytes(b"not a database" * 100)
+    with pytest.raises(InputError, match="not a brittle result store"):
+        ResultStore(tmp_path / "junk.sqlite").done("a", 0.1)
+
+
+def test_a_batch_is_stored_all_or_nothing(data, tmp_path: Path) -> None:
+    classifier, x, y = data
+    result = FGSM(0.1)(classifier, x[:4], y[:4])
+    with ResultStore(tmp_path / "t.sqlite") as store:
+        with pytest.raises(InputError):
+            store.insert("k", 0.1, [0, 1, 2], result)
+        assert store.done("k", 0.1) == set()
+        store.insert("k", 0.1, [0, 1, 2, 3], result)
+        assert store.done("k", 0.1) == {0, 1, 2, 3}
+        assert store.done("k", 0.2) == set() and store.done("other", 0.1) == set()
+    with sqlite3.connect(tmp_path / "t.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM samples").fetchone() == (4,)
+
+
+def test_run_key_depends_on_content_not_key_order() -> None:
+    a = run_key({"model": "abc", "n": 10, "attack": {"name": "FGSM"}})
+    assert a == run_key({"attack": {"name": "FGSM"}, "n": 10, "model": "abc"})
+    assert a != run_key({"model": "abc", "n": 11, "attack": {"name": "FGSM"}})
+
+
+def _summary(robust: float, success: float) -> dict[str, float]:
+    return {"robust_accuracy": robust, "success_rate": success}
+
+
+def test_sanity_warnings() -> None:
+    assert sanity_warnings([0.1, 0.3], [_summary(0.5, 0.4), _summary(0.0, 1.0)]) == []
+    rising = sanity_warnings([0.1, 0.3], [_summary(0.2, 0.8), _summary(0.4, 1.0)])
+    assert len(rising) == 1 and "rises" in rising[0]
+    short = sanity_warnings([0.1, 0.3], [_summary(0.5, 0.4), _summary(0.3, 0.7)])
+    assert len(short) == 1 and "not 100%" in short[0]
+
+
+def test_report_files_have_the_numbers_and_the_warnings(data, tmp_path: Path) -> None:
+    classifier, x, y = data
+    with ResultStore(tmp_path / "results.sqlite") as store:
+        evaluation = evaluate(
+            classifier,
+            FGSM,
+            x,
+            y,
+            [0.01, 0.05],
+            batch_size=16,
+            store=store,
+            run_key="r",
+            progress=False,
+        )
+    threat = ThreatModel(eps=0.05)
+    report = build_report(
+        evaluation,
+        threat=threat,
+        model={"arch": "tiny"},
+        dataset={"name": "random", "split": "test", "n": N},
+        attack={"name": "FGSM", "params": {"norm": "linf"}},
+    )
+    paths = write_report(tmp_path, report, evaluation, classes=["a", "b", "c", "d"])
+    saved = json.loads(paths.json.read_text())
+    for key in ("threat_model", "model", "dataset", "attack", "results", "timing", "warnings"):
+        assert key in saved
+    assert saved["threat_model"]["description"] == threat.describe()
+    assert [row["eps"] for row in saved["results"]] == [0.01, 0.05]
+    row = saved["results"][-1]
+    for key in ("clean_accuracy", "success_rate", "robust_accuracy", "mean_linf"):
+        assert key in row
+    assert row["robust_accuracy"] == pytest.approx(evaluation.summaries[-1]["robust_accuracy"])
+    assert saved["warnings"], "FGSM at eps=0.05 cannot fool every sample of this model"
+    html = paths.html.read_text()
+    assert "Warning:" in html and html.count("data:image/png;base64,") == 2
+    assert threat.describe().replace("<", "&lt;") in html
