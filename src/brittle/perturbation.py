@@ -110,11 +110,12 @@ def project(
 
 def within_budget(delta: Tensor, norm: Norm, eps: float | Tensor, rtol: float = 1e-5) -> Tensor:
     """Per-sample check ``||delta|| <= eps`` up to float rounding (used to verify results)."""
-    size = norm_of(delta, norm)
     if norm is Norm.L0:
-        e = torch.as_tensor(eps, dtype=torch.float64, device=size.device)
-        d = max(delta[0].numel(), 1)
-        limit = torch.floor(e * d + _L0_ROUNDING_SLACK) / d
-        return size <= limit + 1e-12
+        # compare counts of changed features, not float fractions
+        flat = delta.flatten(1)
+        e = torch.as_tensor(eps, dtype=torch.float64, device=delta.device)
+        allowed = torch.floor(e * flat.shape[1] + _L0_ROUNDING_SLACK)
+        return (flat != 0).sum(1) <= allowed
+    size = norm_of(delta, norm)
     e = torch.as_tensor(eps, dtype=size.dtype, device=size.device)
     return size <= e * (1 + rtol) + 1e-6

@@ -96,8 +96,24 @@ class ThreatModel:
     in_distribution: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "goal", Goal(self.goal))
-        object.__setattr__(self, "capability", Capability(self.capability))
+        try:
+            goal = Goal(self.goal)
+        except ValueError:
+            goals = ", ".join(g.value for g in Goal)
+            raise ThreatModelError(f"unknown goal {self.goal!r}: use one of {goals}") from None
+        try:
+            capability = (
+                Capability[str(self.capability).upper()]
+                if isinstance(self.capability, str)
+                else Capability(self.capability)
+            )
+        except (KeyError, ValueError):
+            names = ", ".join(c.name.lower() for c in Capability)
+            raise ThreatModelError(
+                f"unknown capability {self.capability!r}: use one of {names}"
+            ) from None
+        object.__setattr__(self, "goal", goal)
+        object.__setattr__(self, "capability", capability)
         object.__setattr__(self, "norm", Norm.parse(self.norm))
         if not math.isfinite(self.eps) or self.eps < 0:
             raise ThreatModelError(f"eps must be a finite number >= 0, got {self.eps}")

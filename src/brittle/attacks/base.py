@@ -10,6 +10,7 @@ model does not confirm, nor return an input outside the box or the budget.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -135,7 +136,10 @@ class Attack(ABC):
                 f"{type(self).__name__} works in norms {{{supported}}}, not {self.norm.value!r}"
             )
         if eps is not None and (
-            not isinstance(eps, int | float) or not math.isfinite(eps) or eps < 0
+            isinstance(eps, bool)
+            or not isinstance(eps, numbers.Real)
+            or not math.isfinite(eps)
+            or eps < 0
         ):
             raise InputError(f"eps must be a finite number >= 0, got {eps!r}")
         if eps is None and not self.minimal:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from brittle.errors import InputError
 
-TargetSpec = Tensor | Literal["random", "least_likely"] | None
+TargetSpec = Tensor | np.ndarray | Literal["random", "least_likely"] | None
 
 
 def random_targets(y: Tensor, num_classes: int, generator: torch.Generator | None = None) -> Tensor:
@@ -55,6 +56,8 @@ def resolve_targets(
                 raise InputError("least_likely targets need the clean logits")
             return least_likely_targets(clean_logits)
         raise InputError(f"unknown target {target!r}: give a tensor, 'random' or 'least_likely'")
+    if isinstance(target, np.ndarray):
+        target = torch.from_numpy(target)
     if not isinstance(target, Tensor):
         raise InputError(
             f"target must be a tensor of classes, 'random' or 'least_likely'; got {type(target).__name__}"
