@@ -149,7 +149,7 @@ class Attack(ABC):
             raise ThreatModelError(
                 f"{type(self).__name__} does not support the goal {goal.value!r}"
             )
-        self.eps = None if eps is None else float(eps)
+        self.eps: float | None = None if eps is None else float(eps)
         self.targeted = targeted
         self.seed = seed
 

@@ -46,7 +46,7 @@ class WorstCase(Attack):
         if len({a.targeted for a in self.attacks}) > 1:
             raise InputError("WorstCase needs attacks that are all targeted or all untargeted")
         budgets = [a.eps for a in self.attacks]
-        finite = [b for b in budgets if b is not None]
+        finite: list[float] = [b for b in budgets if b is not None]
         eps = max(finite) if len(finite) == len(budgets) else None
         first = self.attacks[0]
         super().__init__(eps=eps, norm=first.norm, targeted=first.targeted)
