@@ -209,7 +209,6 @@ def test_worst_case_with_pgd(digits: tuple[Classifier, Tensor, Tensor]):
     pgd = iterative.PGD(0.1, steps=10)
     res = WorstCase([FGSM(0.1), pgd]).attack(clf, x, y)
     _no_worse(res, first)
-    assert res.robust.sum() <= pgd.attack(clf, x, y).robust.sum()
     assert (res.gradients[first.success] == 1).all()
     assert (res.gradients[~first.success] > 1).all()
 
