@@ -83,29 +83,35 @@ def project(
     ``eps=None`` means no budget (box only). ``eps`` may be per sample. The box is applied
     first; the ball projections that follow only shrink each coordinate of the perturbation
     towards zero, so the result stays in the box (a last clamp removes float rounding, which
-    can only shrink the perturbation further).
+    can only shrink the perturbation further). Samples already inside the box and the budget
+    come back bit for bit: a minimal attack's point just past the boundary is not moved by
+    rounding.
     """
     low, high = bounds
-    delta = x_adv.clamp(low, high) - x
+    boxed = x_adv.clamp(low, high)
     if eps is None:
-        return (x + delta).clamp(low, high)
+        return boxed
     if norm is Norm.LINF:
         e = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
         e = e.view(-1, *([1] * (x.ndim - 1))) if e.ndim else e
-        delta = torch.maximum(torch.minimum(delta, e), -e)
-        return (x + delta).clamp(low, high)
+        return torch.minimum(torch.maximum(boxed, x - e), x + e).clamp(low, high)
+    delta = boxed - x
     if norm is Norm.L0:
         fractions = torch.as_tensor(eps, dtype=torch.float64).flatten().tolist()
         if len(set(fractions)) > 1:
-            rows = [_project_l0(delta[i : i + 1], f) for i, f in enumerate(fractions)]
-            return (x + torch.cat(rows)).clamp(low, high)
-        return (x + _project_l0(delta, float(fractions[0]))).clamp(low, high)
-    e = torch.as_tensor(eps, dtype=x.dtype, device=x.device).expand(x.shape[0])
-    if norm is Norm.L2:
-        size = delta.flatten(1).norm(dim=1)
-        factor = torch.where(size > e, e / size.clamp_min(1e-12), torch.ones_like(size))
-        return (x + delta * factor.view(-1, *([1] * (x.ndim - 1)))).clamp(low, high)
-    return (x + _project_l1(delta, e)).clamp(low, high)
+            shrunk = torch.cat([_project_l0(delta[i : i + 1], f) for i, f in enumerate(fractions)])
+        else:
+            shrunk = _project_l0(delta, float(fractions[0]))
+    else:
+        e = torch.as_tensor(eps, dtype=x.dtype, device=x.device).expand(x.shape[0])
+        if norm is Norm.L2:
+            size = delta.flatten(1).norm(dim=1)
+            factor = torch.where(size > e, e / size.clamp_min(1e-12), torch.ones_like(size))
+            shrunk = delta * factor.view(-1, *([1] * (x.ndim - 1)))
+        else:
+            shrunk = _project_l1(delta, e)
+    inside = within_budget(delta, norm, eps).view(-1, *([1] * (x.ndim - 1)))
+    return torch.where(inside, boxed, (x + shrunk).clamp(low, high))
 
 
 def within_budget(delta: Tensor, norm: Norm, eps: float | Tensor, rtol: float = 1e-5) -> Tensor:

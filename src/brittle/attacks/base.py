@@ -71,16 +71,16 @@ class AttackRun:
         """The class the loss is about: the target when targeted, else the true label."""
         return self.target if self.target is not None else self.y
 
-    def count(self, idx: Tensor | None = None, gradient: bool = True) -> None:
-        """Record one model evaluation for the samples ``idx`` (all when ``None``)."""
-        if idx is None:
-            self.queries += 1
-            if gradient:
-                self.gradients += 1
-        else:
-            self.queries[idx] += 1
-            if gradient:
-                self.gradients[idx] += 1
+    def count(self, idx: Tensor | None = None, gradients: int = 1) -> None:
+        """Record one model evaluation with ``gradients`` input gradients for the rows ``idx``.
+
+        ``gradients=0`` is a forward pass only; ``gradients=k`` a pass that yields ``k``
+        gradients (e.g. one per candidate class in a batched Jacobian).
+        """
+        rows = slice(None) if idx is None else idx
+        self.queries[rows] += 1
+        if gradients:
+            self.gradients[rows] += gradients
 
     def loss_gradient(self, x: Tensor, idx: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Gradient of the cross-entropy objective to *ascend*, and the logits at ``x``.

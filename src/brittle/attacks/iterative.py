@@ -296,7 +296,7 @@ class PGD(Attack):
         if len(unmet):
             with torch.no_grad():
                 logits = run.classifier.logits(x_adv[unmet])
-            run.count(idx[unmet], gradient=False)
+            run.count(idx[unmet], gradients=0)
             success[unmet] = run.goal_met(logits, idx[unmet])
             loss[unmet] = objective(run, logits, idx[unmet])
         return loss

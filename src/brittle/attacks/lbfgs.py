@@ -139,7 +139,7 @@ class LBFGS(Attack):
         x = run.x
         with torch.no_grad():
             run.clean_logits = run.classifier.logits(x)
-        run.count(gradient=False)
+        run.count(gradients=0)
         best = x.clone()
         best_size = torch.full((len(x),), math.inf, dtype=x.dtype, device=x.device)
         todo = (~run.goal_met(run.clean_logits)).nonzero().squeeze(1)
@@ -150,7 +150,7 @@ class LBFGS(Attack):
             z = self._minimise(run, todo, c)
             with torch.no_grad():
                 fooled = run.goal_met(run.classifier.logits(z), todo)
-            run.count(todo, gradient=False)
+            run.count(todo, gradients=0)
             delta = z - x[todo]
             kept = fooled
             if run.eps is not None:

@@ -114,7 +114,7 @@ class Minimize(Attack):
         x = run.x
         with torch.no_grad():
             run.clean_logits = run.classifier.logits(x)
-        run.count(gradient=False)
+        run.count(gradients=0)
         lo = run.eps.clamp(max=self.low)
         hi = torch.full_like(run.eps, math.inf)  # smallest eps seen successful
         hi[run.goal_met(run.clean_logits)] = 0.0

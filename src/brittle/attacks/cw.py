@@ -1,0 +1,253 @@
+"""The L2 attack of Carlini & Wagner (IEEE S&P 2017, section V.A): the smallest L2 change that
+meets the goal, found by Adam in tanh space and a binary search over the constant c."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from brittle.errors import InputError
+from brittle.threat import Goal, Norm
+
+from .base import Attack, AttackRun
+
+_BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
+_SHRINK = 1 - 1e-6
+"""Keeps (2 (x - low) / (high - low) - 1) inside (-1, 1), so that atanh stays finite."""
+_STALL = 1e-4
+"""Abort early when the loss fell by less than this fraction since the last check."""
+_SATURATION = 0.05
+"""The distance term no longer steers Adam once its gradient is under this fraction of c f's."""
+
+
+def to_tanh_space(x: Tensor, bounds: tuple[float, float]) -> Tensor:
+    """w = atanh((2 (x - low) / (high - low) - 1) * (1 - 1e-6)), the inverse of :func:`from_tanh_space`."""
+    low, high = bounds
+    return torch.atanh(((x - low) / (high - low) * 2 - 1) * _SHRINK)
+
+
+def from_tanh_space(w: Tensor, bounds: tuple[float, float]) -> Tensor:
+    """x = low + (high - low) * (tanh(w) + 1) / 2: inside the box for every w (the change of variables)."""
+    low, high = bounds
+    return low + (high - low) * (torch.tanh(w) + 1) / 2
+
+
+def distance_share(
+    grad: Tensor, x_adv: Tensor, x: Tensor, w: Tensor, bounds: tuple[float, float]
+) -> Tensor:
+    """||grad_w ||x' - x||_2^2||_2 / ||grad_w c f(x')||_2 per sample, from the loss's gradient.
+
+    grad_w ||x' - x||^2 = 2 (x' - x) * (high - low) / 2 * (1 - tanh(w)^2); the rest of ``grad``
+    is c * grad_w f.
+    """
+    low, high = bounds
+    distance = (x_adv - x) * (high - low) * (1 - torch.tanh(w).square())
+    return distance.flatten(1).norm(dim=1) / (grad - distance).flatten(1).norm(dim=1)
+
+
+def margin(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
+    """Z_y - max_{i != y} Z_i (untargeted) or max_{i != t} Z_i - Z_t (targeted).
+
+    Negative exactly when the goal is met; the attack meets it with confidence kappa when the
+    margin is below -kappa.
+    """
+    real = logits.gather(1, labels[:, None]).squeeze(1)
+    other = logits.scatter(1, labels[:, None], float("-inf")).amax(1)
+    return other - real if targeted else real - other
+
+
+@dataclass
+class _Rows:
+    """Per-sample state, one row per sample; :meth:`keep` drops the samples that are done."""
+
+    def keep(self, rows: Tensor) -> None:
+        """Drop every row but ``rows`` (positions in the current rows)."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name)[rows])
+
+
+@dataclass
+class _Search(_Rows):
+    """The binary search over c of the samples still searching (indices ``idx`` in the batch)."""
+
+    idx: Tensor
+    const: Tensor
+    lower: Tensor
+    upper: Tensor
+
+    def update(self, found: Tensor, dominated: Tensor) -> Tensor:
+        """Move the bounds and c after a round; return which searches are saturated.
+
+        If the round met the goal, upper = min(upper, c), else lower = max(lower, c); then
+        c = (lower + upper) / 2, or 10 c while upper is infinite. Saturated: every round failed
+        so far and, at the end of this one, the distance term was ``dominated`` by c * f. Adam's
+        steps do not depend on the scale of the gradient, so a larger c would repeat the round.
+        """
+        self.upper = torch.where(found, torch.minimum(self.upper, self.const), self.upper)
+        self.lower = torch.where(found, self.lower, torch.maximum(self.lower, self.const))
+        bisect = (self.lower + self.upper) / 2
+        self.const = torch.where(self.upper.isfinite(), bisect, self.const * 10)
+        return self.upper.isinf() & dominated
+
+
+@dataclass
+class _Round(_Rows):
+    """The samples one round of Adam still optimises: their positions ``idx`` in the round,
+    their problem, Adam's moments ``m`` and ``v``, and the loss at the last abort-early check."""
+
+    idx: Tensor
+    x: Tensor
+    labels: Tensor
+    const: Tensor
+    w: Tensor
+    m: Tensor
+    v: Tensor
+    loss: Tensor
+
+    def adam_step(self, grad: Tensor, t: int, lr: float) -> None:
+        """One Adam step (Kingma & Ba 2015) on w, with bias correction for step ``t``."""
+        self.m = _BETA1 * self.m + (1 - _BETA1) * grad
+        self.v = _BETA2 * self.v + (1 - _BETA2) * grad * grad
+        m_hat = self.m / (1 - _BETA1**t)
+        v_hat = self.v / (1 - _BETA2**t)
+        self.w = self.w - lr * m_hat / (v_hat.sqrt() + _ADAM_EPS)
+
+
+class CarliniWagnerL2(Attack):
+    """Carlini & Wagner's L2 attack (2017, section V.A), untargeted or targeted.
+
+    With the change of variables x' = low + (high - low) * (tanh(w) + 1) / 2 (always inside
+    the box), Adam minimises over w, for each sample,
+        ||x' - x||_2^2 + c * f(x')
+        f(x') = max(Z_y(x') - max_{i != y} Z_i(x'), -kappa)      (untargeted)
+        f(x') = max(max_{i != t} Z_i(x') - Z_t(x'), -kappa)      (targeted)
+    with Z the logits and kappa = ``confidence``. Each of ``binary_steps`` rounds restarts Adam
+    from w = atanh((2 (x - low) / (high - low) - 1) * (1 - 1e-6)) and runs ``steps`` iterations;
+    then, per sample, the constant c (starting at ``initial_const``) is searched: if the round
+    met the goal, upper = min(upper, c), else lower = max(lower, c); then c = (lower + upper) / 2
+    when upper is finite, else c = 10 c (so a too small start is left behind quickly). The
+    result is the smallest-L2 input, over all rounds and iterations, whose logits meet the goal
+    with margin kappa; a sample with none fails and is returned unchanged.
+
+    Pruning, all per sample: a sample whose clean input already meets the goal (with margin
+    kappa) is returned as it is and never optimised; with ``abort_early``, every
+    ceil(steps / 10) iterations a sample whose loss fell by less than 0.01% since the last
+    check stops for the rest of the round (the paper's abort-early, per sample instead of per
+    batch); a sample whose search has saturated stops for good: every round failed so far and,
+    at the end of the last one, the gradient of the distance term was under 5% of that of
+    c * f. Adam's steps do not depend on the scale of the gradient, so raising c tenfold again
+    would only repeat that failing round. Host syncs: one per abort-early check and per round.
+    One gradient evaluation per sample and iteration it runs, plus one query for the clean
+    logits.
+
+    ``eps`` optionally caps the result: the base class projects it onto the eps-ball, and a
+    sample whose smallest perturbation found is larger then fails and is returned unchanged.
+    """
+
+    goals: ClassVar[frozenset[Goal]] = frozenset({Goal.UNTARGETED, Goal.TARGETED})
+    norms: ClassVar[frozenset[Norm]] = frozenset({Norm.L2})
+    minimal: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        steps: int = 100,
+        binary_steps: int = 9,
+        confidence: float = 0.0,
+        lr: float = 0.01,
+        initial_const: float = 1e-3,
+        targeted: bool = False,
+        abort_early: bool = True,
+        eps: float | None = None,
+    ) -> None:
+        super().__init__(eps=eps, norm=Norm.L2, targeted=targeted)
+        if steps < 1 or binary_steps < 1 or not confidence >= 0 or not lr > 0:
+            raise InputError(
+                f"CarliniWagnerL2 needs steps >= 1, binary_steps >= 1, confidence >= 0 and "
+                f"lr > 0; got steps={steps}, binary_steps={binary_steps}, "
+                f"confidence={confidence}, lr={lr}"
+            )
+        if not (initial_const > 0 and math.isfinite(initial_const)):
+            raise InputError(f"initial_const must be a finite number > 0, got {initial_const}")
+        self.steps = steps
+        self.binary_steps = binary_steps
+        self.confidence = float(confidence)
+        self.lr = float(lr)
+        self.initial_const = float(initial_const)
+        self.abort_early = abort_early
+
+    def _run(self, run: AttackRun) -> Tensor:
+        x = run.x
+        with torch.no_grad():
+            run.clean_logits = run.classifier.logits(x)
+        run.count(gradients=0)
+        met = margin(run.clean_logits, run.labels, self.targeted) < -self.confidence
+        best_l2 = torch.where(met, 0.0, math.inf)
+        best_x = x.clone()
+        todo = (~met).nonzero().squeeze(1)
+        const = torch.full_like(best_l2[todo], self.initial_const)
+        search = _Search(todo, const, torch.zeros_like(const), torch.full_like(const, math.inf))
+        for _ in range(self.binary_steps):
+            if not len(search.idx):
+                break
+            found, dominated = self._optimise(run, search.idx, search.const, best_l2, best_x)
+            going = (~search.update(found, dominated)).nonzero().squeeze(1)  # one sync per round
+            if len(going) < len(search.idx):
+                search.keep(going)
+        return best_x
+
+    def _optimise(
+        self, run: AttackRun, samples: Tensor, const: Tensor, best_l2: Tensor, best_x: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """One round of Adam on ``samples`` (indices in the batch) with constants ``const``.
+
+        Updates ``best_l2`` and ``best_x`` (indexed like the batch) in place. Returns, per
+        sample, whether the round met the goal (margin below -kappa) at some iteration, and
+        whether at its last iteration the distance term's gradient was under 5% of c f's.
+        """
+        bounds, kappa = run.classifier.bounds, self.confidence
+        x = run.x[samples]
+        w = to_tanh_space(x, bounds)
+        positions = torch.arange(len(samples), device=x.device)
+        m, v = torch.zeros_like(w), torch.zeros_like(w)
+        rows = _Round(
+            positions, x, run.labels[samples], const, w, m, v, torch.full_like(const, math.inf)
+        )
+        found = torch.zeros_like(const, dtype=torch.bool)
+        dominated = torch.zeros_like(found)
+        check_every = math.ceil(self.steps / 10)
+        for t in range(1, self.steps + 1):
+            w = rows.w.detach().requires_grad_(True)
+            with torch.enable_grad():
+                x_adv = from_tanh_space(w, bounds)
+                l2 = (x_adv - rows.x).flatten(1).square().sum(1)
+                z = margin(run.classifier.logits(x_adv), rows.labels, self.targeted)
+                loss = l2 + rows.const * z.clamp_min(-kappa)
+                (grad,) = torch.autograd.grad(loss.sum(), w)
+            sample = samples[rows.idx]
+            run.count(sample)
+            with torch.no_grad():
+                z = z.detach()
+                better = (z < -kappa) & (l2 < best_l2[sample])
+                best_l2[sample] = torch.where(better, l2, best_l2[sample])
+                best_x[sample] = torch.where(
+                    better.view(-1, *([1] * (x.ndim - 1))), x_adv, best_x[sample]
+                )
+                found[rows.idx] |= z < -kappa
+            check = self.abort_early and (t - 1) % check_every == 0
+            if check or t == self.steps:  # the last iteration a sample may run
+                share = distance_share(grad, x_adv.detach(), rows.x, w.detach(), bounds)
+                dominated[rows.idx] = share < _SATURATION
+            rows.adam_step(grad, t, self.lr)
+            if check:
+                loss, previous, rows.loss = loss.detach(), rows.loss, loss.detach()
+                if t > 1:  # the one host sync, at checks only
+                    going = (loss <= previous - _STALL * previous.abs()).nonzero().squeeze(1)
+                    if len(going) < len(rows.idx):
+                        rows.keep(going)
+                    if not len(going):
+                        break
+        return found, dominated
