@@ -36,7 +36,9 @@ class AttackRun:
     ``eps`` holds each sample's budget (``None`` for an unbounded minimal attack); a fixed
     budget attack uses it for its steps through :meth:`eps_view`. ``gradients`` and ``queries`` count, per sample, the forward+backward passes and all model
     evaluations the attack makes; attacks record them through :meth:`count` or
-    :meth:`loss_gradient`. An attack that already ran the model on the clean inputs may store
+    :meth:`loss_gradient`. An attack that searches for each sample's smallest budget
+    (``Minimize``) leaves it in ``min_eps``; it reaches the result as ``inf`` where the model
+    is not fooled. An attack that already ran the model on the clean inputs may store
     the logits in ``clean_logits`` to spare the base class a forward pass.
     """
 
@@ -46,6 +48,7 @@ class AttackRun:
     target: Tensor | None
     generator: torch.Generator
     eps: Tensor | None = None
+    min_eps: Tensor | None = None
     gradients: Tensor = field(init=False)
     queries: Tensor = field(init=False)
     clean_logits: Tensor | None = None
@@ -263,6 +266,9 @@ class Attack(ABC):
             norm=self.norm.value,
             eps=None if budget is None else (self.eps if eps is None else float(budget.max())),
             seconds=time.perf_counter() - start,
+            min_eps=None
+            if run.min_eps is None
+            else torch.where(success, run.min_eps, torch.full_like(run.min_eps, math.inf)),
         )
 
     __call__ = attack

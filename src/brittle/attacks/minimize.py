@@ -8,13 +8,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from brittle.classifier import Classifier
 from brittle.errors import InputError
 from brittle.threat import Capability, Goal, Norm
 
 from .base import Attack, AttackRun
-from .result import AttackResult
-from .targets import TargetSpec
 
 
 class Minimize(Attack):
@@ -67,7 +64,6 @@ class Minimize(Attack):
         self.low = float(low)
         self.tolerance = tolerance
         self.max_steps = max_steps
-        self._min_eps: Tensor | None = None
 
     @property
     def goals(self) -> frozenset[Goal]:  # type: ignore[override]
@@ -81,34 +77,8 @@ class Minimize(Attack):
     def capability(self) -> Capability:  # type: ignore[override]
         return self.wrapped.capability
 
-    def attack(  # type: ignore[misc]  # workaround: the base cannot carry min_eps (see _run)
-        self,
-        classifier: Classifier,
-        x: Tensor,
-        y: Tensor,
-        target: TargetSpec = None,
-        *,
-        eps: float | Tensor | None = None,
-    ) -> AttackResult:
-        """:meth:`Attack.attack`, and ``min_eps`` on the result (``inf`` where not successful).
-
-        A workaround: ``Attack.attack`` is final and builds the result from the run without
-        ``min_eps``, so :meth:`_run` hands it over through ``self._min_eps`` (one call at a
-        time per instance). Once the base carries it from the run to the result, this
-        override goes.
-        """
-        self._min_eps = None
-        result = super().attack(classifier, x, y, target, eps=eps)
-        # _run is not called on an empty batch
-        found = self._min_eps if self._min_eps is not None else result.linf.new_empty(0)
-        self._min_eps = None
-        result.min_eps = torch.where(result.success, found, torch.full_like(found, math.inf))
-        return result
-
-    __call__ = attack
-
     def _run(self, run: AttackRun) -> Tensor:
-        """Bisect each sample's budget; leaves the smallest successful eps in ``_min_eps``."""
+        """Bisect each sample's budget; the smallest successful eps goes to ``run.min_eps``."""
         if run.eps is None:
             raise AssertionError("Minimize always has a budget: high")
         x = run.x
@@ -145,5 +115,5 @@ class Minimize(Attack):
             mid = (lo[todo] + hi[todo]) / 2
             failed = attempt(todo, mid)
             lo[todo[failed]] = mid[failed]
-        self._min_eps = hi
+        run.min_eps = hi
         return best

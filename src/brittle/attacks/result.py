@@ -113,9 +113,11 @@ class AttackResult:
 
     @staticmethod
     def concat(results: list[AttackResult]) -> AttackResult:
-        """Join results of consecutive batches of the same attack."""
+        """Join results of consecutive batches of the same attack (empty batches are skipped:
+        an attack never runs on them, so they carry no optional fields such as ``min_eps``)."""
         if not results:
             raise ValueError("nothing to concatenate")
+        results = [r for r in results if len(r)] or results[:1]
         first = results[0]
         kwargs: dict[str, Any] = {}
         for f in fields(first):
