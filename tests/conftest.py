@@ -1,0 +1,165 @@
+"""Shared fixtures: a small LeNet trained once on MNIST, for tests that need a real model.
+
+The model is the zoo LeNet, narrowed (conv 16, conv 32, fc 100) so that attacks in tests are
+quick, trained for one epoch on the first 10,000 MNIST training images: full MNIST when its
+IDX files are found (``$BRITTLE_DATA/mnist`` or ``../shared/data/mnist`` beside the repo),
+else brittle's bundled ``mnist5k``. Training is deterministic; the weights are cached in the
+pytest cache under a key that hashes the recipe, the data and the models code, and a file
+lock makes the xdist workers train it once between them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL_LENET = {
+    "arch": "lenet",
+    "arch_kwargs": {"channels": [16, 32], "hidden": [100]},
+    "train_images": 10_000,
+    "epochs": 1,
+    "batch_size": 64,
+    "lr": 2e-3,
+    "seed": 0,
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist, share the cores between the workers instead of oversubscribing them."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
+
+
+def mnist_folder() -> Path | None:
+    """The MNIST IDX folder, if the full data set is on this machine."""
+    candidates = []
+    if os.environ.get("BRITTLE_DATA"):
+        candidates.append(Path(os.environ["BRITTLE_DATA"]) / "mnist")
+    candidates.append(REPO.parent / "shared" / "data" / "mnist")
+    for folder in candidates:
+        if folder.is_dir() and any(folder.glob("train-images-idx3-ubyte*")):
+            return folder
+    return None
+
+
+@dataclass(frozen=True)
+class MnistData:
+    """Train and test tensors (float32 NCHW in [0, 1], int64 labels) and where they came from."""
+
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    source: str
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained network, its brittle Classifier, and its accuracy on the test images."""
+
+    module: nn.Module
+    classifier: object  # brittle.Classifier
+    test_accuracy: float
+    source: str
+
+
+@pytest.fixture(scope="session")
+def mnist_data() -> MnistData:
+    """10,000 MNIST training images and the test set (mnist5k when MNIST is absent)."""
+    from brittle.data import load_dataset
+
+    folder = mnist_folder()
+    if folder is not None:
+        train = load_dataset("mnist", "train", data_dir=folder)
+        test = load_dataset("mnist", "test", data_dir=folder)
+        source = "mnist"
+    else:
+        train, test = load_dataset("mnist5k", "train"), load_dataset("mnist5k", "test")
+        source = "mnist5k"
+    n = SMALL_LENET["train_images"]
+    return MnistData(train.x[:n], train.y[:n], test.x, test.y, source)
+
+
+def _sources_digest() -> str:
+    """Hash of the code that builds and trains the model: a change retrains."""
+    h = hashlib.sha256()
+    models = REPO / "src" / "brittle" / "models"
+    for path in sorted(models.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _cache_dir(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        return Path(cache.mkdir("brittle-models"))
+    # without the cache plugin: the temp root, shared by the xdist workers of one run
+    return tmp_path_factory.getbasetemp().parent
+
+
+@pytest.fixture(scope="session")
+def small_lenet(
+    mnist_data: MnistData, pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> TrainedModel:
+    """The small LeNet trained for one epoch, loaded from the cache or trained once."""
+    from filelock import FileLock
+
+    from brittle.classifier import Classifier
+    from brittle.models import build_model, load_checkpoint, save_checkpoint, train_model
+    from brittle.models.train import accuracy
+
+    key = json.dumps(
+        {
+            **SMALL_LENET,
+            "data": mnist_data.source,
+            "n": len(mnist_data.x_train),
+            "torch": torch.__version__.split("+")[0],
+            "code": _sources_digest(),
+        },
+        sort_keys=True,
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    folder = _cache_dir(pytestconfig, tmp_path_factory)
+    path = folder / f"small_lenet_{digest}.pt"
+    with FileLock(str(path) + ".lock"):
+        model = None
+        if path.is_file():
+            try:
+                model, _ = load_checkpoint(path)
+            except Exception:  # a stale or broken cache entry: train again
+                model = None
+        if model is None:
+            model = build_model(
+                SMALL_LENET["arch"],
+                (1, 28, 28),
+                10,
+                seed=SMALL_LENET["seed"],
+                **SMALL_LENET["arch_kwargs"],
+            )
+            train_model(
+                model,
+                mnist_data.x_train,
+                mnist_data.y_train,
+                epochs=SMALL_LENET["epochs"],
+                batch_size=SMALL_LENET["batch_size"],
+                lr=SMALL_LENET["lr"],
+                seed=SMALL_LENET["seed"],
+                progress=False,
+            )
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            save_checkpoint(tmp, model, {"dataset": mnist_data.source, "bounds": [0.0, 1.0]})
+            os.replace(tmp, path)
+    model.eval()
+    acc = float(accuracy(model, mnist_data.x_test, mnist_data.y_test))
+    clf = Classifier(model, bounds=(0.0, 1.0), num_classes=10, input_shape=(1, 28, 28))
+    return TrainedModel(model, clf, acc, mnist_data.source)
