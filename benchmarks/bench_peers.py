@@ -278,7 +278,8 @@ def configs(batch: int, art_cw_n: int = 20) -> list[Config]:
                 ),
             },
             notes={
-                "foolbox": "accumulates the raw gradient, not grad/||grad||_1 (Dong et al.)",
+                "foolbox": "accumulates sign(grad) (it normalises before its optimiser), not "
+                "grad/||grad||_1 (Dong et al.)",
             },
         )
 
@@ -638,7 +639,7 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], goals: list[dict[
             f"| {r['attack']} | {r['library']} | {fmt(r['samples_per_s'], '.1f')} | "
             f"{fmt(r['success_rate'], '.3f')} | {fmt(r['median_l2'], '.3f')} | "
             f"{fmt(r['median_linf'], '.3f')} | {fmt(r['gradients_per_sample'], '.1f')} | "
-            f"{'; '.join(notes)} |"
+            f"{'; '.join(notes).replace('|', chr(92) + '|')} |"
         )
     if goals:
         lines += ["", "## Targets (measured side by side in this run)", ""]
