@@ -37,6 +37,25 @@ def pytest_configure(config: pytest.Config) -> None:
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if workers:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
+    _write_art_config()
+
+
+def _write_art_config() -> None:
+    """Create ART's ``~/.art/config.json`` before any worker imports ART.
+
+    ART 1.20 writes that file on first import and, when two processes import it at once on a
+    machine without it, one of them fails with ``NameError: _config``. The file holds what ART
+    would write itself; it is written atomically and never overwritten.
+    """
+    home = Path.home()
+    folder = (home if os.access(home, os.W_OK) else Path("/tmp")) / ".art"
+    path = folder / "config.json"
+    if path.exists():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"config.json.{os.getpid()}"
+    tmp.write_text(json.dumps({"ART_DATA_PATH": str(folder / "data")}, indent=4))
+    os.replace(tmp, path)
 
 
 def mnist_folder() -> Path | None:

@@ -18,8 +18,15 @@ from .base import Attack, AttackRun
 _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
 _SHRINK = 1 - 1e-6
 """Keeps (2 (x - low) / (high - low) - 1) inside (-1, 1), so that atanh stays finite."""
-_STALL = 1e-4
-"""Abort early when the loss fell by less than this fraction since the last check."""
+_GIVE_UP = 0.01
+"""Abort early: a sample that has not met the goal in this round stops it when its loss fell
+by less than this fraction over the last ceil(steps / 10) iterations."""
+_PATIENCE = 20
+"""Abort early: a sample that has met the goal in this round stops it after this many
+iterations in a row that meet it without shrinking its best L2 by ``_PROGRESS``."""
+_PROGRESS = 1e-4
+_BRACKET = 1.1
+"""The search over c ends once upper <= 1.1 * lower: later rounds would move c by under 10%."""
 _SATURATION = 0.05
 """The distance term no longer steers Adam once its gradient is under this fraction of c f's."""
 
@@ -80,24 +87,26 @@ class _Search(_Rows):
     upper: Tensor
 
     def update(self, found: Tensor, dominated: Tensor) -> Tensor:
-        """Move the bounds and c after a round; return which searches are saturated.
+        """Move the bounds and c after a round; return which searches are over.
 
         If the round met the goal, upper = min(upper, c), else lower = max(lower, c); then
-        c = (lower + upper) / 2, or 10 c while upper is infinite. Saturated: every round failed
-        so far and, at the end of this one, the distance term was ``dominated`` by c * f. Adam's
-        steps do not depend on the scale of the gradient, so a larger c would repeat the round.
+        c = (lower + upper) / 2, or 10 c while upper is infinite. Over: the bracket is tight
+        (upper <= 1.1 lower), or the search is saturated: every round failed so far and, at
+        the end of this one, the distance term was ``dominated`` by c * f. Adam's steps do not
+        depend on the scale of the gradient, so a larger c would repeat the round.
         """
         self.upper = torch.where(found, torch.minimum(self.upper, self.const), self.upper)
         self.lower = torch.where(found, self.lower, torch.maximum(self.lower, self.const))
         bisect = (self.lower + self.upper) / 2
         self.const = torch.where(self.upper.isfinite(), bisect, self.const * 10)
-        return self.upper.isinf() & dominated
+        return (self.upper.isinf() & dominated) | (self.upper <= _BRACKET * self.lower)
 
 
 @dataclass
-class _Round:
+class _Round(_Rows):
     """The samples one round of Adam still optimises: their positions ``idx`` in the round,
-    their problem, and Adam's moments ``m`` and ``v``."""
+    their problem, Adam's moments ``m`` and ``v``, and what abort-early watches: whether the
+    round met the goal yet, its loss at the last check and the iterations without progress."""
 
     idx: Tensor
     x: Tensor
@@ -106,6 +115,9 @@ class _Round:
     w: Tensor
     m: Tensor
     v: Tensor
+    met: Tensor
+    checked_loss: Tensor
+    stalled: Tensor
 
     def adam_step(self, grad: Tensor, t: int, lr: float) -> None:
         """One Adam step (Kingma & Ba 2015) on w, with bias correction for step ``t``."""
@@ -124,25 +136,34 @@ class CarliniWagnerL2(Attack):
         ||x' - x||_2^2 + c * f(x')
         f(x') = max(Z_y(x') - max_{i != y} Z_i(x'), -kappa)      (untargeted)
         f(x') = max(max_{i != t} Z_i(x') - Z_t(x'), -kappa)      (targeted)
-    with Z the logits and kappa = ``confidence``. Each of ``binary_steps`` rounds restarts Adam
-    from w = atanh((2 (x - low) / (high - low) - 1) * (1 - 1e-6)) and runs ``steps`` iterations;
-    then, per sample, the constant c (starting at ``initial_const``) is searched: if the round
-    met the goal, upper = min(upper, c), else lower = max(lower, c); then c = (lower + upper) / 2
-    when upper is finite, else c = 10 c (so a too small start is left behind quickly). The
-    result is the smallest-L2 input, over all rounds and iterations, whose logits meet the goal
-    with margin kappa; a sample with none fails and is returned unchanged.
+    with Z the logits and kappa = ``confidence``. Each of ``binary_steps`` rounds runs up to
+    ``steps`` iterations of Adam with fresh moments; then, per sample, the constant c
+    (starting at ``initial_const``) is searched: if the round met the goal, upper =
+    min(upper, c), else lower = max(lower, c); then c = (lower + upper) / 2 when upper is
+    finite, else c = 10 c (so a too small start is left behind quickly). The result is the
+    smallest-L2 input, over all rounds and iterations, whose logits meet the goal with margin
+    kappa; a sample with none fails and is returned unchanged.
 
-    Pruning, all per sample: a sample whose clean input already meets the goal (with margin
-    kappa) is returned as it is and never optimised; with ``abort_early``, every
-    ceil(steps / 10) iterations the round stops if the summed loss of its samples fell by less
-    than 0.01% since the last check (the paper's abort-early: a per-sample check was tried and
-    stopped samples whose oscillating Adam loss was still improving, giving larger results) (the paper's abort-early, per sample instead of per
-    batch); a sample whose search has saturated stops for good: every round failed so far and,
-    at the end of the last one, the gradient of the distance term was under 5% of that of
-    c * f. Adam's steps do not depend on the scale of the gradient, so raising c tenfold again
-    would only repeat that failing round. Host syncs: one per abort-early check and per round.
-    One gradient evaluation per sample and iteration it runs, plus one query for the clean
-    logits.
+    Rounds start from w = atanh((2 (x - low) / (high - low) - 1) * (1 - 1e-6)), as in the
+    paper; with ``warm_start`` (the default) a sample that already has a result starts from
+    that result instead, and a round meets the goal when its last iterate does (it starts on
+    the goal's side, so "some iterate met it" would say nothing about c). Measured on an MNIST
+    LeNet (``benchmarks/``): 11% fewer gradients and a smaller median L2 than restarting.
+
+    Pruning, all per sample. A sample whose clean input already meets the goal (with margin
+    kappa) is returned as it is and never optimised. With ``abort_early`` a sample stops a
+    round (1) when it has not met the goal in the round and its loss fell by less than 1% over
+    the last ceil(steps / 10) iterations (the paper's check, per sample), or (2) when it has
+    met the goal and 20 iterations in a row that meet it did not shrink its best L2 by 0.01%.
+    (The paper's single test of the batch's summed loss made for rounds as long as the
+    slowest sample's; applying it per sample cut rounds short for samples whose oscillating
+    loss was still finding smaller results: the second rule watches the best L2 instead.)
+    A sample's search over c ends when upper <= 1.1 lower, or when it is saturated: every
+    round failed so far and, at the end of the last one, the gradient of the distance term
+    was under 5% of that of c * f. Adam's steps do not depend on the scale of the gradient,
+    so raising c tenfold again would only repeat that failing round. Host syncs: one per
+    ceil(steps / 10) iterations and one per round. One gradient evaluation per sample and
+    iteration it runs, plus one query for the clean logits.
 
     ``eps`` optionally caps the result: the base class projects it onto the eps-ball, and a
     sample whose smallest perturbation found is larger then fails and is returned unchanged.
@@ -161,6 +182,7 @@ class CarliniWagnerL2(Attack):
         initial_const: float = 1e-3,
         targeted: bool = False,
         abort_early: bool = True,
+        warm_start: bool = True,
         eps: float | None = None,
     ) -> None:
         super().__init__(eps=eps, norm=Norm.L2, targeted=targeted)
@@ -178,6 +200,7 @@ class CarliniWagnerL2(Attack):
         self.lr = float(lr)
         self.initial_const = float(initial_const)
         self.abort_early = abort_early
+        self.warm_start = warm_start
 
     def _run(self, run: AttackRun) -> Tensor:
         x = run.x
@@ -199,25 +222,46 @@ class CarliniWagnerL2(Attack):
                 search.keep(going)
         return best_x
 
+    def _start(self, run: AttackRun, samples: Tensor, best_l2: Tensor, best_x: Tensor) -> Tensor:
+        """Adam's starting w: tanh space of x, or of the sample's result so far (warm start)."""
+        bounds = run.classifier.bounds
+        if not self.warm_start:
+            return to_tanh_space(run.x[samples], bounds)
+        has = (best_l2[samples] > 0) & best_l2[samples].isfinite()
+        start = torch.where(
+            has.view(-1, *([1] * (run.x.ndim - 1))), best_x[samples], run.x[samples]
+        )
+        return to_tanh_space(start, bounds)
+
     def _optimise(
         self, run: AttackRun, samples: Tensor, const: Tensor, best_l2: Tensor, best_x: Tensor
     ) -> tuple[Tensor, Tensor]:
         """One round of Adam on ``samples`` (indices in the batch) with constants ``const``.
 
         Updates ``best_l2`` and ``best_x`` (indexed like the batch) in place. Returns, per
-        sample, whether the round met the goal (margin below -kappa) at some iteration, and
-        whether at its last iteration the distance term's gradient was under 5% of c f's.
+        sample, whether the round met the goal (margin below -kappa: at some iteration, or at
+        the last one it ran when warm-started), and whether at its last iteration the distance
+        term's gradient was under 5% of c f's.
         """
         bounds, kappa = run.classifier.bounds, self.confidence
         x = run.x[samples]
-        w = to_tanh_space(x, bounds)
-        positions = torch.arange(len(samples), device=x.device)
-        m, v = torch.zeros_like(w), torch.zeros_like(w)
-        rows = _Round(positions, x, run.labels[samples], const, w, m, v)
-        found = torch.zeros_like(const, dtype=torch.bool)
+        w = self._start(run, samples, best_l2, best_x)
+        n = len(samples)
+        rows = _Round(
+            idx=torch.arange(n, device=x.device),
+            x=x,
+            labels=run.labels[samples],
+            const=const,
+            w=w,
+            m=torch.zeros_like(w),
+            v=torch.zeros_like(w),
+            met=torch.zeros(n, dtype=torch.bool, device=x.device),
+            checked_loss=torch.full((n,), math.inf, device=x.device),
+            stalled=torch.zeros(n, dtype=torch.long, device=x.device),
+        )
+        found = torch.zeros(n, dtype=torch.bool, device=x.device)
         dominated = torch.zeros_like(found)
         check_every = math.ceil(self.steps / 10)
-        previous_total = math.inf  # the round's loss at the last abort-early check
         for t in range(1, self.steps + 1):
             w = rows.w.detach().requires_grad_(True)
             with torch.enable_grad():
@@ -229,21 +273,29 @@ class CarliniWagnerL2(Attack):
             sample = samples[rows.idx]
             run.count(sample)
             with torch.no_grad():
-                z = z.detach()
-                better = (z < -kappa) & (l2 < best_l2[sample])
+                l2, loss = l2.detach(), loss.detach()
+                adv = z.detach() < -kappa
+                progress = adv & (l2 < best_l2[sample] * (1 - _PROGRESS))
+                better = adv & (l2 < best_l2[sample])
                 best_l2[sample] = torch.where(better, l2, best_l2[sample])
                 best_x[sample] = torch.where(
                     better.view(-1, *([1] * (x.ndim - 1))), x_adv, best_x[sample]
                 )
-                found[rows.idx] |= z < -kappa
-            check = self.abort_early and (t - 1) % check_every == 0
-            if check or t == self.steps:  # the last iteration a sample may run
-                share = distance_share(grad, x_adv.detach(), rows.x, w.detach(), bounds)
-                dominated[rows.idx] = share < _SATURATION
-            rows.adam_step(grad, t, self.lr)
-            if check:  # the one host sync, at checks only
-                total = float(loss.detach().sum())
-                if not total <= (1 - _STALL) * previous_total:
-                    break
-                previous_total = total
+                found[rows.idx] = adv if self.warm_start else found[rows.idx] | adv
+                rows.met |= adv
+                rows.stalled = torch.where(progress, 0, rows.stalled + adv.long())
+                check = (t - 1) % check_every == 0
+                if check or t == self.steps:  # the last iteration a sample may run
+                    share = distance_share(grad, x_adv.detach(), rows.x, w.detach(), bounds)
+                    dominated[rows.idx] = share < _SATURATION
+                rows.adam_step(grad, t, self.lr)
+                if not (self.abort_early and check):
+                    continue
+                give_up = ~rows.met & ~(loss <= (1 - _GIVE_UP) * rows.checked_loss)
+                rows.checked_loss = loss
+                going = (~give_up & (rows.stalled < _PATIENCE)).nonzero().squeeze(1)
+                if len(going) < len(rows.idx):  # the one host sync, at checks only
+                    if not len(going):
+                        break
+                    rows.keep(going)
         return found, dominated
