@@ -6,8 +6,6 @@ the classifier, so that eps is measured in pixel space.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -24,15 +22,7 @@ from brittle.errors import (
     ThreatModelError,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models: one intra-op thread is much faster than two (no spinning), and fair to
-    the other test processes on the machine; the previous setting is restored after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def linear(d: int = 6, k: int = 3, seed: int = 0) -> nn.Module:
@@ -235,6 +225,30 @@ def test_model_returning_nan() -> None:
     x, y = batch()
     with pytest.raises(ModelOutputError, match="NaN or infinite outputs"):
         FGSM(0.1)(Classifier(Nan()), x, y)
+
+
+class NanAboveHalf(nn.Module):
+    """Finite logits while every feature is under 0.5, NaN once one goes over."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(6, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        broken = (x > 0.5).any(1, keepdim=True)
+        return torch.where(broken, float("nan"), self.lin(x))
+
+
+def test_nan_logits_on_returned_inputs_are_never_successes() -> None:
+    """The input checks pass (clean inputs give finite logits); FGSM then pushes features
+    over 0.5, where the model returns NaN: those rows are not fooled, and a warning says so."""
+    x, y = batch(n=8)
+    x = x * 0.4
+    with pytest.warns(RuntimeWarning, match="NaN or inf logits on [1-8] of the 8"):
+        result = FGSM(0.3)(Classifier(NanAboveHalf()), x, y)
+    broken = (result.x_adv > 0.5).any(1)
+    assert bool(broken.any())
+    assert not bool((result.success & broken).any())
 
 
 class Flat(nn.Module):

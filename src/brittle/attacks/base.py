@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 import time
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar, final
@@ -233,7 +234,7 @@ class Attack(ABC):
                 logits_clean = (
                     run.clean_logits if run.clean_logits is not None else classifier.logits(x)
                 )
-        success = run.goal_met(logits_adv)
+        success = run.goal_met(logits_adv) & self._finite_rows(logits_adv)
         if self.minimal:
             # a minimal-perturbation attack that fails returns the sample unchanged
             x_adv = torch.where(success.view(-1, *([1] * (x.ndim - 1))), x_adv, x)
@@ -272,6 +273,25 @@ class Attack(ABC):
         )
 
     __call__ = attack
+
+    def _finite_rows(self, logits: Tensor) -> Tensor:
+        """Rows of ``logits`` without NaN or inf; warns when there are others.
+
+        The argmax of a NaN row is meaningless, so such a row never counts as fooled: the
+        input checks probe only a few samples, and a model may also break on what an attack
+        feeds it.
+        """
+        finite = torch.isfinite(logits).all(1)
+        bad = int((~finite).sum())
+        if bad:
+            warnings.warn(
+                f"{self.name}: the model returned NaN or inf logits on {bad} of the "
+                f"{len(logits)} returned inputs; they count as not fooled. Check the model "
+                "on those inputs.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return finite
 
     def _budget(self, eps: float | Tensor | None, n: int, x: Tensor) -> Tensor | None:
         """The per-sample budget of this call: the override ``eps`` or the attack's own."""
