@@ -135,6 +135,37 @@ def test_stored_summary_matches_the_direct_attack(data, tmp_path: Path) -> None:
     assert (kept.adversarial - kept.clean).abs().max() <= 0.2 + 1e-6
 
 
+def test_store_keeps_min_eps_and_upgrades_old_files(data, tmp_path: Path) -> None:
+    """Minimize's per-sample smallest eps (inf where not fooled) survives the store; a store
+    written before the column existed gets it, NULL in its old rows."""
+    from brittle.attacks.minimize import Minimize
+
+    classifier, x, y = data
+    result = Minimize(FGSM(0.5), high=0.5, tolerance=1e-2)(classifier, x[:8], y[:8])
+    assert result.min_eps is not None
+    with ResultStore(tmp_path / "m.sqlite") as store:
+        store.insert("a", 0.5, list(range(8)), result)
+        stored = store.result("a", 0.5).min_eps
+    assert stored is not None and torch.equal(stored, result.min_eps.double())
+
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(old) as db:
+        db.execute(
+            "CREATE TABLE samples (run_key TEXT NOT NULL, eps REAL NOT NULL, idx INTEGER NOT "
+            "NULL, y INTEGER NOT NULL, target INTEGER, pred_clean INTEGER NOT NULL, pred_adv "
+            "INTEGER NOT NULL, success INTEGER NOT NULL, confidence_adv REAL NOT NULL, l0 REAL "
+            "NOT NULL, l1 REAL NOT NULL, l2 REAL NOT NULL, linf REAL NOT NULL, gradients "
+            "INTEGER NOT NULL, queries INTEGER NOT NULL, PRIMARY KEY (run_key, eps, idx))"
+        )
+        db.execute(
+            "INSERT INTO samples VALUES ('a', 0.5, 0, 1, NULL, 1, 2, 1, 0.9, 0, 0, 0, 0, 1, 2)"
+        )
+    with ResultStore(old) as store:
+        assert store.result("a", 0.5).min_eps is None
+        store.insert("a", 0.5, list(range(8)), result)
+        assert store.result("a", 0.5).min_eps is not None
+
+
 def test_run_attack_in_batches_equals_one_batch(data) -> None:
     classifier, x, y = data
     batched = run_attack(classifier, FGSM(0.1), x, y, batch_size=7, progress=False)

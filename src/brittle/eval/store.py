@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS samples (
     linf REAL NOT NULL,
     gradients INTEGER NOT NULL,
     queries INTEGER NOT NULL,
+    min_eps REAL,
     PRIMARY KEY (run_key, eps, idx)
 );
 CREATE TABLE IF NOT EXISTS batches (
@@ -94,11 +95,19 @@ class ResultStore:
         try:
             self._db = sqlite3.connect(self.path)
             self._db.executescript(_SCHEMA)
+            self._add_min_eps_column()
         except sqlite3.DatabaseError as err:
             raise InputError(
                 f"{self.path} is not a brittle result store ({err}); choose another output "
                 "folder or delete the file"
             ) from err
+
+    def _add_min_eps_column(self) -> None:
+        """Stores written before ``min_eps`` was kept get the column (NULL in old rows)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(samples)")}
+        if "min_eps" not in columns:
+            with self._db:
+                self._db.execute("ALTER TABLE samples ADD COLUMN min_eps REAL")
 
     def close(self) -> None:
         """Close the database."""
@@ -156,7 +165,7 @@ class ResultStore:
             raise InputError(f"{len(indices)} indices for a result of {len(result)} samples")
         cols = result.numpy()
         clean = None if x is None else x.detach().cpu().numpy()
-        target = cols["target"]
+        target, min_eps = cols["target"], cols["min_eps"]
         rows = [
             (
                 key,
@@ -170,6 +179,7 @@ class ResultStore:
                 *(float(cols[c][i]) for c in _FLOAT_COLUMNS),
                 int(cols["gradients"][i]),
                 int(cols["queries"][i]),
+                None if min_eps is None else float(min_eps[i]),
             )
             for i, idx in enumerate(indices)
         ]
@@ -177,8 +187,8 @@ class ResultStore:
         with self._transaction() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO samples (run_key, eps, idx, y, target, pred_clean, "
-                "pred_adv, success, confidence_adv, l0, l1, l2, linf, gradients, queries) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "pred_adv, success, confidence_adv, l0, l1, l2, linf, gradients, queries, "
+                "min_eps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             db.execute(
@@ -203,9 +213,10 @@ class ResultStore:
         """The stored samples of ``(key, eps)``, in index order, as an :class:`AttackResult`.
 
         The store keeps per-sample numbers, not inputs: ``x_adv`` is empty (shape ``(N, 0)``);
-        ``seconds`` is the attack time summed over every stored batch.
+        ``seconds`` is the attack time summed over every stored batch; ``min_eps`` (from
+        ``Minimize``, ``inf`` where the model was not fooled) is there when every row has one.
         """
-        names = ("target", "success", *_INT_COLUMNS, *_FLOAT_COLUMNS)
+        names = ("target", "success", "min_eps", *_INT_COLUMNS, *_FLOAT_COLUMNS)
         rows = self._db.execute(
             f"SELECT {', '.join(names)} FROM samples WHERE run_key = ? AND eps = ? ORDER BY idx",
             (key, float(eps)),
@@ -215,6 +226,8 @@ class ResultStore:
         floats = {c: torch.tensor(columns[c], dtype=torch.float32) for c in _FLOAT_COLUMNS}
         targets = columns["target"]
         has_target = bool(rows) and targets[0] is not None
+        min_eps = columns["min_eps"]
+        has_min_eps = bool(rows) and all(v is not None for v in min_eps)
         (seconds,) = self._db.execute(
             "SELECT COALESCE(SUM(seconds), 0) FROM batches WHERE run_key = ? AND eps = ?",
             (key, float(eps)),
@@ -227,6 +240,7 @@ class ResultStore:
             norm="",
             eps=float(eps),
             seconds=float(seconds),
+            min_eps=torch.tensor(min_eps, dtype=torch.float64) if has_min_eps else None,
             **ints,
             **floats,
         )
