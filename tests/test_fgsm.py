@@ -9,7 +9,6 @@ so x' = clip(x + eps * sign(w_t - w_y)) whatever the probabilities.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -32,14 +31,7 @@ SETTINGS = settings(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models: one intra-op thread is much faster than two (no spinning), and fair to
-    the other test processes on the machine; the previous setting is restored after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -41,7 +41,9 @@ def test_shallow_softmax_is_fooled_by_fgsm() -> None:
     train_model(model, train.x, train.y, epochs=3, batch_size=128, lr=1e-2, seed=0, progress=False)
     assert accuracy(model, test.x, test.y) > 0.88
     error, confidence = _fgsm_error(model, test.x[:2000], test.y[:2000])
-    print(f"softmax FGSM eps=0.25: error {error:.3f} (paper 0.999), confidence {confidence:.3f} (paper 0.793)")
+    print(
+        f"softmax FGSM eps=0.25: error {error:.3f} (paper 0.999), confidence {confidence:.3f} (paper 0.793)"
+    )
     assert error >= 0.99
     assert 0.5 < confidence <= 1.0
 
@@ -59,7 +61,9 @@ def test_logistic_regression_three_vs_seven() -> None:
     train_model(model, x, y, epochs=5, batch_size=64, lr=1e-2, seed=0, progress=False)
     clean_error = 1 - accuracy(model, xt, yt)
     error, _ = _fgsm_error(model, xt, yt)
-    print(f"logistic 3 vs 7: clean error {clean_error:.4f} (paper 0.016), FGSM error {error:.3f} (paper 0.99)")
+    print(
+        f"logistic 3 vs 7: clean error {clean_error:.4f} (paper 0.016), FGSM error {error:.3f} (paper 0.99)"
+    )
     assert clean_error <= 0.03
     assert error >= 0.95
 

@@ -4,8 +4,6 @@ sklearn's digits, and MI-FGSM's update rule by hand on a linear model.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -24,13 +22,7 @@ EPS = {"linf": 0.1, "l2": 0.6, "l1": 3.0}
 """Budgets on 8x8 digits in [0, 1] at which attacks succeed on some samples, not all."""
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread; the previous setting is restored after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Counting(nn.Module):

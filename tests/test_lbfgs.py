@@ -3,46 +3,28 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 import torch
-from sklearn.datasets import load_digits
 from torch import Tensor, nn
 
 from brittle import Classifier
 from brittle.attacks import LBFGS, AttackResult
 from brittle.errors import InputError
 from brittle.threat import Norm
+from helpers import softmax_on_digits
 
 Digits = tuple[Classifier, Tensor, Tensor, Tensor]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models: intra-op threads only add overhead, and spin on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def digits() -> Digits:
     """Softmax regression on digits (/16, (N, 1, 8, 8)); 12 correct samples and targets."""
-    data = load_digits()
-    x = torch.tensor(data.data / 16, dtype=torch.float32).view(-1, 1, 8, 8)
-    y = torch.tensor(data.target)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=0.1)
-    for _ in range(150):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    clf = Classifier(model)
-    correct = (clf.predict(x) == y).nonzero().squeeze(1)[:12]
-    x, y = x[correct], y[correct]
+    clf, x, y = softmax_on_digits()
+    x, y = x[:12], y[:12]
     return clf, x, y, (y + 1 + torch.arange(len(y)) % 9) % 10
 
 

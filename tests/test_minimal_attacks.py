@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
 from typing import Any
 
 import pytest
@@ -15,34 +15,12 @@ import brittle.attacks.deepfool as deepfool_module
 from brittle.attacks import AttackResult, CarliniWagnerL2, DeepFool
 from brittle.classifier import Classifier
 from brittle.errors import InputError, ThreatModelError
+from helpers import Hyperplane
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run faster on one thread, and do not fight the other tests for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class BinaryLinear(nn.Module):
-    """Logits [0, w.x + b]: the boundary is the hyperplane w.x + b = 0."""
-
-    def __init__(self, w: Tensor, b: float) -> None:
-        super().__init__()
-        self.w = nn.Parameter(w.clone())
-        self.b = nn.Parameter(torch.tensor(b))
-
-    def score(self, x: Tensor) -> Tensor:
-        return x.flatten(1) @ self.w + self.b
-
-    def forward(self, x: Tensor) -> Tensor:
-        z = self.score(x)
-        return torch.stack([torch.zeros_like(z), z], dim=1)
-
-
-Linear = tuple[Classifier, BinaryLinear, Tensor, Tensor]
+Linear = tuple[Classifier, Hyperplane, Tensor, Tensor]
 Digits = tuple[Classifier, Tensor, Tensor]
 
 
@@ -57,7 +35,7 @@ def linear() -> Linear:
         torch.arange(20) % 2 == 0, 1, -1
     )
     x += (target - x @ w)[:, None] * w  # put each point at signed distance `target`
-    model = BinaryLinear(w, 0.0)
+    model = Hyperplane(w, 0.0)
     x = x.view(-1, 1, 8, 8)
     assert float(x.min()) > 0.1 and float(x.max()) < 0.9
     y = (model.score(x) > 0).long()
@@ -213,6 +191,21 @@ def test_cw_saturated_searches_stop_without_changing_the_result(
     assert torch.equal(pruned.success, full.success)
     assert torch.equal(pruned.x_adv, full.x_adv)
     assert int(pruned.gradients.sum()) < 0.8 * int(full.gradients.sum())
+
+
+def test_cw_search_over_c() -> None:
+    """After a round: success lowers upper to c, failure raises lower to c; c is bisected once
+    bracketed, else multiplied by 10; a search ends once upper <= 1.1 lower."""
+    search = cw_module._Search(
+        idx=torch.arange(3),
+        const=torch.tensor([1.0, 1.0, 0.01]),
+        lower=torch.tensor([0.95, 0.5, 0.0]),
+        upper=torch.full((3,), math.inf),
+    )
+    over = search.update(torch.tensor([True, True, False]), torch.zeros(3, dtype=torch.bool))
+    assert over.tolist() == [True, False, False]  # [0.95, 1] is within 10%; [0.5, 1] is not
+    assert search.upper[:2].tolist() == [1.0, 1.0] and search.lower[2] == 0.01
+    assert search.const.tolist() == pytest.approx([0.975, 0.75, 0.1])
 
 
 def test_cw_failures_are_returned_unchanged(digits: Digits) -> None:

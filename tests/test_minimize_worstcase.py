@@ -10,41 +10,21 @@ successful budget is |w.x + b| / ||w||_1.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
-from sklearn.datasets import load_digits
-from torch import Tensor, nn
+from torch import Tensor
 
 from brittle import Classifier
 from brittle.attacks import FGSM, LBFGS, AttackResult, Minimize, WorstCase
 from brittle.errors import InputError
 from brittle.threat import Capability, Norm, ThreatModel
+from helpers import Hyperplane, softmax_on_digits
 
 HIGH = 0.25
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models: intra-op threads only add overhead, and spin on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class Margin(nn.Module):
-    """Binary linear model, logits [0, w.x + b]."""
-
-    def __init__(self, w: Tensor, b: Tensor) -> None:
-        super().__init__()
-        self.w = nn.Parameter(w)
-        self.b = nn.Parameter(b)
-
-    def forward(self, x: Tensor) -> Tensor:
-        m = x.flatten(1) @ self.w + self.b
-        return torch.stack([torch.zeros_like(m), m], dim=1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +35,7 @@ def linear() -> tuple[Classifier, Tensor, Tensor, Tensor]:
     w = torch.randn(10, generator=g)
     b = -(0.5 * w).sum()
     x = 0.3 + 0.4 * torch.rand(24, 10, generator=g)
-    clf = Classifier(Margin(w, b))
+    clf = Classifier(Hyperplane(w, b))
     y = clf.predict(x)
     exact = ((x.double() @ w.double() + b.double()).abs() / w.double().abs().sum()).float()
     return clf, x, y, exact
@@ -64,19 +44,8 @@ def linear() -> tuple[Classifier, Tensor, Tensor, Tensor]:
 @pytest.fixture(scope="module")
 def digits() -> tuple[Classifier, Tensor, Tensor]:
     """Softmax regression on sklearn's 8x8 digits (/16, (N, 1, 8, 8)); 16 correct samples."""
-    data = load_digits()
-    x = torch.tensor(data.data / 16, dtype=torch.float32).view(-1, 1, 8, 8)
-    y = torch.tensor(data.target)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=0.1)
-    for _ in range(150):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    clf = Classifier(model)
-    correct = (clf.predict(x) == y).nonzero().squeeze(1)[:16]
-    return clf, x[correct], y[correct]
+    clf, x, y = softmax_on_digits()
+    return clf, x[:16], y[:16]
 
 
 # ---------------------------------------------------------------------------- Minimize

@@ -8,7 +8,6 @@ coordinate-wise clamp. L0: keep the floor(u * d + 1e-9) largest entries.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -41,14 +40,7 @@ vectors = st.integers(1, 12).flatmap(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models: one intra-op thread is much faster than two (no spinning), and fair to
-    the other test processes on the machine; the previous setting is restored after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def ball_project(v: np.ndarray, norm: Norm, eps: float | Tensor) -> Tensor:
