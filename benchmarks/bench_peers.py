@@ -30,6 +30,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import sys
 import time
 import traceback
@@ -462,6 +463,22 @@ def measure(
     return row
 
 
+def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from repeated timings of the same run: the first run's results, the median
+    time (every run is checked to give the same success count)."""
+    row = dict(runs[0])
+    if len(runs) == 1 or "error" in row:
+        return row
+    if any("error" in r or r["successes"] != row["successes"] for r in runs):
+        row["error"] = "repeated runs disagree (an error or another success count)"
+        return row
+    seconds = sorted(r["seconds"] for r in runs)
+    row["seconds_each"] = [r["seconds"] for r in runs]
+    row["seconds"] = statistics.median(seconds)
+    row["samples_per_s"] = row["n"] / row["seconds"]
+    return row
+
+
 def evaluate(
     module: torch.nn.Module, x: Tensor, y: Tensor, x_adv: Tensor, eps: float | None
 ) -> dict[str, Any]:
@@ -599,7 +616,13 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], goals: list[dict[
         f"batches of {meta['batch']}, torch.set_num_threads({meta['threads']}), CPU "
         f"({meta['cpu_count']} cores). Load average (1 min): {meta['load_start']:.2f} at the "
         f"start, {meta['load_end']:.2f} at the end (other jobs may have shared the machine; "
-        "each row's load is in the JSON).",
+        "each row's load is in the JSON)."
+        + (
+            f" Each row timed {meta['repeat']} times, the libraries' order reversed every other "
+            "round; samples/s from the median time."
+            if meta.get("repeat", 1) > 1
+            else ""
+        ),
         "",
         "Success = misclassified after the attack / correctly classified before, judged by "
         "running the model on each library's returned images. Medians over successful "
@@ -686,8 +709,17 @@ def main(argv: list[str] | None = None) -> int:
         default=20,
         help="images for ART's C&W, whose numpy line search takes half an hour per 100",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="time each row this many times, the libraries' order reversed every other round, "
+        "and report the median time (the machine's noise hits every library alike)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="output path without suffix")
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
 
     torch.set_num_threads(args.threads)
     classifier, test = common.trained_lenet()
@@ -709,10 +741,13 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()[0]
     rows: list[dict[str, Any]] = []
     for cfg in chosen:
-        for lib in cfg.runners:
-            if args.libs is not None and lib.split(" ")[0] not in args.libs:
-                continue
-            row = measure(cfg, lib, ctx, x, y, args.batch)
+        libs = [lib for lib in cfg.runners if args.libs is None or lib.split(" ")[0] in args.libs]
+        timed: dict[str, list[dict[str, Any]]] = {lib: [] for lib in libs}
+        for round_ in range(args.repeat):
+            for lib in libs if round_ % 2 == 0 else libs[::-1]:
+                timed[lib].append(measure(cfg, lib, ctx, x, y, args.batch))
+        for lib in libs:
+            row = median_row(timed[lib])
             rows.append(row)
             if "error" in row:
                 print(f"{cfg.label:45s} {lib:20s} ERROR {row['error'][:120]}", flush=True)
@@ -731,6 +766,7 @@ def main(argv: list[str] | None = None) -> int:
         "n": args.n,
         "batch": args.batch,
         "threads": args.threads,
+        "repeat": args.repeat,
         "cpu_count": os.cpu_count(),
         "load_start": load_start,
         "load_end": os.getloadavg()[0],
