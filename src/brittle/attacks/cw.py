@@ -147,8 +147,10 @@ class CarliniWagnerL2(Attack):
     Rounds start from w = atanh((2 (x - low) / (high - low) - 1) * (1 - 1e-6)), as in the
     paper; with ``warm_start`` (the default) a sample that already has a result starts from
     that result instead, and a round meets the goal when its last iterate does (it starts on
-    the goal's side, so "some iterate met it" would say nothing about c). Measured on an MNIST
-    LeNet (``benchmarks/``): 11% fewer gradients and a smaller median L2 than restarting.
+    the goal's side, so "some iterate met it" would say nothing about c). On the benchmark
+    LeNet (200 MNIST test images, 9 x 100 steps, lr 0.1, c0 0.01): 441 gradients per sample
+    and median L2 1.632 warm-started, 492 and 1.638 restarting from x; 795 and 1.608 without
+    abort-early (Foolbox: 811 and 1.635).
 
     Pruning, all per sample. A sample whose clean input already meets the goal (with margin
     kappa) is returned as it is and never optimised. With ``abort_early`` a sample stops a
