@@ -22,8 +22,8 @@ _GIVE_UP = 0.01
 """Abort early: a sample that has not met the goal in this round stops it when its loss fell
 by less than this fraction over the last ceil(steps / 10) iterations."""
 _PATIENCE = 20
-"""Abort early: a sample that has met the goal in this round stops it after this many
-iterations in a row that meet it without shrinking its best L2 by ``_PROGRESS``."""
+"""Abort early: a sample that has met the goal in this round stops it (at a check) once this
+many of its iterations that met the goal passed since its best L2 shrank by ``_PROGRESS``."""
 _PROGRESS = 1e-4
 _BRACKET = 1.1
 """The search over c ends once upper <= 1.1 * lower: later rounds would move c by under 10%."""
@@ -154,9 +154,10 @@ class CarliniWagnerL2(Attack):
 
     Pruning, all per sample. A sample whose clean input already meets the goal (with margin
     kappa) is returned as it is and never optimised. With ``abort_early`` a sample stops a
-    round (1) when it has not met the goal in the round and its loss fell by less than 1% over
-    the last ceil(steps / 10) iterations (the paper's check, per sample), or (2) when it has
-    met the goal and 20 iterations in a row that meet it did not shrink its best L2 by 0.01%.
+    round, at the checks every ceil(steps / 10) iterations, (1) when it has not met the goal
+    in the round and its loss fell by less than 1% since the last check (the paper's check, per
+    sample), or (2) when it has met the goal and 20 or more of its iterations that met it have
+    passed since its best L2 last shrank by 0.01%.
     (The paper's single test of the batch's summed loss made for rounds as long as the
     slowest sample's; applying it per sample cut rounds short for samples whose oscillating
     loss was still finding smaller results: the second rule watches the best L2 instead.)
