@@ -6,6 +6,8 @@ the classifier, so that eps is measured in pixel space.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -507,3 +509,32 @@ def test_bad_bounds_and_outputs_option() -> None:
         Classifier(linear(), outputs="scores")  # type: ignore[arg-type]
     with pytest.raises(InputError, match=r"must be a torch\.nn\.Module"):
         Classifier(lambda x: x)  # type: ignore[arg-type]
+
+
+FLOAT64_CASES = {
+    "fgsm": {"eps": 0.3},
+    "bim": {"eps": 0.3},
+    "pgd": {"eps": 0.3},
+    "mifgsm": {"eps": 0.3},
+    "lbfgs": {},
+    "cw": {"steps": 50, "lr": 0.1, "initial_const": 0.1},
+    "deepfool": {"steps": 20},
+}
+
+
+@pytest.mark.parametrize("name", sorted(FLOAT64_CASES))
+def test_float64_models_are_attacked_in_float64(name: str) -> None:
+    """A double-precision model gets double inputs (not a dtype error) and double results,
+    verified like any other: success is the model's verdict on the returned inputs."""
+    from brittle.attacks.registry import make_attack
+    from helpers import softmax_on_digits
+
+    clf32, x32, y = softmax_on_digits()
+    clf = Classifier(copy.deepcopy(clf32.module).double())
+    x, y = x32[:20].double(), y[:20]
+    target = "random" if name == "lbfgs" else None  # L-BFGS is a targeted attack
+    result = make_attack(name, **FLOAT64_CASES[name])(clf, x, y, target=target)
+    assert clf.dtype == torch.float64 and result.x_adv.dtype == torch.float64
+    pred = clf.predict(result.x_adv)
+    assert torch.equal(result.success, pred == result.target if target else pred != y)
+    assert float(result.success.float().mean()) >= 0.5

@@ -31,6 +31,14 @@ def as_tensor(value: Any, name: str) -> Tensor:
     raise InputError(f"{name} must be a torch.Tensor or numpy array, got {type(value).__name__}")
 
 
+def _floating_dtype(module: nn.Module) -> torch.dtype:
+    """The dtype of the module's first floating-point parameter or buffer, else float32."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
+
+
 class Classifier:
     """Wraps an ``nn.Module`` that maps inputs in ``bounds`` to logits.
 
@@ -51,6 +59,10 @@ class Classifier:
         Shape of one input (``(C, H, W)``); inputs of another shape are refused.
     device:
         Where inputs are moved; defaults to the device of the module's parameters.
+
+    Inputs are cast to :attr:`dtype`, the floating type of the module's first floating
+    parameter or buffer (float32 for a module without one): a float64 model is attacked in
+    float64.
     """
 
     def __init__(
@@ -82,6 +94,7 @@ class Classifier:
             device = first.device if first is not None else "cpu"
         self.device = torch.device(device)
         self.module.to(self.device)
+        self.dtype = _floating_dtype(module)
         self._mean: Tensor | None
         self._std: Tensor | None
         self._mean, self._std = self._parse_preprocessing(preprocessing)
@@ -101,8 +114,8 @@ class Classifier:
             mean, std = preprocessing.get("mean", 0.0), preprocessing.get("std", 1.0)
         else:
             mean, std = preprocessing
-        mean_t = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
-        std_t = torch.as_tensor(std, dtype=torch.float32, device=self.device)
+        mean_t = torch.as_tensor(mean, dtype=self.dtype, device=self.device)
+        std_t = torch.as_tensor(std, dtype=self.dtype, device=self.device)
         if (std_t <= 0).any():
             raise InputError(f"preprocessing std must be positive, got {std}")
         # per-channel statistics broadcast over (N, C, H, W)
@@ -133,7 +146,7 @@ class Classifier:
 
     def predict_logits(self, x: Tensor, batch_size: int = 1024) -> Tensor:
         """Logits without gradient tracking, in batches, with the module in eval mode."""
-        x = as_tensor(x, "x").to(self.device, torch.float32)
+        x = as_tensor(x, "x").to(self.device, self.dtype)
         with self.evaluation(), torch.no_grad():
             return (
                 torch.cat([self.logits(b) for b in x.split(batch_size)])
@@ -225,7 +238,7 @@ class Classifier:
         self._outputs_checked.add(shape)
 
     def check_inputs(self, x: Any, name: str = "x") -> Tensor:
-        """Validate a batch of inputs and return it as float32 on :attr:`device`.
+        """Validate a batch of inputs and return it on :attr:`device` in :attr:`dtype`.
 
         Refuses (with :class:`InputError`) anything but a batch of the right shape, with
         finite values inside :attr:`bounds`.
@@ -243,7 +256,7 @@ class Classifier:
                 f"{name} has per-sample shape {tuple(x.shape[1:])} but the model expects "
                 f"{self.input_shape} (N, C, H, W: check the channel count and image size)"
             )
-        x = x.to(self.device, torch.float32)
+        x = x.to(self.device, self.dtype)
         if not torch.isfinite(x).all():
             bad = int((~torch.isfinite(x)).flatten(1).any(1).sum())
             raise InputError(f"{name} contains NaN or infinite values in {bad} sample(s)")

@@ -211,7 +211,7 @@ class CarliniWagnerL2(Attack):
             run.clean_logits = run.classifier.logits(x)
         run.count(gradients=0)
         met = margin(run.clean_logits, run.labels, self.targeted) < -self.confidence
-        best_l2 = torch.where(met, 0.0, math.inf)
+        best_l2 = torch.where(met, 0.0, math.inf).to(x.dtype)
         best_x = x.clone()
         todo = (~met).nonzero().squeeze(1)
         const = torch.full_like(best_l2[todo], self.initial_const)
