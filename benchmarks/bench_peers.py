@@ -472,9 +472,8 @@ def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
     if any("error" in r or r["successes"] != row["successes"] for r in runs):
         row["error"] = "repeated runs disagree (an error or another success count)"
         return row
-    seconds = sorted(r["seconds"] for r in runs)
     row["seconds_each"] = [r["seconds"] for r in runs]
-    row["seconds"] = statistics.median(seconds)
+    row["seconds"] = statistics.median(row["seconds_each"])
     row["samples_per_s"] = row["n"] / row["seconds"]
     return row
 

@@ -103,9 +103,9 @@ def trained_lenet(progress: bool = True) -> tuple[Any, Any]:
                 **{k: v for k, v in RECIPE.items() if k != "arch"},
             },
         )
-    model, meta = load_checkpoint(path)
-    model.eval()
-    clf = Classifier(model, bounds=(0.0, 1.0), num_classes=NUM_CLASSES, input_shape=INPUT_SHAPE)
+    loaded, meta = load_checkpoint(path)
+    loaded.eval()
+    clf = Classifier(loaded, bounds=(0.0, 1.0), num_classes=NUM_CLASSES, input_shape=INPUT_SHAPE)
     clf.checkpoint = path  # type: ignore[attr-defined]
     clf.meta = meta  # type: ignore[attr-defined]
     return clf, test

@@ -242,8 +242,8 @@ class CarliniWagnerL2(Attack):
         """One round of Adam on ``samples`` (indices in the batch) with constants ``const``.
 
         Updates ``best_l2`` and ``best_x`` (indexed like the batch) in place. Returns, per
-        sample, whether the round met the goal (margin below -kappa: at some iteration, or at
-        the last one it ran when warm-started), and whether at its last iteration the distance
+        sample, whether the round met the goal (margin below -kappa: at some iteration, or,
+        with ``warm_start``, at the last one it ran), and whether at its last iteration the distance
         term's gradient was under 5% of c f's.
         """
         bounds, kappa = run.classifier.bounds, self.confidence
@@ -278,9 +278,10 @@ class CarliniWagnerL2(Attack):
             with torch.no_grad():
                 l2, loss = l2.detach(), loss.detach()
                 adv = z.detach() < -kappa
-                progress = adv & (l2 < best_l2[sample] * (1 - _PROGRESS))
-                better = adv & (l2 < best_l2[sample])
-                best_l2[sample] = torch.where(better, l2, best_l2[sample])
+                best_before = best_l2[sample]
+                progress = adv & (l2 < best_before * (1 - _PROGRESS))
+                better = adv & (l2 < best_before)
+                best_l2[sample] = torch.where(better, l2, best_before)
                 best_x[sample] = torch.where(
                     better.view(-1, *([1] * (x.ndim - 1))), x_adv, best_x[sample]
                 )
