@@ -44,3 +44,14 @@ def softmax_on_digits() -> tuple[Classifier, Tensor, Tensor]:
     clf = Classifier(model)
     correct = (clf.predict(x) == y).nonzero().squeeze(1)
     return clf, x[correct], y[correct]
+
+
+def make_run(attack: object, clf: Classifier, x: Tensor, y: Tensor, eps: Tensor) -> object:
+    """An untargeted AttackRun of ``attack`` on ``clf``, as the attack base would make it."""
+    from brittle.access import ModelAccess
+    from brittle.attacks.base import AttackRun
+    from brittle.criteria import Misclassification
+
+    access = ModelAccess(clf, attack.capability, len(x), attack.name)  # type: ignore[attr-defined]
+    ids = torch.arange(len(x))
+    return AttackRun(access, x, y, Misclassification(), None, ids, 0, eps.double(), _model=clf)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from brittle import Classifier
 from brittle.attacks import FGSM, AttackResult
-from brittle.attacks.targets import TargetSpec
+from brittle.attacks.base import TargetSpec
 from brittle.threat import Norm
 
 SETTINGS = settings(

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from brittle import Classifier
-from brittle.attacks import LBFGS, AttackResult
+from brittle.attacks import LBFGS, AttackResult, MinimizationAttack
 from brittle.errors import InputError
 from brittle.threat import Norm
 from helpers import softmax_on_digits
@@ -122,7 +122,8 @@ def test_model_error_reaches_the_caller(digits: Digits):
 
 def test_declarations_and_validation():
     attack = LBFGS()
-    assert attack.norm is Norm.L2 and attack.norms == {Norm.L2} and attack.minimal
+    assert attack.norm is Norm.L2 and attack.norms == {Norm.L2}
+    assert isinstance(attack, MinimizationAttack)
     assert attack.targeted and attack.eps is None
     with pytest.raises(InputError):
         LBFGS(binary_steps=0)

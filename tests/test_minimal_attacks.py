@@ -183,13 +183,15 @@ def test_cw_saturated_searches_stop_without_changing_the_result(
 ) -> None:
     clf, x, y = digits
     x, y = x[:100], y[:100]
-    attack = CarliniWagnerL2(steps=30)  # too few steps for most samples: many searches fail
+    # a weak setting (lr 0.01, c0 1e-3, 30 steps): many searches fail
+    attack = CarliniWagnerL2(steps=30, lr=0.01, initial_const=1e-3)
     pruned = attack(clf, x, y)
     monkeypatch.setattr(cw_module, "_SATURATION", 0.0)  # never saturated: all 9 rounds
     full = attack(clf, x, y)
     assert 0.1 < float(full.success.float().mean()) < 0.9
     assert torch.equal(pruned.success, full.success)
-    assert torch.equal(pruned.x_adv, full.x_adv)
+    # equal up to float rounding: pruning changes the batch the matrix products run on
+    torch.testing.assert_close(pruned.x_adv, full.x_adv, rtol=0, atol=1e-5)
     assert int(pruned.gradients.sum()) < 0.8 * int(full.gradients.sum())
 
 

@@ -16,7 +16,16 @@ import torch
 from torch import Tensor
 
 from brittle import Classifier
-from brittle.attacks import FGSM, LBFGS, AttackResult, Minimize, WorstCase
+from brittle.attacks import (
+    FGSM,
+    LBFGS,
+    AttackResult,
+    FixedBudgetAttack,
+    MinimizationAttack,
+    Minimize,
+    Smallest,
+    WorstCase,
+)
 from brittle.errors import InputError
 from brittle.threat import Capability, Norm, ThreatModel
 from helpers import Hyperplane, softmax_on_digits
@@ -187,8 +196,8 @@ def test_worst_case_minimal_keeps_the_smallest(digits: tuple[Classifier, Tensor,
     x, y = x[:8], y[:8]
     attacks = [Minimize(FGSM(3.0, norm="l2"), tolerance=1e-2), LBFGS(False, binary_steps=3)]
     alone = [a.attack(clf, x, y) for a in attacks]
-    worst = WorstCase(attacks)
-    assert worst.minimal and worst.eps is None and worst.norm is Norm.L2
+    worst = Smallest(attacks)
+    assert isinstance(worst, MinimizationAttack) and worst.eps is None and worst.norm is Norm.L2
     res = worst.attack(clf, x, y)
     assert torch.equal(res.success, alone[0].success | alone[1].success)
     sizes = torch.stack([torch.where(r.success, r.l2, torch.inf) for r in alone]).amin(0)
@@ -197,11 +206,15 @@ def test_worst_case_minimal_keeps_the_smallest(digits: tuple[Classifier, Tensor,
 
 
 def test_worst_case_declarations_and_errors():
-    worst = WorstCase([FGSM(0.1), Minimize(FGSM(0.2, norm="l2"))])
-    assert worst.goals == FGSM.goals and worst.norms == {Norm.LINF}
-    assert worst.capability is Capability.WHITE_BOX and worst.minimal and worst.eps == 0.2
-    assert not WorstCase([FGSM(0.1)]).minimal
-    with pytest.raises(InputError):
-        WorstCase([])
-    with pytest.raises(InputError):
-        WorstCase([FGSM(0.1), FGSM(0.1, targeted=True)])
+    smallest = Smallest([FGSM(0.1), Minimize(FGSM(0.2, norm="l2"))])
+    assert smallest.goals == FGSM.goals and smallest.norms == {Norm.LINF}
+    assert smallest.capability is Capability.WHITE_BOX and smallest.eps == 0.2
+    assert isinstance(smallest, MinimizationAttack)
+    assert isinstance(WorstCase([FGSM(0.1)]), FixedBudgetAttack)
+    with pytest.raises(InputError, match="use Smallest"):
+        WorstCase([FGSM(0.1), Minimize(FGSM(0.2, norm="l2"))])
+    for make in (WorstCase, Smallest):
+        with pytest.raises(InputError):
+            make([])
+        with pytest.raises(InputError):
+            make([FGSM(0.1), FGSM(0.1, targeted=True)])

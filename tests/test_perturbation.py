@@ -19,7 +19,7 @@ from scipy.optimize import minimize
 from torch import Tensor
 
 from brittle import Classifier
-from brittle.attacks import Attack, AttackRun
+from brittle.attacks import AttackRun, FixedBudgetAttack
 from brittle.perturbation import max_features, norm_of, norms, project, within_budget
 from brittle.threat import Norm
 
@@ -316,7 +316,7 @@ def test_within_budget_accepts_l0_projection_at_the_limit(d: int, fraction: floa
     assert bool(within_budget(p, Norm.L0, budget).all())
 
 
-class _ChangeEverything(Attack):
+class _ChangeEverything(FixedBudgetAttack):
     """Moves every feature; the base class must keep the documented number of them."""
 
     norms = frozenset({Norm.L0})

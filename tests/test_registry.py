@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from brittle.attacks.base import Attack
+from brittle.attacks.base import Attack, MinimizationAttack
 from brittle.attacks.fgsm import FGSM
 from brittle.attacks.registry import (
     DEFAULT_EPS,
@@ -50,7 +50,7 @@ def test_every_registered_name_resolves_to_an_attack_class() -> None:
 
 def test_minimize_wraps_a_fixed_budget_attack() -> None:
     attack = make_attack("fgsm", eps=0.3, minimize=True, tolerance=0.01)
-    assert attack.minimal and attack.eps == 0.3
+    assert isinstance(attack, MinimizationAttack) and attack.eps == 0.3
     with pytest.raises(InputError, match="already finds minimal"):
         make_attack("deepfool", minimize=True)
 

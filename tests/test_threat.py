@@ -8,7 +8,7 @@ from dataclasses import FrozenInstanceError, dataclass
 import pytest
 
 from brittle import Capability, Goal, Norm, ThreatModel
-from brittle.attacks import FGSM
+from brittle.attacks import FGSM, DeepFool
 from brittle.errors import ThreatModelError
 
 
@@ -89,8 +89,11 @@ def test_check_on_fgsm() -> None:
     ThreatModel(capability=Capability.TRAINING_DATA_AND_ARCHITECTURE).check(fgsm)
     with pytest.raises(ThreatModelError, match=r"FGSM works in norms \{l1, l2, linf\}, not 'l0'"):
         ThreatModel(norm="l0").check(fgsm)  # type: ignore[arg-type]
-    with pytest.raises(ThreatModelError, match=r"FGSM supports goals .*not 'confidence_reduction'"):
-        ThreatModel(goal=Goal.CONFIDENCE_REDUCTION).check(fgsm)
+    ThreatModel(goal=Goal.CONFIDENCE_REDUCTION).check(fgsm)  # judged by the criterion
+    with pytest.raises(
+        ThreatModelError, match=r"DeepFool supports goals .*not 'confidence_reduction'"
+    ):
+        ThreatModel(goal=Goal.CONFIDENCE_REDUCTION).check(DeepFool())
     for weaker in (Capability.TRAINING_DATA, Capability.ORACLE_SCORES, Capability.SAMPLES):
         threat = ThreatModel(capability=weaker)
         assert not threat.permits(fgsm)

@@ -154,7 +154,7 @@ def test_num_classes_disagreeing_with_the_model() -> None:
 # ---------------------------------------------------------------------------- eps
 @pytest.mark.parametrize("eps", [-0.1, float("nan"), float("inf")])
 def test_bad_eps_at_construction(eps: float) -> None:
-    with pytest.raises(InputError, match="eps must be a finite number >= 0"):
+    with pytest.raises(InputError, match="FGSM: eps must be a number >= 0"):
         FGSM(eps)
 
 
@@ -241,16 +241,28 @@ class NanAboveHalf(nn.Module):
         return torch.where(broken, float("nan"), self.lin(x))
 
 
-def test_nan_logits_on_returned_inputs_are_never_successes() -> None:
+def test_nan_logits_on_returned_inputs_are_never_correct_answers() -> None:
     """The input checks pass (clean inputs give finite logits); FGSM then pushes features
-    over 0.5, where the model returns NaN: those rows are not fooled, and a warning says so."""
+    over 0.5, where the model returns NaN. A NaN output is never a correct answer: those rows
+    are not robust, count as fooled for an untargeted goal (never for a targeted one), are
+    counted in nonfinite_outputs, and a warning says so; the metrics agree with each other."""
     x, y = batch(n=8)
     x = x * 0.4
-    with pytest.warns(RuntimeWarning, match="NaN or inf logits on [1-8] of the 8"):
-        result = FGSM(0.3)(Classifier(NanAboveHalf()), x, y)
+    clf = Classifier(NanAboveHalf())
+    with pytest.warns(RuntimeWarning, match="NaN or inf outputs on [1-8] of the 8"):
+        result = FGSM(0.3)(clf, x, y)
     broken = (result.x_adv > 0.5).any(1)
     assert bool(broken.any())
-    assert not bool((result.success & broken).any())
+    assert torch.equal(result.nonfinite, broken)
+    assert bool(result.success[broken].all()) and bool((result.pred_adv[broken] == -1).all())
+    assert not bool(result.robust[broken].any())
+    s = result.summary()
+    assert s["nonfinite_outputs"] == int(broken.sum())
+    assert s["robust_accuracy"] == pytest.approx(s["clean_accuracy"] * (1 - s["success_rate"]))
+    t = (y + 1) % 3
+    with pytest.warns(RuntimeWarning):
+        targeted = FGSM(0.3, targeted=True)(clf, x, y, t)
+    assert not bool(targeted.success[targeted.nonfinite].any())
 
 
 class Flat(nn.Module):

@@ -10,25 +10,19 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from brittle.errors import GradientError, InputError, ModelOutputError
+from brittle.model import BoundsSpec, Model, as_tensor
+from brittle.threat import Capability
 
 Preprocessing = tuple[Sequence[float] | float, Sequence[float] | float] | dict[str, Any] | None
+Mode = Literal["eval", "train", "batchnorm_eval"]
+"""The state of the module while an attack crafts examples (see :meth:`Classifier.evaluation`)."""
+MODES: tuple[Mode, ...] = ("eval", "train", "batchnorm_eval")
 
-_BOUNDS_TOLERANCE = 1e-6
 _PROBABILITY_TOLERANCE = 1e-3
-
-
-def as_tensor(value: Any, name: str) -> Tensor:
-    """Turn a numpy array or a tensor into a tensor; anything else is an :class:`InputError`."""
-    if isinstance(value, Tensor):
-        return value
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(value)
-    raise InputError(f"{name} must be a torch.Tensor or numpy array, got {type(value).__name__}")
 
 
 def _floating_dtype(module: nn.Module) -> torch.dtype:
@@ -39,8 +33,8 @@ def _floating_dtype(module: nn.Module) -> torch.dtype:
     return torch.float32
 
 
-class Classifier:
-    """Wraps an ``nn.Module`` that maps inputs in ``bounds`` to logits.
+class Classifier(Model):
+    """Wraps an ``nn.Module`` that maps inputs in ``bounds`` to logits: the white box.
 
     Parameters
     ----------
@@ -49,7 +43,9 @@ class Classifier:
         softmax). A network that returns probabilities is refused unless
         ``outputs="probabilities"``, in which case their logarithm is used as logits.
     bounds:
-        The valid input box, ``(low, high)``; every attack keeps its inputs inside it.
+        The valid input box, ``(low, high)``: two numbers, infinite for an unbounded space
+        (a generator's latent space), or two arrays of one input's shape (per feature).
+        Every attack keeps its inputs inside it.
     preprocessing:
         ``(mean, std)`` or ``{"mean": ..., "std": ...}``, per channel or scalar, applied
         inside :meth:`logits` as ``(x - mean) / std``.
@@ -59,50 +55,63 @@ class Classifier:
         Shape of one input (``(C, H, W)``); inputs of another shape are refused.
     device:
         Where inputs are moved; defaults to the device of the module's parameters.
+    mode:
+        The module's state while an attack crafts examples: ``"eval"`` (the default: dropout
+        off, batchnorm on its running statistics), ``"train"`` (dropout on, batchnorm on batch
+        statistics: crafting inside adversarial training), or ``"batchnorm_eval"`` (dropout
+        on, batchnorm on its running statistics). In every mode the parameters are frozen and
+        batchnorm's running statistics are never updated by an attack. The attack base's
+        clean prediction and re-check of the returned inputs always run in eval mode.
 
     Inputs are cast to :attr:`dtype`, the floating type of the module's first floating
     parameter or buffer (float32 for a module without one): a float64 model is attacked in
     float64.
     """
 
+    capability = Capability.WHITE_BOX
+
     def __init__(
         self,
         module: nn.Module,
-        bounds: tuple[float, float] = (0.0, 1.0),
+        bounds: BoundsSpec = (0.0, 1.0),
         preprocessing: Preprocessing = None,
         num_classes: int | None = None,
         input_shape: Sequence[int] | None = None,
         device: str | torch.device | None = None,
         outputs: Literal["logits", "probabilities"] = "logits",
+        mode: Mode = "eval",
     ) -> None:
         if not isinstance(module, nn.Module):
             raise InputError(f"module must be a torch.nn.Module, got {type(module).__name__}")
-        low, high = float(bounds[0]), float(bounds[1])
-        if not low < high:
-            raise InputError(f"bounds must satisfy low < high, got {bounds}")
         if outputs not in ("logits", "probabilities"):
             raise InputError(f"outputs must be 'logits' or 'probabilities', got {outputs!r}")
-        if num_classes is not None and num_classes < 2:
-            raise InputError(f"num_classes must be at least 2, got {num_classes}")
-        self.module = module
-        self.bounds = (low, high)
-        self.num_classes = num_classes
-        self.input_shape = tuple(int(s) for s in input_shape) if input_shape else None
-        self.outputs = outputs
         if device is None:
             first = next(iter(module.parameters()), None)
             device = first.device if first is not None else "cpu"
-        self.device = torch.device(device)
+        super().__init__(
+            bounds, num_classes, input_shape, torch.device(device), _floating_dtype(module)
+        )
+        self.module = module
+        self.outputs = outputs
+        self.mode = mode
         self.module.to(self.device)
-        self.dtype = _floating_dtype(module)
         self._mean: Tensor | None
         self._std: Tensor | None
         self._mean, self._std = self._parse_preprocessing(preprocessing)
         # per-sample shapes already checked: a new shape is checked again
         self._outputs_checked: set[tuple[int, ...]] = set()
         self._gradients_checked: set[tuple[int, ...]] = set()
-        self._depth = 0
-        self._saved: tuple[bool, list[bool]] | None = None
+
+    @property
+    def mode(self) -> Mode:
+        """The module's state while attacks craft examples (see the class docstring)."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: Mode) -> None:
+        if value not in MODES:
+            raise InputError(f"mode must be one of {', '.join(MODES)}, got {value!r}")
+        self._mode = value
 
     # ------------------------------------------------------------------ forward passes
     def _parse_preprocessing(
@@ -159,31 +168,46 @@ class Classifier:
         return self.predict_logits(x, batch_size).argmax(dim=1)
 
     # ------------------------------------------------------------------ mode handling
+    def predict_scores(self, x: Tensor) -> Tensor:
+        """Logits without gradient, in eval mode (the attack base's uncounted passes)."""
+        with self.evaluation(), torch.no_grad():
+            return self.logits(x)
+
     @contextmanager
-    def evaluation(self) -> Iterator[Classifier]:
-        """Eval mode and frozen parameters inside; the previous state is restored after.
+    def evaluation(self, mode: Mode = "eval") -> Iterator[Classifier]:
+        """The module in ``mode`` with frozen parameters inside; its state is restored after.
 
         Parameter gradients are never accumulated by an attack: parameters stop requiring
-        gradients while inside, which also spares the backward pass their gradients.
-        Re-entrant: only the outermost call saves and restores.
+        gradients while inside, which also spares the backward pass their gradients. Batchnorm
+        layers never update their running statistics inside: in ``"train"`` mode they
+        normalise with batch statistics without recording them. Nested calls switch the mode
+        and give the outer one back on exit.
         """
-        if self._depth == 0:
-            params = list(self.module.parameters())
-            self._saved = (self.module.training, [p.requires_grad for p in params])
-            self.module.eval()
-            for p in params:
-                p.requires_grad_(False)
-        self._depth += 1
+        modules = list(self.module.modules())
+        params = list(self.module.parameters())
+        norms: list[nn.modules.batchnorm._BatchNorm] = [
+            m for m in modules if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        ]
+        training = [m.training for m in modules]
+        tracking = [m.track_running_stats for m in norms]
+        grads = [p.requires_grad for p in params]
+        self.module.train(mode != "eval")
+        for m in norms:
+            if mode == "batchnorm_eval":
+                m.eval()
+            elif mode == "train":
+                m.track_running_stats = False
+        for p in params:
+            p.requires_grad_(False)
         try:
             yield self
         finally:
-            self._depth -= 1
-            if self._depth == 0 and self._saved is not None:
-                training, flags = self._saved
-                self.module.train(training)
-                for p, flag in zip(self.module.parameters(), flags, strict=True):
-                    p.requires_grad_(flag)
-                self._saved = None
+            for module, flag in zip(modules, training, strict=True):
+                module.training = flag
+            for norm, flag in zip(norms, tracking, strict=True):
+                norm.track_running_stats = flag
+            for p, flag in zip(params, grads, strict=True):
+                p.requires_grad_(flag)
 
     # ------------------------------------------------------------------ validation
     def check_outputs(self, x: Tensor) -> None:
@@ -236,57 +260,6 @@ class Classifier:
                 "Remove the final softmax, or pass outputs='probabilities' to take their log."
             )
         self._outputs_checked.add(shape)
-
-    def check_inputs(self, x: Any, name: str = "x") -> Tensor:
-        """Validate a batch of inputs and return it on :attr:`device` in :attr:`dtype`.
-
-        Refuses (with :class:`InputError`) anything but a batch of the right shape, with
-        finite values inside :attr:`bounds`.
-        """
-        x = as_tensor(x, name)
-        if not x.is_floating_point():
-            raise InputError(
-                f"{name} must be floating point in {list(self.bounds)}, got dtype {x.dtype}; "
-                "convert images with x.float() / 255"
-            )
-        if x.ndim < 2:
-            raise InputError(f"{name} must be a batch (N, ...), got shape {tuple(x.shape)}")
-        if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
-            raise InputError(
-                f"{name} has per-sample shape {tuple(x.shape[1:])} but the model expects "
-                f"{self.input_shape} (N, C, H, W: check the channel count and image size)"
-            )
-        x = x.to(self.device, self.dtype)
-        if not torch.isfinite(x).all():
-            bad = int((~torch.isfinite(x)).flatten(1).any(1).sum())
-            raise InputError(f"{name} contains NaN or infinite values in {bad} sample(s)")
-        low, high = self.bounds
-        lo, hi = float(x.min()) if x.numel() else low, float(x.max()) if x.numel() else high
-        if lo < low - _BOUNDS_TOLERANCE or hi > high + _BOUNDS_TOLERANCE:
-            hint = " (did you forget to divide by 255?)" if hi > 1.5 and high == 1.0 else ""
-            raise InputError(
-                f"{name} has values in [{lo:g}, {hi:g}], outside the bounds [{low:g}, {high:g}]"
-                f"{hint}; scale the inputs or pass bounds= to the Classifier"
-            )
-        return x.clamp(low, high)
-
-    def check_labels(self, y: Any, n: int, name: str = "y") -> Tensor:
-        """Validate integer labels of length ``n`` in ``[0, num_classes)``."""
-        y = as_tensor(y, name)
-        if y.is_floating_point() or y.dtype == torch.bool:
-            raise InputError(f"{name} must hold integer class indices, got dtype {y.dtype}")
-        if y.ndim != 1 or y.shape[0] != n:
-            raise InputError(
-                f"{name} must have shape ({n},), one label per input; got {tuple(y.shape)}"
-            )
-        y = y.to(self.device, torch.long)
-        k = self.num_classes
-        if k is not None and n and (int(y.min()) < 0 or int(y.max()) >= k):
-            raise InputError(
-                f"{name} has values in [{int(y.min())}, {int(y.max())}] but the model has "
-                f"{k} classes (valid: 0 to {k - 1})"
-            )
-        return y
 
     def check_gradients(self, x: Tensor) -> None:
         """Refuse a model whose input gradient is missing or not finite, before any attack runs.

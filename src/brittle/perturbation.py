@@ -14,7 +14,21 @@ from torch import Tensor
 
 from brittle.threat import Norm
 
+Bound = float | Tensor
+Bounds = tuple[Bound, Bound]
+"""An input box: two numbers (possibly infinite), or two tensors of one input's shape."""
+
 _L0_ROUNDING_SLACK = 1e-9
+
+
+def clip(x: Tensor, bounds: Bounds) -> Tensor:
+    """``x`` clipped to the box ``bounds`` (scalar or per feature)."""
+    low, high = bounds
+    if isinstance(low, Tensor) or isinstance(high, Tensor):
+        low_t = torch.as_tensor(low, dtype=x.dtype, device=x.device)
+        high_t = torch.as_tensor(high, dtype=x.dtype, device=x.device)
+        return torch.maximum(torch.minimum(x, high_t), low_t)
+    return x.clamp(low, high)
 
 
 def max_features(fraction: float, num_features: int) -> int:
@@ -76,7 +90,7 @@ def project(
     x_adv: Tensor,
     norm: Norm,
     eps: float | Tensor | None,
-    bounds: tuple[float, float],
+    bounds: Bounds,
 ) -> Tensor:
     """Project ``x_adv`` onto {x + delta : ||delta||_norm <= eps} intersected with the box.
 
@@ -87,14 +101,13 @@ def project(
     come back bit for bit: a minimal attack's point just past the boundary is not moved by
     rounding.
     """
-    low, high = bounds
-    boxed = x_adv.clamp(low, high)
+    boxed = clip(x_adv, bounds)
     if eps is None:
         return boxed
     if norm is Norm.LINF:
         e = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
         e = e.view(-1, *([1] * (x.ndim - 1))) if e.ndim else e
-        return torch.minimum(torch.maximum(boxed, x - e), x + e).clamp(low, high)
+        return clip(torch.minimum(torch.maximum(boxed, x - e), x + e), bounds)
     delta = boxed - x
     if norm is Norm.L0:
         fractions = torch.as_tensor(eps, dtype=torch.float64).flatten().tolist()
@@ -111,7 +124,7 @@ def project(
         else:
             shrunk = _project_l1(delta, e)
     inside = within_budget(delta, norm, eps).view(-1, *([1] * (x.ndim - 1)))
-    return torch.where(inside, boxed, (x + shrunk).clamp(low, high))
+    return torch.where(inside, boxed, clip(x + shrunk, bounds))
 
 
 def within_budget(delta: Tensor, norm: Norm, eps: float | Tensor, rtol: float = 1e-5) -> Tensor:

@@ -1,6 +1,6 @@
-"""Attacks: every one is called as ``attack(classifier, x, y, target=None)``."""
+"""Attacks: every one is called as ``attack(model, x, y, target=None, *, eps, ids, criterion)``."""
 
-from .base import Attack, AttackRun
+from .base import Attack, AttackRun, FixedBudgetAttack, MinimizationAttack
 from .cw import CarliniWagnerL2
 from .deepfool import DeepFool
 from .fgsm import FGSM
@@ -9,7 +9,8 @@ from .lbfgs import LBFGS
 from .mifgsm import MIFGSM
 from .minimize import Minimize
 from .result import AttackResult
-from .worst_case import WorstCase
+from .simba import SimBA
+from .worst_case import Smallest, WorstCase
 
 __all__ = [
     "BIM",
@@ -22,6 +23,10 @@ __all__ = [
     "AttackRun",
     "CarliniWagnerL2",
     "DeepFool",
+    "FixedBudgetAttack",
+    "MinimizationAttack",
     "Minimize",
+    "SimBA",
+    "Smallest",
     "WorstCase",
 ]

@@ -2,160 +2,209 @@
 
 :meth:`Attack.attack` is final (the design of Foolbox 3's ``attacks/base.py``): it validates
 the inputs before any work, runs the attack's :meth:`Attack._run`, projects the result onto
-the budget and the box, runs the model on what it returns and sets ``success`` from that
-prediction alone, then measures the perturbation. An attack cannot report a success the
-model does not confirm, nor return an input outside the box or the budget.
+the budget and the box, runs the model on what it returns and sets ``success`` from the
+criterion's verdict on those outputs alone, then measures the perturbation. An attack cannot
+report a success the model does not confirm, nor return an input outside the box or the
+budget.
+
+Two bases say what an attack promises (Foolbox 3's FixedEpsilonAttack and
+MinimizationAttack): a :class:`FixedBudgetAttack` looks for any input within its budget ``eps``
+that meets the goal and returns what it crafted, success or not; a
+:class:`MinimizationAttack` looks for the smallest perturbation that meets the goal, takes
+``eps`` only as an optional cap, and returns a sample it cannot fool unchanged.
+
+An attack reaches the model only through ``run.access`` (:class:`~brittle.access.ModelAccess`):
+counted per sample, and limited to what the attack's declared ``capability`` allows. Its
+random draws come from ``run.random``, seeded per sample id (:mod:`brittle.randomness`).
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 import time
 import warnings
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import ClassVar, final
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, final
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from brittle.access import ModelAccess
 from brittle.classifier import Classifier
+from brittle.criteria import (
+    Criterion,
+    Misclassification,
+    TargetChoice,
+    TargetedMisclassification,
+)
 from brittle.errors import InputError, ThreatModelError
+from brittle.losses import Loss, LossName
+from brittle.model import Model, broadcast_view
 from brittle.perturbation import norms, project, within_budget
+from brittle.randomness import Draw, per_sample
 from brittle.threat import Capability, Goal, Norm, ThreatModel
 
+from .params import NORMS, TARGETED, Param, check_params, eps_param, norm_param
 from .result import AttackResult
-from .targets import TargetSpec, resolve_targets
+
+TargetSpec = TargetChoice | None
 
 
 @dataclass
 class AttackRun:
-    """One call of an attack: the validated batch, its labels or targets, and the counters.
+    """One call of an attack: the validated batch, its goal, its budget, and the model access.
 
-    ``eps`` holds each sample's budget (``None`` for an unbounded minimal attack); a fixed
-    budget attack uses it for its steps through :meth:`eps_view`. ``gradients`` and ``queries`` count, per sample, the forward+backward passes and all model
-    evaluations the attack makes; attacks record them through :meth:`count` or
-    :meth:`loss_gradient`. An attack that searches for each sample's smallest budget
-    (``Minimize``) leaves it in ``min_eps``; it reaches the result as ``inf`` where the model
-    is not fooled. An attack that already ran the model on the clean inputs may store
-    the logits in ``clean_logits`` to spare the base class a forward pass.
+    ``eps`` holds each sample's budget (``None`` for an unbounded minimal attack). ``target``
+    holds each sample's target class when the criterion is targeted. ``ids`` are the samples'
+    ids (their indices in the data set), which seed their random draws. An attack that
+    searches for each sample's smallest budget (``Minimize``) leaves it in ``min_eps``. An
+    attack that queried the model on the clean inputs may store the scores in ``clean_scores``
+    to spare the base class a pass.
     """
 
-    classifier: Classifier
+    access: ModelAccess
     x: Tensor
     y: Tensor
+    criterion: Criterion
     target: Tensor | None
-    generator: torch.Generator
+    ids: Tensor
+    seed: int
     eps: Tensor | None = None
     min_eps: Tensor | None = None
-    gradients: Tensor = field(init=False)
-    queries: Tensor = field(init=False)
-    clean_logits: Tensor | None = None
-
-    def __post_init__(self) -> None:
-        n = self.x.shape[0]
-        self.gradients = torch.zeros(n, dtype=torch.long, device=self.x.device)
-        self.queries = torch.zeros(n, dtype=torch.long, device=self.x.device)
+    clean_scores: Tensor | None = None
+    _model: Model | None = None
 
     @property
     def targeted(self) -> bool:
-        return self.target is not None
-
-    def eps_view(self, idx: Tensor | None = None) -> Tensor:
-        """Per-sample budget shaped to broadcast over inputs, ``(N, 1, 1, 1)`` for images."""
-        if self.eps is None:
-            raise InputError("this attack needs a budget eps")
-        e = self.eps if idx is None else self.eps[idx]
-        return e.to(self.x.dtype).view(-1, *([1] * (self.x.ndim - 1)))
+        return self.criterion.targeted
 
     @property
     def labels(self) -> Tensor:
         """The class the loss is about: the target when targeted, else the true label."""
         return self.target if self.target is not None else self.y
 
-    def count(self, idx: Tensor | None = None, gradients: int = 1) -> None:
-        """Record one model evaluation with ``gradients`` input gradients for the rows ``idx``.
+    def eps_view(self, idx: Tensor | None = None) -> Tensor:
+        """Per-sample budget shaped to broadcast over inputs, ``(N, 1, 1, 1)`` for images."""
+        if self.eps is None:
+            raise InputError("this attack needs a budget eps")
+        e = self.eps if idx is None else self.eps[idx]
+        return broadcast_view(e.to(self.x.dtype), self.x)
 
-        ``gradients=0`` is a forward pass only; ``gradients=k`` a pass that yields ``k``
-        gradients (e.g. one per candidate class in a batched Jacobian).
-        """
-        rows = slice(None) if idx is None else idx
-        self.queries[rows] += 1
-        if gradients:
-            self.gradients[rows] += gradients
+    def goal_met(self, scores: Tensor, idx: Tensor | None = None) -> Tensor:
+        """Per-sample: do these scores (of the rows ``idx``) already meet the goal?"""
+        y = self.y if idx is None else self.y[idx]
+        t = None if self.target is None else (self.target if idx is None else self.target[idx])
+        probs = self.access.probabilities(scores) if self.criterion.needs_probabilities else None
+        return self.criterion.met(scores, y, t, probs)
 
-    def loss_gradient(self, x: Tensor, idx: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Gradient of the cross-entropy objective to *ascend*, and the logits at ``x``.
+    def outputs(self, x: Tensor, idx: Tensor | None = None) -> Tensor:
+        """The model's scores at ``x``, or, for an attack that may see labels only, the labels
+        as one-hot rows (enough for :meth:`goal_met` with kappa = 0). One query each."""
+        if self.access.capability >= Capability.ORACLE_SCORES:
+            return self.access.scores(x, idx)
+        labels = self.access.labels(x, idx)
+        return torch.nn.functional.one_hot(labels, self.access.num_classes).to(x.dtype)
 
-        Untargeted: J(theta, x, y); targeted: -J(theta, x, t), so that every attack steps
-        along ``+grad``. The loss is summed over the batch (not averaged), so each sample's
-        gradient is independent of the batch size and tiny gradients do not underflow.
-        ``idx`` selects the rows of the batch ``x`` stands for (for counting).
+    def loss_gradient(
+        self, x: Tensor, idx: Tensor | None = None, loss: LossName | Loss = "ce"
+    ) -> tuple[Tensor, Tensor]:
+        """Gradient of the objective to *ascend* at ``x`` (rows ``idx``), and the logits.
+
+        Untargeted: loss(f(x), y); targeted: -loss(f(x), t), so that every attack steps along
+        ``+grad``. Default loss: the cross-entropy J(theta, x, y) of Goodfellow 2015.
         """
         labels = self.labels if idx is None else self.labels[idx]
-        x = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            logits = self.classifier.logits(x)
-            loss = F.cross_entropy(logits, labels, reduction="sum")
-            if self.targeted:
-                loss = -loss
-            (grad,) = torch.autograd.grad(loss, x)
-        self.count(idx)
-        return grad, logits.detach()
+        sign = -1.0 if self.targeted else 1.0
+        return self.access.loss_gradient(x, labels, loss, idx, sign)
 
-    def goal_met(self, logits: Tensor, idx: Tensor | None = None) -> Tensor:
-        """Per-sample: do these logits already meet the goal (misclassified, or on target)?"""
-        pred = logits.argmax(1)
-        if self.target is not None:
-            return pred == (self.target if idx is None else self.target[idx])
-        return pred != (self.y if idx is None else self.y[idx])
+    def random(
+        self, stream: str | int | Sequence[str | int], draw: Draw, idx: Tensor | None = None
+    ) -> Tensor:
+        """One draw per sample (rows ``idx``) from its own generator, seeded by (seed, id,
+        stream): independent of the batch it is in. On the inputs' device."""
+        ids = self.ids if idx is None else self.ids[idx]
+        return per_sample(self.seed, ids, stream, draw, self.x.device)
+
+    def delegate(self, attack: Attack, idx: Tensor, eps: Tensor | None = None) -> AttackResult:
+        """Run another attack on the rows ``idx`` under this run's goal, adding its costs.
+
+        Composite attacks (``Minimize``, ``WorstCase``) reach the model only this way. The
+        inner attack's re-checks are queries this attack relied on, so they count too.
+        """
+        assert self._model is not None
+        target = None if self.target is None else self.target[idx]
+        result = attack.attack(
+            self._model,
+            self.x[idx],
+            self.y[idx],
+            ids=self.ids[idx],
+            eps=eps,
+            criterion=self.criterion.restricted(target),
+        )
+        self.access.queries.index_add_(0, idx, result.queries + result.verification_queries)
+        self.access.gradients.index_add_(0, idx, result.gradients)
+        return result
 
 
 class Attack(ABC):
-    """Base class of every attack.
+    """Base class of every attack; subclass :class:`FixedBudgetAttack` or
+    :class:`MinimizationAttack`.
 
-    Subclasses declare what they support (``goals``, ``norms``, ``capability``), set
-    ``minimal = True`` when they search for the smallest perturbation (a failed sample is then
-    returned unchanged), and implement :meth:`_run`.
+    Subclasses declare what they support (``goals``, ``norms``, ``capability``), their
+    parameters (``params``, validated by :meth:`_configure`), and implement :meth:`_run`.
+    ``supports_unbounded``: the attack works on an unbounded box (a latent space);
+    ``supports_query_budget``: it stops each sample at ``max_queries``.
     """
 
-    goals: ClassVar[frozenset[Goal]] = frozenset({Goal.UNTARGETED, Goal.TARGETED})
-    norms: ClassVar[frozenset[Norm]] = frozenset({Norm.LINF})
-    capability: ClassVar[Capability] = Capability.WHITE_BOX
-    minimal: ClassVar[bool] = False
+    goals: frozenset[Goal] = frozenset({Goal.UNTARGETED, Goal.TARGETED, Goal.SOURCE_TARGET})
+    norms: frozenset[Norm] = frozenset({Norm.LINF})
+    capability: Capability = Capability.WHITE_BOX
+    params: ClassVar[tuple[Param, ...]] = ()
+    supports_unbounded: ClassVar[bool] = True
+    supports_query_budget: ClassVar[bool] = False
+    requires_budget: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        eps: float | None,
-        norm: str | Norm = Norm.LINF,
-        targeted: bool = False,
-        seed: int = 0,
-    ) -> None:
-        self.norm = Norm.parse(norm)
-        if self.norm not in self.norms:
-            supported = ", ".join(sorted(n.value for n in self.norms))
-            raise ThreatModelError(
-                f"{type(self).__name__} works in norms {{{supported}}}, not {self.norm.value!r}"
-            )
-        if eps is not None and (
-            isinstance(eps, bool)
-            or not isinstance(eps, numbers.Real)
-            or not math.isfinite(eps)
-            or eps < 0
-        ):
-            raise InputError(f"eps must be a finite number >= 0, got {eps!r}")
-        if eps is None and not self.minimal:
-            raise InputError(f"{type(self).__name__} is a fixed-budget attack: give eps")
-        goal = Goal.TARGETED if targeted else Goal.UNTARGETED
-        if goal not in self.goals:
-            raise ThreatModelError(
-                f"{type(self).__name__} does not support the goal {goal.value!r}"
-            )
-        self.eps: float | None = None if eps is None else float(eps)
-        self.targeted = targeted
-        self.seed = seed
+    eps: float | None
+    norm: Norm
+    targeted: bool = False
+    seed: int = 0
+    """The seed of random targets for attacks that draw nothing else."""
+
+    def _configure(self, **values: Any) -> None:
+        """Check every declared parameter (an :class:`InputError` names a bad one) and set it.
+
+        ``norm`` is parsed (``"inf"``, ``"2"``, ...) and must be one of the attack's norms;
+        ``targeted`` must be a goal the attack supports.
+        """
+        if "norm" in values:
+            norm = Norm.parse(values["norm"])
+            if norm not in self.norms:
+                supported = ", ".join(sorted(n.value for n in self.norms))
+                raise ThreatModelError(
+                    f"{self.name} works in norms {{{supported}}}, not {norm.value!r}"
+                )
+            values["norm"] = norm.value
+        checked = check_params(type(self).params, values, self.name)
+        for key, value in checked.items():
+            setattr(self, key, Norm(value) if key == "norm" else value)
+        if "norm" not in checked:
+            self.norm = next(iter(self.norms)) if len(self.norms) == 1 else Norm.LINF
+        if "eps" not in checked:
+            self.eps = None
+        if self.requires_budget and self.eps is None:
+            raise InputError(f"{self.name} is a fixed-budget attack: give eps")
+        if self.targeted and Goal.TARGETED not in self.goals:
+            raise ThreatModelError(f"{self.name} does not support the goal 'targeted'")
+
+    def config(self) -> dict[str, Any]:
+        """The declared parameters and their values (JSON-ready): what identifies the attack."""
+        out: dict[str, Any] = {}
+        for p in type(self).params:
+            value = getattr(self, p.name)
+            out[p.name] = value.value if isinstance(value, Norm) else value
+        return out
 
     @property
     def name(self) -> str:
@@ -177,121 +226,143 @@ class Attack(ABC):
     def _run(self, run: AttackRun) -> Tensor:
         """Return candidate adversarial inputs for ``run.x`` (projected afterwards)."""
 
+    def _keep_failures(self) -> bool:
+        """Whether a sample the attack did not fool comes back as crafted (else unchanged)."""
+        return True
+
     @final
     def attack(
         self,
-        classifier: Classifier,
+        model: Model,
         x: Tensor,
         y: Tensor,
         target: TargetSpec = None,
         *,
         eps: float | Tensor | None = None,
+        ids: Tensor | Sequence[int] | None = None,
+        criterion: Criterion | None = None,
+        max_queries: int | None = None,
     ) -> AttackResult:
-        """Attack ``x`` with labels ``y``; ``target``: classes, ``"random"`` or ``"least_likely"``.
+        """Attack ``x`` with labels ``y`` and return the model's own verdict on the result.
 
-        ``eps`` overrides the attack's budget for this call, as one number or one per sample
-        (``Minimize`` bisects over it). Validates everything before any work, then returns an
-        :class:`AttackResult` whose ``success`` is the model's own verdict on the returned
-        inputs.
+        ``target``: classes, ``"random"`` or ``"least_likely"`` (the short form of
+        ``criterion=TargetedMisclassification(target)``); ``criterion``: any goal the attack
+        supports (:mod:`brittle.criteria`). ``eps`` overrides the budget for this call, one
+        number or one per sample. ``ids``: each sample's id, which seeds its random draws
+        (default ``arange(n)``; pass the samples' indices in their data set). ``max_queries``:
+        a per-sample query budget, for attacks that support one. Everything is validated
+        before any work.
         """
-        if not isinstance(classifier, Classifier):
-            raise InputError(
-                f"classifier must be a brittle.Classifier, got {type(classifier).__name__}; "
-                "wrap your module: brittle.Classifier(module, bounds=(0, 1))"
-            )
-        x = classifier.check_inputs(x)
+        model = self._check_model(model)
+        x = model.check_inputs(x)
         if len(x):
-            classifier.check_outputs(x)
-        y = classifier.check_labels(y, len(x))
-        if self.targeted and target is None:
+            model.check_outputs(x)
+        y = model.check_labels(y, len(x))
+        ids_t = _check_ids(ids, len(x), x.device)
+        chosen = self._criterion(target, criterion, model)
+        if self.needs_gradients and len(x) and isinstance(model, Classifier):
+            model.check_gradients(x)
+        budget = self._budget(eps, len(x), x)
+        limit = self._query_budget(max_queries)
+        num_classes = model.num_classes or 2
+        start = time.perf_counter()
+        verification = torch.zeros(len(x), dtype=torch.long, device=x.device)
+        clean = None
+        if isinstance(chosen, TargetedMisclassification) and chosen.targets_spec == "least_likely":
+            clean = model.predict_scores(x)
+            verification += 1
+        t = chosen.targets(y, num_classes, clean, ids_t, self.seed)
+        access = ModelAccess(model, self.capability, len(x), self.name, limit)
+        run = AttackRun(access, x, y, chosen, t, ids_t, self.seed, budget, None, clean, model)
+        with self._mode(model):
+            x_adv = self._run(run).detach() if len(x) else x.clone()
+        x_adv = project(x, x_adv, self.norm, budget, model.bounds)
+        scores_adv = model.predict_scores(x_adv)
+        verification += 1
+        if run.clean_scores is None:
+            run.clean_scores = model.predict_scores(x)
+            verification += 1
+        reported = self.eps if eps is None or budget is None or not len(x) else float(budget.max())
+        return self._result(run, x_adv, scores_adv, verification, limit, reported, start)
+
+    __call__ = attack
+
+    # ------------------------------------------------------------------ the door
+    def _check_model(self, model: Any) -> Model:
+        if not isinstance(model, Model):
+            raise InputError(
+                f"the model must be a brittle.Classifier or brittle.Oracle, got "
+                f"{type(model).__name__}; wrap your module: brittle.Classifier(module, "
+                "bounds=(0, 1))"
+            )
+        if self.capability > model.capability:
+            raise ThreatModelError(
+                f"{self.name} needs capability {self.capability.name} but the model grants "
+                f"only {model.capability.name} (an Oracle can only be queried); use an attack "
+                "for that capability, such as SimBA for scores"
+            )
+        if not self.supports_unbounded and not model.bounded:
+            raise InputError(
+                f"{self.name} needs a bounded input box, but the model's bounds are "
+                f"{model.envelope()}; use an attack that works in unbounded spaces (PGD, "
+                "DeepFool, L-BFGS)"
+            )
+        return model
+
+    def _criterion(
+        self, target: TargetSpec, criterion: Criterion | None, model: Model
+    ) -> Criterion:
+        """The goal of this call: the criterion given, or the one ``target`` stands for."""
+        if criterion is not None:
+            if not isinstance(criterion, Criterion):
+                raise InputError(
+                    f"criterion must be a brittle.criteria.Criterion, got "
+                    f"{type(criterion).__name__}"
+                )
+            if target is not None:
+                raise InputError("give either target or criterion, not both")
+            if self.targeted and not criterion.targeted:
+                raise InputError(
+                    f"{self.name} was built with targeted=True: give a targeted criterion"
+                )
+            chosen = criterion
+        elif target is not None:
+            if not self.targeted:
+                raise InputError(
+                    f"{self.name} is untargeted; build it with targeted=True to give targets"
+                )
+            chosen = TargetedMisclassification(target)
+        elif self.targeted:
             raise InputError(
                 f"{self.name} was built with targeted=True but no target was given: pass "
                 "target=<classes>, 'random' or 'least_likely'"
             )
-        if not self.targeted and target is not None:
-            raise InputError(
-                f"{self.name} is untargeted; build it with targeted=True to give targets"
+        else:
+            chosen = Misclassification()
+        if chosen.goal not in self.goals:
+            goals = ", ".join(sorted(g.value for g in self.goals))
+            raise ThreatModelError(
+                f"{self.name} supports goals {{{goals}}}, not {chosen.goal.value!r}"
             )
-        if self.needs_gradients and len(x):
-            classifier.check_gradients(x)
-        budget = self._budget(eps, len(x), x)
-        assert classifier.num_classes is not None or not len(x)
-        generator = torch.Generator().manual_seed(self.seed)
-        start = time.perf_counter()
-        with classifier.evaluation():
-            clean_logits = None
-            if isinstance(target, str) and target == "least_likely":
-                with torch.no_grad():
-                    clean_logits = classifier.logits(x)
-            t = None
-            if target is not None:
-                t = resolve_targets(target, y, classifier.num_classes or 2, clean_logits, generator)
-            run = AttackRun(classifier, x, y, t, generator, eps=budget, clean_logits=clean_logits)
-            x_adv = self._run(run).detach() if len(x) else x.clone()
-            x_adv = project(x, x_adv, self.norm, budget, classifier.bounds)
-            with torch.no_grad():
-                logits_adv = classifier.logits(x_adv)
-                logits_clean = (
-                    run.clean_logits if run.clean_logits is not None else classifier.logits(x)
-                )
-        success = run.goal_met(logits_adv) & self._finite_rows(logits_adv)
-        if self.minimal:
-            # a minimal-perturbation attack that fails returns the sample unchanged
-            x_adv = torch.where(success.view(-1, *([1] * (x.ndim - 1))), x_adv, x)
-            logits_adv = torch.where(success[:, None], logits_adv, logits_clean)
-        delta = x_adv - x
-        if budget is not None and len(x):
-            inside = within_budget(delta, self.norm, budget)
-            if not bool(inside.all()):  # an internal error, never a user error
-                raise AssertionError(
-                    f"{self.name} returned {int((~inside).sum())} inputs over budget"
-                )
-        sizes = norms(delta)
-        probs = logits_adv.softmax(1)
-        pred_adv = logits_adv.argmax(1)
-        return AttackResult(
-            x_adv=x_adv,
-            success=success,
-            y=y,
-            pred_clean=logits_clean.argmax(1),
-            pred_adv=pred_adv,
-            confidence_adv=probs.gather(1, pred_adv[:, None]).squeeze(1),
-            l0=sizes["l0"],
-            l1=sizes["l1"],
-            l2=sizes["l2"],
-            linf=sizes["linf"],
-            gradients=run.gradients,
-            queries=run.queries,
-            target=t,
-            attack=self.name,
-            norm=self.norm.value,
-            eps=None if budget is None else (self.eps if eps is None else float(budget.max())),
-            seconds=time.perf_counter() - start,
-            min_eps=None
-            if run.min_eps is None
-            else torch.where(success, run.min_eps, torch.full_like(run.min_eps, math.inf)),
-        )
+        if chosen.needs_scores and not model.has_scores:
+            raise InputError(f"{chosen.describe()} needs scores, but the model returns labels only")
+        return chosen
 
-    __call__ = attack
+    def _query_budget(self, max_queries: int | None) -> int | None:
+        limit = max_queries if max_queries is not None else getattr(self, "max_queries", None)
+        if limit is None:
+            return None
+        if not self.supports_query_budget:
+            raise InputError(f"{self.name} does not take a query budget (max_queries)")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InputError(f"max_queries must be an integer >= 1, got {limit!r}")
+        return limit
 
-    def _finite_rows(self, logits: Tensor) -> Tensor:
-        """Rows of ``logits`` without NaN or inf; warns when there are others.
-
-        The argmax of a NaN row is meaningless, so such a row never counts as fooled: the
-        input checks probe only a few samples, and a model may also break on what an attack
-        feeds it.
-        """
-        finite = torch.isfinite(logits).all(1)
-        bad = int((~finite).sum())
-        if bad:
-            warnings.warn(
-                f"{self.name}: the model returned NaN or inf logits on {bad} of the "
-                f"{len(logits)} returned inputs; they count as not fooled. Check the model "
-                "on those inputs.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        return finite
+    def _mode(self, model: Model) -> Any:
+        """The state the model is attacked in: a classifier's ``mode``."""
+        if isinstance(model, Classifier):
+            return model.evaluation(model.mode)
+        return model.evaluation()
 
     def _budget(self, eps: float | Tensor | None, n: int, x: Tensor) -> Tensor | None:
         """The per-sample budget of this call: the override ``eps`` or the attack's own."""
@@ -310,6 +381,137 @@ class Attack(ABC):
             raise InputError(f"eps must be finite and >= 0, one number or one per sample ({n},)")
         return budget
 
+    # ------------------------------------------------------------------ the verdict
+    def _result(
+        self,
+        run: AttackRun,
+        x_adv: Tensor,
+        scores_adv: Tensor,
+        verification: Tensor,
+        limit: int | None,
+        eps: float | None,
+        start: float,
+    ) -> AttackResult:
+        """Judge the returned inputs with the criterion and measure them."""
+        x, y, criterion = run.x, run.y, run.criterion
+        assert run.clean_scores is not None
+        scores_clean = run.clean_scores
+        finite_adv = self._finite_rows(scores_adv)
+        finite_clean = torch.isfinite(scores_clean).all(1)
+        met = run.goal_met(torch.nan_to_num(scores_adv))
+        # a non-finite output is never a correct answer: it meets untargeted goals only
+        success = torch.where(finite_adv, met, torch.full_like(met, not criterion.targeted))
+        if not self._keep_failures():
+            x_adv = torch.where(broadcast_view(success, x), x_adv, x)
+            scores_adv = torch.where(success[:, None], scores_adv, scores_clean)
+            finite_adv = torch.where(success, finite_adv, finite_clean)
+        delta = x_adv - x
+        if run.eps is not None and len(x):
+            inside = within_budget(delta, self.norm, run.eps)
+            if not bool(inside.all()):  # an internal error, never a user error
+                raise AssertionError(
+                    f"{self.name} returned {int((~inside).sum())} inputs over budget"
+                )
+        sizes = norms(delta)
+        pred_adv = torch.where(finite_adv, scores_adv.argmax(1), -1)
+        pred_clean = torch.where(finite_clean, scores_clean.argmax(1), -1)
+        probs = run.access.probabilities(torch.nan_to_num(scores_adv))
+        confidence = probs.gather(1, pred_adv.clamp_min(0)[:, None]).squeeze(1)
+        queries = run.access.queries
+        exhausted = torch.zeros_like(success) if limit is None else (queries >= limit) & ~success
+        return AttackResult(
+            x_adv=x_adv,
+            success=success,
+            y=y,
+            pred_clean=pred_clean,
+            pred_adv=pred_adv,
+            confidence_adv=torch.where(finite_adv, confidence, math.nan),
+            l0=sizes["l0"],
+            l1=sizes["l1"],
+            l2=sizes["l2"],
+            linf=sizes["linf"],
+            gradients=run.access.gradients,
+            queries=queries,
+            verification_queries=verification,
+            nonfinite=~finite_adv,
+            exhausted=exhausted,
+            target=run.target,
+            ids=run.ids,
+            attack=self.name,
+            norm=self.norm.value,
+            criterion=criterion.describe(),
+            eps=eps,
+            seconds=time.perf_counter() - start,
+            min_eps=None
+            if run.min_eps is None
+            else torch.where(success, run.min_eps, torch.full_like(run.min_eps, math.inf)),
+        )
+
+    def _finite_rows(self, scores: Tensor) -> Tensor:
+        """Rows of ``scores`` without NaN or inf; warns when there are others.
+
+        A non-finite output is never a correct answer: such a sample is not robust, is
+        counted in ``nonfinite``, and meets an untargeted goal (never a targeted one).
+        """
+        finite = torch.isfinite(scores).all(1)
+        bad = int((~finite).sum())
+        if bad:
+            warnings.warn(
+                f"{self.name}: the model returned NaN or inf outputs on {bad} of the "
+                f"{len(scores)} returned inputs; they count as not robust (nonfinite_outputs). "
+                "Check the model on those inputs.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        return finite
+
     def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        params = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{self.name}({params})"
+
+
+class FixedBudgetAttack(Attack):
+    """An attack that looks for any input within its budget ``eps`` that meets the goal.
+
+    A sample it does not fool comes back as crafted (inside the budget), with
+    ``success=False``. Subclasses whose only parameters are the budget, the norm and the goal
+    can keep this constructor.
+    """
+
+    requires_budget: ClassVar[bool] = True
+    params: ClassVar[tuple[Param, ...]] = (
+        eps_param(optional=False),
+        norm_param("linf", NORMS),
+        TARGETED,
+    )
+
+    def __init__(self, eps: float, norm: str | Norm = "linf", targeted: bool = False) -> None:
+        self._configure(eps=eps, norm=norm, targeted=targeted)
+
+
+class MinimizationAttack(Attack):
+    """An attack that looks for the smallest perturbation that meets the goal.
+
+    ``eps`` is optional: it caps the result (the base projects onto the eps-ball, and a
+    sample whose smallest perturbation found is larger then fails). A sample it does not fool
+    comes back unchanged, with ``success=False``: never a starting point the model happens
+    to misclassify.
+    """
+
+    requires_budget: ClassVar[bool] = False
+
+    def _keep_failures(self) -> bool:
+        return False
+
+
+def _check_ids(ids: Tensor | Sequence[int] | None, n: int, device: torch.device) -> Tensor:
+    """Sample ids as a long tensor of shape ``(n,)`` (default ``arange(n)``)."""
+    if ids is None:
+        return torch.arange(n, device=device)
+    t = torch.as_tensor(ids)
+    if t.is_floating_point() or t.dtype == torch.bool or t.shape != (n,):
+        raise InputError(
+            f"ids must be {n} integer sample ids, shape ({n},); got dtype {t.dtype} shape "
+            f"{tuple(t.shape)}"
+        )
+    return t.to(device, torch.long)

@@ -8,15 +8,17 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from brittle.classifier import Classifier
-from brittle.errors import InputError
+from brittle.access import ModelAccess
+from brittle.model import box_scale, broadcast_view
 from brittle.threat import Goal, Norm
 
-from .base import Attack, AttackRun
+from .base import AttackRun, MinimizationAttack
+from .params import Param, eps_param, norm_param
 
 _TINY = 1e-4
-"""Added to each step's length, as a fraction of the box width, so that it lands strictly past
-the linearised boundary (the paper's code and Foolbox add 1e-4 in [0, 1])."""
+"""Added to each step's length, as a fraction of the box width (its mean width per feature;
+1 in an unbounded box), so that it lands strictly past the linearised boundary (the paper's
+code and Foolbox add 1e-4 in [0, 1])."""
 _MIN_NORM = 1e-12
 """Floor of ||w'_k||_q: a zero gradient gives a zero step, never a division by zero."""
 
@@ -28,26 +30,23 @@ def candidate_classes(clean_logits: Tensor, y: Tensor, count: int) -> Tensor:
 
 
 def linearise(
-    classifier: Classifier, x: Tensor, y: Tensor, classes: Tensor
+    access: ModelAccess, x: Tensor, y: Tensor, classes: Tensor, idx: Tensor
 ) -> tuple[Tensor, Tensor]:
     """f'_k = f_k(x) - f_y(x) ``(M, C)`` and w'_k = grad_x f'_k ``(C, M, *x.shape[1:])``.
 
-    One forward pass and one backward pass batched over the ``C`` candidates
-    (``is_grads_batched``): the ``C`` vector-Jacobian products of the logit differences.
+    The ``C`` vector-Jacobian products of the logit differences, from the model access
+    (one forward pass, ``C`` gradients).
     """
-    x = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        logits = classifier.logits(x)
-        diff = logits.gather(1, classes) - logits.gather(1, y[:, None])
-        c = classes.shape[1]
-        basis = torch.eye(c, dtype=diff.dtype, device=diff.device)[:, None, :]
-        (w,) = torch.autograd.grad(diff, x, basis.expand(c, *diff.shape), is_grads_batched=True)
-    return diff.detach(), w
+    k = access.num_classes
+    vectors = torch.nn.functional.one_hot(classes, k) - torch.nn.functional.one_hot(y, k)[:, None]
+    w, logits = access.vjp(x, vectors.to(x.dtype), idx)
+    diff = logits.gather(1, classes) - logits.gather(1, y[:, None])
+    return diff, w.transpose(0, 1)
 
 
-def overshot(x: Tensor, r_tot: Tensor, scale: float, bounds: tuple[float, float]) -> Tensor:
+def overshot(x: Tensor, r_tot: Tensor, scale: float, access: ModelAccess) -> Tensor:
     """The point DeepFool checks and returns: clip(x + (1 + overshoot) * r_tot)."""
-    return (x + scale * r_tot).clamp(*bounds)
+    return access.clip(x + scale * r_tot)
 
 
 def deepfool_step(f: Tensor, w: Tensor, q: int, tiny: float) -> Tensor:
@@ -66,10 +65,10 @@ def deepfool_step(f: Tensor, w: Tensor, q: int, tiny: float) -> Tensor:
     rows = torch.arange(len(closest), device=f.device)
     w_l = w[closest, rows]
     scale = (distance[rows, closest] + tiny) / size[rows, closest].pow(q - 1)
-    return scale.view(-1, *([1] * (w_l.ndim - 1))) * w_l.abs().pow(q - 1) * w_l.sign()
+    return broadcast_view(scale, w_l) * w_l.abs().pow(q - 1) * w_l.sign()
 
 
-class DeepFool(Attack):
+class DeepFool(MinimizationAttack):
     """DeepFool, untargeted, in L2 or Linf (Moosavi-Dezfooli et al. 2016, Algorithm 2, section 3.2).
 
     At the current point x_i, for each candidate class k (the ``candidates`` classes with the
@@ -91,17 +90,26 @@ class DeepFool(Attack):
     iterations; later iterations only run the samples still going.
 
     Counting, per sample and iteration: ``C`` gradient evaluations (the vector-Jacobian
-    products of the ``C`` logit differences, computed in one batched backward pass) and two
-    queries (the forward pass that is differentiated, and the check at x_{i+1}); plus one
-    query for the clean logits.
+    products of the ``C`` logit differences) and two queries (the forward pass that is
+    differentiated, and the check at x_{i+1}); plus one query for the clean logits. It works
+    in unbounded boxes too (the 1e-4 lengthening is then in absolute units).
 
     ``eps`` optionally caps the result: the base class projects it onto the eps-ball, and a
     sample whose DeepFool perturbation is larger then fails and is returned unchanged.
     """
 
-    goals: ClassVar[frozenset[Goal]] = frozenset({Goal.UNTARGETED})
-    norms: ClassVar[frozenset[Norm]] = frozenset({Norm.L2, Norm.LINF})
-    minimal: ClassVar[bool] = True
+    goals = frozenset({Goal.UNTARGETED})
+    norms = frozenset({Norm.L2, Norm.LINF})
+    params: ClassVar[tuple[Param, ...]] = (
+        norm_param("l2", ("l2", "linf")),
+        Param("steps", int, 50, "Iterations.", low=1),
+        Param("overshoot", float, 0.02, "Overshoot on the total perturbation.", low=0.0),
+        Param("candidates", int, 10, "Candidate classes (largest clean logits).", low=1),
+        eps_param(optional=True),
+    )
+    steps: int
+    overshoot: float
+    candidates: int
 
     def __init__(
         self,
@@ -111,35 +119,22 @@ class DeepFool(Attack):
         candidates: int = 10,
         eps: float | None = None,
     ) -> None:
-        super().__init__(eps=eps, norm=norm)
-        if steps < 1 or candidates < 1 or not overshoot >= 0:
-            raise InputError(
-                f"DeepFool needs steps >= 1, candidates >= 1 and overshoot >= 0; got "
-                f"steps={steps}, candidates={candidates}, overshoot={overshoot}"
-            )
-        self.steps = steps
-        self.overshoot = float(overshoot)
-        self.candidates = candidates
+        self._configure(norm=norm, steps=steps, overshoot=overshoot, candidates=candidates, eps=eps)
 
     def _run(self, run: AttackRun) -> Tensor:
-        classifier, x, y, bounds = run.classifier, run.x, run.y, run.classifier.bounds
+        access, x, y = run.access, run.x, run.y
         q = 2 if self.norm is Norm.L2 else 1
-        scale, tiny = 1.0 + self.overshoot, _TINY * (bounds[1] - bounds[0])
-        with torch.no_grad():
-            run.clean_logits = classifier.logits(x)
-        run.count(gradients=0)
-        classes = candidate_classes(run.clean_logits, y, self.candidates)
+        scale, tiny = 1.0 + self.overshoot, _TINY * box_scale(access.bounds)
+        run.clean_scores = access.logits(x)
+        classes = candidate_classes(run.clean_scores, y, self.candidates)
         r_tot = torch.zeros_like(x)
-        active = (~run.goal_met(run.clean_logits)).nonzero().squeeze(1)
+        active = (~run.goal_met(run.clean_scores)).nonzero().squeeze(1)
         for _ in range(self.steps):
             if not len(active):
                 break
-            point = overshot(x[active], r_tot[active], scale, bounds)
-            f, w = linearise(classifier, point, y[active], classes[active])
-            run.count(active, gradients=classes.shape[1])
+            point = overshot(x[active], r_tot[active], scale, access)
+            f, w = linearise(access, point, y[active], classes[active], active)
             r_tot[active] += deepfool_step(f, w, q, tiny)
-            with torch.no_grad():
-                logits = classifier.logits(overshot(x[active], r_tot[active], scale, bounds))
-            run.count(active, gradients=0)
+            logits = access.logits(overshot(x[active], r_tot[active], scale, access), active)
             active = active[~run.goal_met(logits, active)]  # the one host sync per iteration
-        return overshot(x, r_tot, scale, bounds)
+        return overshot(x, r_tot, scale, access)

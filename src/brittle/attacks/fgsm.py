@@ -6,9 +6,14 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from brittle.threat import Norm
+from brittle.model import broadcast_view
+from brittle.threat import Goal, Norm
 
-from .base import Attack, AttackRun
+from .base import AttackRun, FixedBudgetAttack
+from .params import TARGETED, Param, eps_param, norm_param
+
+ALL_GOALS = frozenset(Goal)
+"""Loss-ascent attacks judge every goal by the criterion: confidence reduction included."""
 
 
 def steepest_ascent(grad: Tensor, norm: Norm) -> Tensor:
@@ -20,10 +25,10 @@ def steepest_ascent(grad: Tensor, norm: Norm) -> Tensor:
         return grad.sign()
     p = 2 if norm is Norm.L2 else 1
     size = grad.flatten(1).norm(p=p, dim=1).clamp_min(1e-12)
-    return grad / size.view(-1, *([1] * (grad.ndim - 1)))
+    return grad / broadcast_view(size, grad)
 
 
-class FGSM(Attack):
+class FGSM(FixedBudgetAttack):
     """Fast gradient sign method and its L2/L1 variants (FGM).
 
     Untargeted (Goodfellow 2015, eq. in section 4):
@@ -34,12 +39,18 @@ class FGSM(Attack):
     taking its sign. One gradient evaluation per sample.
     """
 
-    norms: ClassVar[frozenset[Norm]] = frozenset({Norm.LINF, Norm.L2, Norm.L1})
+    goals = ALL_GOALS
+    norms = frozenset({Norm.LINF, Norm.L2, Norm.L1})
+    params: ClassVar[tuple[Param, ...]] = (
+        eps_param(optional=False),
+        norm_param("linf", ("linf", "l2", "l1")),
+        TARGETED,
+    )
 
     def __init__(self, eps: float, norm: str | Norm = "linf", targeted: bool = False) -> None:
-        super().__init__(eps=eps, norm=norm, targeted=targeted)
+        self._configure(eps=eps, norm=norm, targeted=targeted)
 
     def _run(self, run: AttackRun) -> Tensor:
         grad, logits = run.loss_gradient(run.x)
-        run.clean_logits = logits
+        run.clean_scores = logits
         return run.x + run.eps_view() * steepest_ascent(grad, self.norm)

@@ -26,42 +26,20 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from brittle.errors import InputError
+from brittle.model import Bounds, broadcast_view
 from brittle.perturbation import project
 from brittle.threat import Norm
 
-from .base import Attack, AttackRun
-from .fgsm import steepest_ascent
+from .base import AttackRun, FixedBudgetAttack
+from .fgsm import ALL_GOALS, steepest_ascent
+from .params import SEED, STEP_SIZE, STEPS, TARGETED, Param, eps_param, norm_param
 
 SPARSE_L1_FRACTION = 0.01
 """Share of the coordinates an L1 step moves: the top 1% by |gradient| (quantile q = 0.99)."""
 
 
-def check_steps(steps: int) -> int:
-    """``steps`` as given, or an :class:`InputError` unless it is an integer >= 1."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise InputError(f"steps must be an integer >= 1, got {steps!r}")
-    return steps
-
-
-def check_step_size(step_size: float | None) -> float | None:
-    """``step_size`` as a float (or ``None``), or an :class:`InputError` unless finite and > 0."""
-    if step_size is None:
-        return None
-    if (
-        isinstance(step_size, bool)
-        or not isinstance(step_size, int | float)
-        or not math.isfinite(step_size)
-        or step_size <= 0
-    ):
-        raise InputError(
-            f"step_size must be a finite number > 0 (or None for the default relative to eps), "
-            f"got {step_size!r}"
-        )
-    return float(step_size)
-
-
 def sparse_l1_direction(
-    grad: Tensor, x: Tensor, bounds: tuple[float, float], fraction: float = SPARSE_L1_FRACTION
+    grad: Tensor, x: Tensor, bounds: Bounds, fraction: float = SPARSE_L1_FRACTION
 ) -> Tensor:
     """Unit L1 step of Sparse L1 Descent (SLIDE, Tramer & Boneh 2019).
 
@@ -82,33 +60,34 @@ def sparse_l1_direction(
     return e.view_as(grad)
 
 
-def random_start(
-    x: Tensor,
-    eps: Tensor,
-    norm: Norm,
-    bounds: tuple[float, float],
-    generator: torch.Generator,
-) -> Tensor:
-    """A random point of B_eps(x), clipped to the box (clipping never leaves the ball).
+def random_offset(norm: Norm, d: int) -> Callable[[torch.Generator], Tensor]:
+    """One sample's random point of the unit ball of ``norm`` in R^d, from its generator.
 
-    Linf: uniform in the cube. L2: uniform in the ball, a Gaussian direction normalised to unit
-    length with radius eps * U^(1/d). L1: uniform in the cross-polytope, random signs times the
+    Linf: uniform in the cube. L2: uniform in the ball, a Gaussian direction normalised to
+    unit length with radius U^(1/d). L1: uniform in the cross-polytope, random signs times the
     first d of d+1 Exp(1) variables divided by their sum (a Dirichlet(1, ..., 1) point).
-    Drawn on the CPU from ``generator`` so results repeat across devices, then moved.
     """
-    n, d = x.shape[0], x[0].numel()
-    if norm is Norm.LINF:
-        u = torch.rand(n, d, generator=generator) * 2 - 1
-    elif norm is Norm.L2:
-        direction = torch.randn(n, d, generator=generator)
-        direction /= direction.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        u = direction * torch.rand(n, 1, generator=generator) ** (1.0 / d)
-    else:
-        mass = torch.empty(n, d + 1).exponential_(generator=generator)
-        signs = torch.randint(0, 2, (n, d), generator=generator) * 2 - 1
-        u = signs * mass[:, :d] / mass.sum(1, keepdim=True)
-    u = u.to(x.device, x.dtype).view_as(x)
-    return (x + eps * u).clamp(*bounds)
+
+    def draw(g: torch.Generator) -> Tensor:
+        if norm is Norm.LINF:
+            return torch.rand(d, generator=g) * 2 - 1
+        if norm is Norm.L2:
+            direction = torch.randn(d, generator=g)
+            direction /= direction.norm().clamp_min(1e-12)
+            return direction * torch.rand(1, generator=g) ** (1.0 / d)
+        mass = torch.empty(d + 1).exponential_(generator=g)
+        signs = torch.randint(0, 2, (d,), generator=g) * 2 - 1
+        return signs * mass[:d] / mass.sum()
+
+    return draw
+
+
+def random_start(run: AttackRun, idx: Tensor, norm: Norm, restart: int) -> Tensor:
+    """A random point of B_eps(x) for the rows ``idx``, clipped to the box (clipping never
+    leaves the ball). Each sample's point comes from its own stream (seed, id, restart)."""
+    x = run.x[idx]
+    u = run.random(("start", norm.value, restart), random_offset(norm, x[0].numel()), idx)
+    return run.access.clip(x + run.eps_view(idx) * u.to(x.dtype).view_as(x))
 
 
 @dataclass
@@ -155,7 +134,7 @@ Step = Callable[[Active, Tensor], Tensor]
 """Maps the active samples and their loss gradient to the next, unprojected, iterates."""
 
 
-def lp_step(norm: Norm, bounds: tuple[float, float]) -> Step:
+def lp_step(norm: Norm, bounds: Bounds) -> Step:
     """x_k + alpha * s(grad): s is sign (Linf), grad/||grad||_2 (L2) or sparse L1 (L1)."""
 
     def step(active: Active, grad: Tensor) -> Tensor:
@@ -184,13 +163,13 @@ def ascend(
     pass's logits are kept as ``run.clean_logits``. One host sync per step: the count of
     samples still active.
     """
-    bounds = run.classifier.bounds
+    bounds = run.access.bounds
     out = torch.empty_like(active.x)
     met = torch.zeros(len(active.idx), dtype=torch.bool, device=active.x.device)
     for k in range(steps):
         grad, logits = run.loss_gradient(active.x, active.idx)
         if clean_start and k == 0:
-            run.clean_logits = logits
+            run.clean_scores = logits
         done = run.goal_met(logits, active.idx)
         left = len(done) - int(done.sum())
         if left < len(done):
@@ -213,7 +192,7 @@ def objective(run: AttackRun, logits: Tensor, idx: Tensor) -> Tensor:
     return -loss if run.targeted else loss
 
 
-class PGD(Attack):
+class PGD(FixedBudgetAttack):
     """Projected gradient descent with random start and restarts (Madry et al. 2018).
 
         x_0 = Proj_box(x + u), u uniform in B_eps,
@@ -224,14 +203,30 @@ class PGD(Attack):
     units; when ``None``, alpha = 2.5 * eps / steps of each sample's own eps (so a per-sample
     eps override is respected). ``restarts`` reruns the attack from new random starts on the
     samples not yet fooled and keeps, per sample, a success over a failure and among failures
-    the point of higher loss; the first restart draws the same start as a single run.
-    Samples that meet the goal stop early (see the module docstring). Randomness comes from
-    the run's seeded CPU generator: the same ``seed`` gives the same result.
+    the point of higher loss. Samples that meet the goal stop early (see the module
+    docstring). Each sample's random starts are drawn from its own stream, seeded by
+    (``seed``, its id, the restart): the same sample gets the same starts in any batch.
     """
 
-    norms: ClassVar[frozenset[Norm]] = frozenset({Norm.LINF, Norm.L2, Norm.L1})
+    goals = ALL_GOALS
+    norms = frozenset({Norm.LINF, Norm.L2, Norm.L1})
+    params: ClassVar[tuple[Param, ...]] = (
+        eps_param(optional=False),
+        Param("steps", int, 40, "Iterations.", low=1),
+        STEP_SIZE,
+        norm_param("linf", ("linf", "l2", "l1")),
+        Param("random_start", bool, True, "Start from a random point of the ball."),
+        Param("restarts", int, 1, "Runs from new random starts, best kept per sample.", low=1),
+        TARGETED,
+        SEED,
+    )
     relative_step: ClassVar[float] = 2.5
     """Default alpha = relative_step * eps / steps."""
+
+    random_start: bool
+    restarts: int
+    steps: int
+    step_size: float | None
 
     def __init__(
         self,
@@ -244,40 +239,39 @@ class PGD(Attack):
         targeted: bool = False,
         seed: int = 0,
     ) -> None:
-        super().__init__(eps=eps, norm=norm, targeted=targeted, seed=seed)
-        self.steps = check_steps(steps)
-        self.step_size = check_step_size(step_size)
-        if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
-            raise InputError(f"restarts must be an integer >= 1, got {restarts!r}")
-        if restarts > 1 and not random_start:
+        self._configure(
+            eps=eps,
+            steps=steps,
+            step_size=step_size,
+            norm=norm,
+            random_start=random_start,
+            restarts=restarts,
+            targeted=targeted,
+            seed=seed,
+        )
+        if self.restarts > 1 and not self.random_start:
             raise InputError(
-                "restarts > 1 needs random_start=True: each restart would repeat the first"
+                "PGD: restarts > 1 needs random_start=True: each restart would repeat the first"
             )
-        self.random_start = random_start
-        self.restarts = restarts
 
-    def _ascend(self, run: AttackRun, idx: Tensor) -> tuple[Tensor, Tensor]:
+    def _ascend(self, run: AttackRun, idx: Tensor, restart: int) -> tuple[Tensor, Tensor]:
         """One run from a fresh start on rows ``idx``: final iterates and goal-met flags."""
-        bounds = run.classifier.bounds
-        x0 = run.x[idx]
-        if self.random_start:
-            x0 = random_start(x0, run.eps_view(idx), self.norm, bounds, run.generator)
+        x0 = random_start(run, idx, self.norm, restart) if self.random_start else run.x[idx]
         active = Active.start(run, idx, x0, self.step_size, self.relative_step / self.steps)
-        step = lp_step(self.norm, bounds)
+        step = lp_step(self.norm, run.access.bounds)
         return ascend(run, active, self.steps, step, self.norm, not self.random_start)
 
     def _run(self, run: AttackRun) -> Tensor:
         todo = torch.arange(len(run.x), device=run.x.device)
         if self.restarts == 1:
-            return self._ascend(run, todo)[0]
+            return self._ascend(run, todo, 0)[0]
         best = run.x.clone()
         best_loss = torch.full((len(run.x),), -math.inf, device=run.x.device)
-        for _ in range(self.restarts):
-            x_adv, success = self._ascend(run, todo)
+        for restart in range(self.restarts):
+            x_adv, success = self._ascend(run, todo, restart)
             loss = self._final_loss(run, x_adv, todo, success)
             better = success | (loss > best_loss[todo])
-            keep = better.view(-1, *([1] * (x_adv.ndim - 1)))
-            best[todo] = torch.where(keep, x_adv, best[todo])
+            best[todo] = torch.where(broadcast_view(better, x_adv), x_adv, best[todo])
             best_loss[todo] = torch.where(better, loss, best_loss[todo])
             todo = todo[~success]
             if not len(todo):
@@ -294,9 +288,7 @@ class PGD(Attack):
         loss = torch.full(success.shape, math.inf, device=x_adv.device)
         unmet = (~success).nonzero().squeeze(1)
         if len(unmet):
-            with torch.no_grad():
-                logits = run.classifier.logits(x_adv[unmet])
-            run.count(idx[unmet], gradients=0)
+            logits = run.access.logits(x_adv[unmet], idx[unmet])
             success[unmet] = run.goal_met(logits, idx[unmet])
             loss[unmet] = objective(run, logits, idx[unmet])
         return loss
@@ -313,6 +305,13 @@ class BIM(PGD):
     reach the boundary of the ball with some slack. Norms and early stopping as in :class:`PGD`.
     """
 
+    params: ClassVar[tuple[Param, ...]] = (
+        eps_param(optional=False),
+        STEPS,
+        STEP_SIZE,
+        norm_param("linf", ("linf", "l2", "l1")),
+        TARGETED,
+    )
     relative_step: ClassVar[float] = 1.25
 
     def __init__(
@@ -323,11 +322,6 @@ class BIM(PGD):
         norm: str | Norm = "linf",
         targeted: bool = False,
     ) -> None:
-        super().__init__(
-            eps,
-            steps=steps,
-            step_size=step_size,
-            norm=norm,
-            random_start=False,
-            targeted=targeted,
-        )
+        self._configure(eps=eps, steps=steps, step_size=step_size, norm=norm, targeted=targeted)
+        self.random_start = False
+        self.restarts = 1

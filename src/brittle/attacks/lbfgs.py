@@ -15,11 +15,12 @@ import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
-from brittle.errors import InputError
+from brittle.model import broadcast_view
 from brittle.perturbation import within_budget
-from brittle.threat import Norm
+from brittle.threat import Goal, Norm
 
-from .base import Attack, AttackRun
+from .base import AttackRun, MinimizationAttack
+from .params import Param, eps_param
 
 if TYPE_CHECKING:
     from scipy.optimize import Bounds
@@ -77,7 +78,14 @@ class _Lockstep:
         self._ready.notify_all()
 
 
-class LBFGS(Attack):
+def _flat_bound(bound: float | Tensor, features: int) -> np.ndarray:
+    """One bound of the box as L-BFGS-B's per-feature array (infinite bounds stay so)."""
+    if isinstance(bound, Tensor):
+        return bound.flatten().double().cpu().numpy()
+    return np.full(features, bound)
+
+
+class LBFGS(MinimizationAttack):
     """Box-constrained L-BFGS (Szegedy et al. 2013, section 4.1), a minimal L2 attack.
 
     For each sample, with l the target class (targeted) or the true class (untargeted):
@@ -110,11 +118,30 @@ class LBFGS(Attack):
     classifier's device, one batched forward+backward per round (:class:`_Lockstep`); only
     the scipy interface goes through numpy. That is one thread per sample of the batch: split
     batches of thousands. Costs per sample: one gradient per objective evaluation, one query
-    per step to check success, one for the clean check.
+    per step to check success, one for the clean check. The gradient of loss_f comes from the
+    model access; c ||r||^2's, 2 c r, is added in closed form. Unbounded and per-feature boxes
+    are L-BFGS-B's bounds as they are.
     """
 
-    norms: ClassVar[frozenset[Norm]] = frozenset({Norm.L2})
-    minimal: ClassVar[bool] = True
+    goals = frozenset({Goal.UNTARGETED, Goal.TARGETED, Goal.SOURCE_TARGET})
+    norms = frozenset({Norm.L2})
+    params: ClassVar[tuple[Param, ...]] = (
+        Param("targeted", bool, True, "Aim at target classes (the paper's setting).", cli=None),
+        Param("binary_steps", int, 10, "Steps of the search over the constant c.", low=1),
+        Param(
+            "initial_const",
+            float,
+            1e-2,
+            "The constant c of the first step.",
+            low=0.0,
+            low_open=True,
+        ),
+        Param("max_iter", int, 100, "L-BFGS-B iterations per step.", low=1),
+        eps_param(optional=True),
+    )
+    binary_steps: int
+    initial_const: float
+    max_iter: int
 
     def __init__(
         self,
@@ -124,33 +151,26 @@ class LBFGS(Attack):
         max_iter: int = 100,
         eps: float | None = None,
     ) -> None:
-        if binary_steps < 1 or max_iter < 1:
-            raise InputError(
-                f"binary_steps and max_iter must be >= 1, got {binary_steps} and {max_iter}"
-            )
-        if not math.isfinite(initial_const) or initial_const <= 0:
-            raise InputError(f"initial_const must be a finite number > 0, got {initial_const}")
-        super().__init__(eps=eps, norm=Norm.L2, targeted=targeted)
-        self.binary_steps = binary_steps
-        self.initial_const = initial_const
-        self.max_iter = max_iter
+        self._configure(
+            targeted=targeted,
+            binary_steps=binary_steps,
+            initial_const=initial_const,
+            max_iter=max_iter,
+            eps=eps,
+        )
 
     def _run(self, run: AttackRun) -> Tensor:
         x = run.x
-        with torch.no_grad():
-            run.clean_logits = run.classifier.logits(x)
-        run.count(gradients=0)
+        run.clean_scores = run.access.logits(x)
         best = x.clone()
         best_size = torch.full((len(x),), math.inf, dtype=x.dtype, device=x.device)
-        todo = (~run.goal_met(run.clean_logits)).nonzero().squeeze(1)
+        todo = (~run.goal_met(run.clean_scores)).nonzero().squeeze(1)
         c = torch.full((len(todo),), self.initial_const, dtype=x.dtype, device=x.device)
         c_ok = torch.zeros_like(c)
         c_fail = torch.full_like(c, math.inf)
         for _ in range(self.binary_steps if len(todo) else 0):
             z = self._minimise(run, todo, c)
-            with torch.no_grad():
-                fooled = run.goal_met(run.classifier.logits(z), todo)
-            run.count(todo, gradients=0)
+            fooled = run.goal_met(run.access.logits(z, todo), todo)
             delta = z - x[todo]
             kept = fooled
             if run.eps is not None:
@@ -166,9 +186,10 @@ class LBFGS(Attack):
             c = torch.where(bracketed, (c_ok + c_fail) / 2, torch.where(fooled, c * 10, c / 10))
         return best
 
-    def _loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+    @staticmethod
+    def _loss(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
         """Per-sample loss_f: -log p_t (targeted) or -log(1 - p_y) (untargeted)."""
-        if self.targeted:
+        if targeted:
             return F.cross_entropy(logits, labels, reduction="none")
         mask = F.one_hot(labels, logits.shape[1]).bool()
         return logits.logsumexp(1) - logits.masked_fill(mask, -math.inf).logsumexp(1)
@@ -181,23 +202,25 @@ class LBFGS(Attack):
         def evaluate(rows: list[int], points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             sel = torch.as_tensor(rows, device=x.device)
             z = torch.from_numpy(points).to(x.device, x.dtype).view(-1, *x.shape[1:])
-            z.requires_grad_(True)
-            with torch.enable_grad():
-                logits = run.classifier.logits(z)
-                size = (z - x[sel]).flatten(1).pow(2).sum(1)
-                objective = c[sel] * size + self._loss(logits, labels[sel])
-                (grad,) = torch.autograd.grad(objective.sum(), z)
-            run.count(todo[sel])
+
+            def loss_f(logits: Tensor, labels: Tensor) -> Tensor:
+                return self._loss(logits, labels, run.targeted)
+
+            grad, logits = run.access.loss_gradient(z, labels[sel], loss_f, todo[sel])
+            with torch.no_grad():
+                r = z - x[sel]
+                c_rows = broadcast_view(c[sel], r)
+                objective = c[sel] * r.flatten(1).pow(2).sum(1) + loss_f(logits, labels[sel])
+                grad = grad + 2 * c_rows * r
             return (
-                objective.detach().double().cpu().numpy(),
+                objective.double().cpu().numpy(),
                 grad.flatten(1).double().cpu().numpy(),
             )
 
         from scipy.optimize import Bounds  # ~1 s to import: only when L-BFGS runs
 
         start = x.flatten(1).double().cpu().numpy()
-        low, high = run.classifier.bounds
-        box = Bounds(np.full(start.shape[1], low), np.full(start.shape[1], high))
+        box = Bounds(*(_flat_bound(b, start.shape[1]) for b in run.access.bounds))
         lockstep = _Lockstep(evaluate, len(start))
         # scipy's L-BFGS-B calls BLAS on tiny matrices; threaded OpenBLAS makes it 10-30x
         # slower (scipy issue #22438), worse still on a busy machine

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from brittle.errors import InputError
+from brittle.model import broadcast_view
 from brittle.threat import Norm
 
-from .base import Attack, AttackRun
-from .iterative import Active, ascend, check_step_size, check_steps
+from .base import AttackRun, FixedBudgetAttack
+from .fgsm import ALL_GOALS
+from .iterative import Active, ascend
+from .params import STEP_SIZE, STEPS, TARGETED, Param, eps_param
 
 
-class MIFGSM(Attack):
+class MIFGSM(FixedBudgetAttack):
     """MI-FGSM, Linf (Dong et al. 2018):
 
         g_0 = 0,
@@ -30,7 +31,18 @@ class MIFGSM(Attack):
     whose iterate meets it is kept as is and costs no further gradient.
     """
 
-    norms: ClassVar[frozenset[Norm]] = frozenset({Norm.LINF})
+    goals = ALL_GOALS
+    norms = frozenset({Norm.LINF})
+    params: ClassVar[tuple[Param, ...]] = (
+        eps_param(optional=False),
+        STEPS,
+        STEP_SIZE,
+        Param("decay", float, 1.0, "Momentum decay mu (0: BIM).", low=0.0),
+        TARGETED,
+    )
+    steps: int
+    step_size: float | None
+    decay: float
 
     def __init__(
         self,
@@ -40,21 +52,12 @@ class MIFGSM(Attack):
         decay: float = 1.0,
         targeted: bool = False,
     ) -> None:
-        super().__init__(eps=eps, norm=Norm.LINF, targeted=targeted)
-        self.steps = check_steps(steps)
-        self.step_size = check_step_size(step_size)
-        if (
-            isinstance(decay, bool)
-            or not isinstance(decay, int | float)
-            or not (math.isfinite(decay) and decay >= 0)
-        ):
-            raise InputError(f"decay must be a finite number >= 0, got {decay!r}")
-        self.decay = float(decay)
+        self._configure(eps=eps, steps=steps, step_size=step_size, decay=decay, targeted=targeted)
 
     def _step(self, active: Active, grad: Tensor) -> Tensor:
         assert active.memory is not None
         size = grad.flatten(1).abs().sum(1).clamp_min(1e-12)
-        active.memory.mul_(self.decay).add_(grad / size.view(-1, *([1] * (grad.ndim - 1))))
+        active.memory.mul_(self.decay).add_(grad / broadcast_view(size, grad))
         return active.x + active.alpha * active.memory.sign()
 
     def _run(self, run: AttackRun) -> Tensor:

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from brittle.errors import InputError
-from brittle.threat import Capability, Goal, Norm
 
-from .base import Attack, AttackRun
+from .base import AttackRun, FixedBudgetAttack, MinimizationAttack
+from .params import Param
 
 
-class Minimize(Attack):
+class Minimize(MinimizationAttack):
     """The smallest budget at which a fixed-budget attack succeeds, per sample, by bisection.
 
     For each sample it estimates
@@ -38,64 +38,68 @@ class Minimize(Attack):
     over all calls of the wrapped attack. Norm, goals and capability are the wrapped attack's.
     """
 
-    minimal: ClassVar[bool] = True
+    params: ClassVar[tuple[Param, ...]] = (
+        Param("low", float, 0.0, "Smallest budget of the bisection.", low=0.0),
+        Param("high", float, None, "Largest budget (default: the attack's eps).", low=0.0),
+        Param("tolerance", float, 1e-3, "Bisection stops at this width.", low=0.0, low_open=True),
+        Param("max_steps", int, 20, "Most bisection steps.", low=0.0),
+    )
+    low: float
+    high: float
+    tolerance: float
+    max_steps: int
 
     def __init__(
         self,
-        attack: Attack,
+        attack: FixedBudgetAttack,
         low: float = 0.0,
         high: float | None = None,
         tolerance: float = 1e-3,
         max_steps: int = 20,
     ) -> None:
-        if not isinstance(attack, Attack):
-            raise InputError(f"Minimize wraps an Attack, got {type(attack).__name__}")
-        self.wrapped = attack
-        high = attack.eps if high is None else high
-        if high is None:
-            raise InputError(f"{attack.name} has no budget eps: give Minimize a high")
-        if not (math.isfinite(high) and 0 <= low <= high):
-            raise InputError(f"need 0 <= low <= high < inf, got low={low}, high={high}")
-        if not (math.isfinite(tolerance) and tolerance > 0) or max_steps < 0:
+        if not isinstance(attack, FixedBudgetAttack):
             raise InputError(
-                f"need tolerance > 0 and max_steps >= 0, got {tolerance} and {max_steps}"
+                f"Minimize wraps a fixed-budget attack (FGSM, PGD, ...), got "
+                f"{type(attack).__name__}"
             )
-        super().__init__(eps=high, norm=attack.norm, targeted=attack.targeted, seed=attack.seed)
-        self.low = float(low)
-        self.tolerance = tolerance
-        self.max_steps = max_steps
+        self.wrapped = attack
+        self._configure(
+            low=low,
+            high=attack.eps if high is None else high,
+            tolerance=tolerance,
+            max_steps=max_steps,
+        )
+        if self.low > self.high:
+            raise InputError(f"Minimize needs low <= high, got low={self.low}, high={self.high}")
+        self.eps = self.high
+        self.norm = attack.norm
+        self.targeted = attack.targeted
+        self.seed = attack.seed
+        self.goals = attack.goals
+        self.norms = frozenset({attack.norm})
+        self.capability = attack.capability
 
-    @property
-    def goals(self) -> frozenset[Goal]:  # type: ignore[override]
-        return self.wrapped.goals
-
-    @property
-    def norms(self) -> frozenset[Norm]:  # type: ignore[override]
-        return frozenset({self.wrapped.norm})
-
-    @property
-    def capability(self) -> Capability:  # type: ignore[override]
-        return self.wrapped.capability
+    def config(self) -> dict[str, Any]:
+        return {
+            "attack": self.wrapped.name,
+            "attack_params": self.wrapped.config(),
+            **super().config(),
+        }
 
     def _run(self, run: AttackRun) -> Tensor:
         """Bisect each sample's budget; the smallest successful eps goes to ``run.min_eps``."""
         if run.eps is None:
             raise AssertionError("Minimize always has a budget: high")
         x = run.x
-        with torch.no_grad():
-            run.clean_logits = run.classifier.logits(x)
-        run.count(gradients=0)
+        run.clean_scores = run.outputs(x)
         lo = run.eps.clamp(max=self.low)
         hi = torch.full_like(run.eps, math.inf)  # smallest eps seen successful
-        hi[run.goal_met(run.clean_logits)] = 0.0
+        hi[run.goal_met(run.clean_scores)] = 0.0
         best = x.clone()
 
         def attempt(idx: Tensor, eps: Tensor) -> Tensor:
             """Run the attack on ``idx`` at ``eps``; keep its successes; return the failures."""
-            target = None if run.target is None else run.target[idx]
-            result = self.wrapped.attack(run.classifier, x[idx], run.y[idx], target, eps=eps)
-            run.gradients[idx] += result.gradients
-            run.queries[idx] += result.queries
+            result = run.delegate(self.wrapped, idx, eps)
             ok = result.success
             hi[idx[ok]] = eps[ok]
             best[idx[ok]] = result.x_adv[ok]

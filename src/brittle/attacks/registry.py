@@ -7,13 +7,12 @@ the names costs nothing and an attack family that fails to import breaks only it
 from __future__ import annotations
 
 import importlib
-import inspect
-from enum import Enum
 from typing import Any
 
 from brittle.errors import InputError
 
-from .base import Attack
+from .base import Attack, FixedBudgetAttack, MinimizationAttack
+from .params import Param
 
 _PATHS: dict[str, str] = {
     "fgsm": "brittle.attacks.fgsm:FGSM",
@@ -23,6 +22,7 @@ _PATHS: dict[str, str] = {
     "lbfgs": "brittle.attacks.lbfgs:LBFGS",
     "cw": "brittle.attacks.cw:CarliniWagnerL2",
     "deepfool": "brittle.attacks.deepfool:DeepFool",
+    "simba": "brittle.attacks.simba:SimBA",
 }
 
 DEFAULT_EPS = 0.25
@@ -45,10 +45,15 @@ def attack_class(name: str) -> type[Attack]:
 
 
 def accepted_parameters(cls: type[Attack]) -> list[str]:
-    """The keyword parameters of ``cls.__init__``."""
-    params = inspect.signature(cls.__init__).parameters.values()
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return [p.name for p in params if p.name != "self" and p.kind in kinds]
+    """The names of the parameters ``cls`` declares."""
+    return [p.name for p in cls.params]
+
+
+def minimize_parameters() -> tuple[Param, ...]:
+    """The parameters of the bisection that ``minimize=True`` wraps an attack in."""
+    from .minimize import Minimize
+
+    return Minimize.params
 
 
 def _build(name: str, cls: type[Attack], params: dict[str, Any]) -> Attack:
@@ -59,7 +64,7 @@ def _build(name: str, cls: type[Attack], params: dict[str, Any]) -> Attack:
             f"attack {name!r} does not take {', '.join(unknown)}; its parameters are "
             f"{', '.join(accepted) or 'none'}"
         )
-    if "eps" in accepted and params.get("eps") is None and not cls.minimal:
+    if "eps" in accepted and params.get("eps") is None and issubclass(cls, FixedBudgetAttack):
         params = {**params, "eps": DEFAULT_EPS}
     return cls(**params)
 
@@ -70,13 +75,13 @@ def make_attack(
     """Build the attack ``name`` with the parameters that were set.
 
     A parameter whose value is ``None`` counts as not set and the attack's own default
-    applies; a parameter that is set but that the attack does not take is an
-    :class:`InputError` naming it. A fixed-budget attack without ``eps`` gets
-    :data:`DEFAULT_EPS`. ``seed`` (a run's seed) goes to the attacks that draw random
-    numbers and is ignored by the others. With ``minimize=True`` the fixed-budget attack is wrapped in
-    :class:`~brittle.attacks.minimize.Minimize`, which bisects its budget for the smallest
-    successful perturbation; ``low``, ``high``, ``tolerance`` and ``max_steps`` then go
-    to the bisection.
+    applies; a parameter that is set but that the attack does not declare is an
+    :class:`InputError` naming it, and so is a value out of its declared range. A fixed-budget
+    attack without ``eps`` gets :data:`DEFAULT_EPS`. ``seed`` (a run's seed) goes to the
+    attacks that draw random numbers and is ignored by the others. With ``minimize=True`` the
+    fixed-budget attack is wrapped in :class:`~brittle.attacks.minimize.Minimize`, which
+    bisects its budget for the smallest successful perturbation; ``low``, ``high``,
+    ``tolerance`` and ``max_steps`` then go to the bisection.
     """
     cls = attack_class(name)
     given = {k: v for k, v in params.items() if v is not None}
@@ -84,29 +89,18 @@ def make_attack(
         given.setdefault("seed", seed)
     if not minimize:
         return _build(name, cls, given)
-    if cls.minimal:
+    if issubclass(cls, MinimizationAttack):
         raise InputError(
             f"attack {name!r} already finds minimal perturbations; drop minimize (--minimize)"
         )
     from .minimize import Minimize
 
-    search = {k: given.pop(k) for k in ("low", "high", "tolerance", "max_steps") if k in given}
-    return Minimize(_build(name, cls, given), **search)
+    search = {p.name: given.pop(p.name) for p in Minimize.params if p.name in given}
+    inner = _build(name, cls, given)
+    assert isinstance(inner, FixedBudgetAttack)
+    return Minimize(inner, **search)
 
 
 def describe_attack(attack: Attack) -> dict[str, Any]:
-    """The attack's name and public parameters as JSON-ready values (for reports and keys)."""
-    params: dict[str, Any] = {}
-    for key, value in vars(attack).items():
-        if key.startswith("_"):
-            continue
-        if isinstance(value, Enum):
-            value = value.value
-        elif isinstance(value, Attack):
-            value = describe_attack(value)
-        elif isinstance(value, list | tuple) and all(isinstance(v, Attack) for v in value):
-            value = [describe_attack(v) for v in value]
-        elif not isinstance(value, str | int | float | bool | type(None)):
-            value = repr(value)
-        params[key] = value
-    return {"name": attack.name, "params": params}
+    """The attack's name and declared parameters as JSON-ready values (for reports and keys)."""
+    return {"name": attack.name, "params": attack.config()}

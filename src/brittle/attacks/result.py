@@ -14,12 +14,19 @@ from torch import Tensor
 class AttackResult:
     """Per-sample outcome of an attack; every tensor has one row per input.
 
-    ``success`` comes only from running the model on ``x_adv``: untargeted, the prediction
-    differs from ``y``; targeted, it equals ``target``. ``l0`` is the fraction of features
-    changed. ``gradients`` counts forward+backward passes per sample, ``queries`` every model
-    evaluation (with or without gradient) the attack itself made, per sample. ``min_eps``
-    is set by :class:`~brittle.attacks.minimize.Minimize` only: each sample's smallest budget
-    seen successful (0 if the clean input already meets the goal, ``inf`` on failure).
+    ``success`` comes only from running the model on ``x_adv`` and asking the ``criterion``
+    (its description is kept): untargeted, the prediction differs from ``y``; targeted, it
+    equals ``target``. ``l0`` is the fraction of features changed. ``gradients`` counts the
+    input gradients per sample, ``queries`` every model evaluation (with or without gradient)
+    the attack itself made: exactly what an attacker would have spent. The attack base's own
+    clean prediction and re-check are counted apart, in ``verification_queries``.
+
+    A non-finite model output is never a correct answer: its prediction is ``-1``, the sample
+    is not robust, it meets untargeted goals, and ``nonfinite`` marks it. ``exhausted`` marks
+    samples that spent their query budget without meeting the goal. ``ids`` are the samples'
+    ids (which seeded their random draws). ``min_eps`` is set by
+    :class:`~brittle.attacks.minimize.Minimize` only: each sample's smallest budget seen
+    successful (0 if the clean input already meets the goal, ``inf`` on failure).
     """
 
     x_adv: Tensor
@@ -34,9 +41,14 @@ class AttackResult:
     linf: Tensor
     gradients: Tensor
     queries: Tensor
+    verification_queries: Tensor
+    nonfinite: Tensor
+    exhausted: Tensor
     target: Tensor | None
+    ids: Tensor
     attack: str
     norm: str
+    criterion: str
     eps: float | None
     seconds: float
     min_eps: Tensor | None = None
@@ -51,8 +63,11 @@ class AttackResult:
 
     @property
     def robust(self) -> Tensor:
-        """Which samples are still correctly classified after the attack."""
-        return self.pred_adv == self.y
+        """Which samples are correctly classified both before and after the attack.
+
+        So robust accuracy = clean accuracy x (1 - success rate) for an untargeted attack.
+        """
+        return self.correct_clean & (self.pred_adv == self.y)
 
     def success_rate(self) -> float:
         """Fraction of successes among samples the model got right (nan if there are none)."""
@@ -75,10 +90,11 @@ class AttackResult:
                 return float("nan")
             return float(v.mean() if fn == "mean" else v.median())
 
-        conf = self.confidence_adv[wrong_adv]
+        conf = self.confidence_adv[wrong_adv & ~self.nonfinite]
         return {
             "attack": self.attack,
             "norm": self.norm,
+            "criterion": self.criterion,
             "eps": self.eps,
             "n": n,
             "clean_accuracy": float(self.correct_clean.float().mean()) if n else float("nan"),
@@ -92,6 +108,8 @@ class AttackResult:
             "median_linf": stat(self.linf, "median"),
             "gradient_evaluations": int(self.gradients.sum()),
             "queries": int(self.queries.sum()),
+            "nonfinite_outputs": int(self.nonfinite.sum()),
+            "exhausted": int(self.exhausted.sum()),
             "seconds": self.seconds,
         }
 

@@ -19,11 +19,11 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from brittle.attacks.base import Attack
+from brittle.attacks.base import Attack, TargetSpec
 from brittle.attacks.result import AttackResult
-from brittle.attacks.targets import TargetSpec
-from brittle.classifier import Classifier, as_tensor
+from brittle.classifier import Classifier
 from brittle.errors import InputError
+from brittle.model import as_tensor
 
 from .store import ResultStore
 

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from brittle.classifier import as_tensor
 from brittle.errors import InputError, ModelOutputError
+from brittle.model import as_tensor
 
 from .rng import seeded
 

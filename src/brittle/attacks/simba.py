@@ -1,0 +1,230 @@
+"""SimBA, the Simple Black-box Attack of Guo et al. (ICML 2019): score queries only."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from brittle.errors import InputError
+from brittle.model import box_scale, broadcast_view
+from brittle.perturbation import project
+from brittle.threat import Capability, Goal, Norm
+
+from .base import AttackRun, FixedBudgetAttack
+from .fgsm import ALL_GOALS
+from .params import SEED, TARGETED, Param, eps_param, norm_param
+
+DEFAULT_STEP = 0.2
+"""The paper's step epsilon for images in [0, 1] (pixel and DCT bases), as a fraction of the
+box's width."""
+
+
+def dct_matrix(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The orthonormal DCT-II matrix: row u is the u-th cosine basis vector of length n."""
+    k = torch.arange(n, dtype=torch.float64)
+    rows = torch.cos(math.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * n)) * math.sqrt(2 / n)
+    rows[0] /= math.sqrt(2)
+    return rows.to(device, dtype)
+
+
+def frequency_bands(shape: tuple[int, ...]) -> Tensor:
+    """For each DCT coefficient (c, u, v) of an image of ``shape`` (C, H, W), flattened: its
+    band max(u, v), so that lower frequencies come first (the paper's low-frequency order)."""
+    c, h, w = shape[0], shape[1], shape[2]
+    u = torch.arange(h)[:, None].expand(h, w)
+    v = torch.arange(w)[None, :].expand(h, w)
+    return torch.maximum(u, v).expand(c, h, w).flatten().to(torch.float64)
+
+
+class SimBA(FixedBudgetAttack):
+    """Simple Black-box Attack (Guo, Gardner, You, Wilson & Weinberger 2019), score-based.
+
+    Picks orthonormal directions q one at a time from a basis Q, in a random order per
+    sample, and for each tries x' - alpha q, then x' + alpha q, keeping the first that lowers
+    the objective:
+
+        x'_{k+1} = Proj_{B_eps(x) ∩ box}(x'_k -/+ alpha q_k)   if it lowers o(x'), else x'_k.
+
+    ``basis="pixel"``: the standard basis (one feature per direction), in a random order;
+    ``"dct"``: the 2D DCT basis of each channel (inputs (C, H, W)), lowest frequency band
+    max(u, v) first, random within a band. The paper's objective is the probability of the
+    true class (untargeted) or of the target (targeted); here it is the margin of the log
+    probabilities, log p_y - max_{j != y} log p_j (targeted: max_{j != t} log p_j - log p_t),
+    which is monotone in the same direction, reaches 0 exactly at the decision boundary and
+    does not saturate when p_y rounds to 1 (for confidence reduction: log p_y). Scores are
+    logits or probabilities: both give log probabilities.
+
+    ``step_size`` is alpha; by default 0.2 of the box's width (the paper's 0.2 in [0, 1]), or
+    ``eps`` for an Linf budget with the pixel basis (each feature moves by the whole budget).
+    The budget is enforced at every step by projection. Each sample stops as soon as it meets
+    the goal, when its directions are used up, or when it has spent ``max_queries`` queries
+    (``result.exhausted``). Counting, per sample: one query for the clean scores, then one per
+    candidate evaluated; a candidate that the box or the budget leaves where the iterate
+    already is, is not queried. Draws (the order of directions) come from the sample's own
+    stream (``seed``, its id).
+    """
+
+    capability = Capability.ORACLE_SCORES
+    goals = ALL_GOALS
+    norms = frozenset({Norm.L2, Norm.LINF})
+    supports_query_budget: ClassVar[bool] = True
+    params: ClassVar[tuple[Param, ...]] = (
+        eps_param(optional=False),
+        norm_param("l2", ("l2", "linf")),
+        Param(
+            "basis",
+            str,
+            "pixel",
+            "Directions: the pixel basis or the DCT basis.",
+            choices=("pixel", "dct"),
+        ),
+        Param(
+            "step_size",
+            float,
+            None,
+            "Step alpha per direction (default: 0.2 of the box width; eps for linf pixels).",
+            low=0.0,
+            low_open=True,
+            optional=True,
+        ),
+        Param("max_queries", int, 10_000, "Most queries per sample.", low=1),
+        TARGETED,
+        SEED,
+    )
+    basis: str
+    step_size: float | None
+    max_queries: int
+
+    def __init__(
+        self,
+        eps: float,
+        norm: str | Norm = "l2",
+        basis: str = "pixel",
+        step_size: float | None = None,
+        max_queries: int = 10_000,
+        targeted: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self._configure(
+            eps=eps,
+            norm=norm,
+            basis=basis,
+            step_size=step_size,
+            max_queries=max_queries,
+            targeted=targeted,
+            seed=seed,
+        )
+
+    # ------------------------------------------------------------------ the pieces
+    def _objective(self, run: AttackRun, scores: Tensor, rows: Tensor) -> Tensor:
+        """o(x') to lower, from the scores at the rows ``rows`` of the run."""
+        logp = run.access.log_probabilities(scores)
+        labels = run.labels[rows]
+        own = logp.gather(1, labels[:, None]).squeeze(1)
+        if run.criterion.goal is Goal.CONFIDENCE_REDUCTION:
+            return own
+        other = logp.scatter(1, labels[:, None], -math.inf).amax(1)
+        return other - own if run.targeted else own - other
+
+    def _order(self, run: AttackRun) -> Tensor:
+        """Each sample's order of directions ``(N, d)``, from its own stream."""
+        shape = tuple(run.x.shape[1:])
+        d = run.x[0].numel()
+        if self.basis == "pixel":
+            return run.random("simba-order", lambda g: torch.randperm(d, generator=g)).long()
+        if len(shape) != 3:
+            raise InputError(
+                f"SimBA's dct basis needs image inputs (C, H, W), got per-sample shape {shape}; "
+                "use basis='pixel'"
+            )
+        bands = frequency_bands(shape)
+        return run.random(
+            "simba-order",
+            lambda g: torch.argsort(bands + torch.rand(d, generator=g, dtype=torch.float64)),
+        ).long()
+
+    def _directions(self, index: Tensor, like: Tensor, dct: tuple[Tensor, Tensor] | None) -> Tensor:
+        """The unit directions of the basis elements ``index`` (one per row), shaped as inputs."""
+        n, shape = len(index), like.shape[1:]
+        if dct is None:
+            q = torch.zeros(n, like[0].numel(), dtype=like.dtype, device=like.device)
+            q[torch.arange(n, device=like.device), index] = 1.0
+            return q.view(n, *shape)
+        rows_h, rows_w = dct
+        _, h, w = shape
+        c, rest = index // (h * w), index % (h * w)
+        u, v = rest // w, rest % w
+        plane = rows_h[u][:, :, None] * rows_w[v][:, None, :]
+        q = torch.zeros(n, *shape, dtype=like.dtype, device=like.device)
+        q[torch.arange(n, device=like.device), c] = plane
+        return q
+
+    def _step(self, run: AttackRun) -> Tensor:
+        """alpha per sample, shaped to broadcast over inputs."""
+        if self.step_size is not None:
+            alpha = torch.full(
+                (len(run.x),), self.step_size, dtype=run.x.dtype, device=run.x.device
+            )
+        elif self.norm is Norm.LINF and self.basis == "pixel":
+            assert run.eps is not None
+            alpha = run.eps.to(run.x.dtype)
+        else:
+            alpha = torch.full(
+                (len(run.x),),
+                DEFAULT_STEP * box_scale(run.access.bounds),
+                dtype=run.x.dtype,
+                device=run.x.device,
+            )
+        return broadcast_view(alpha, run.x)
+
+    # ------------------------------------------------------------------ the attack
+    def _run(self, run: AttackRun) -> Tensor:
+        access, x = run.access, run.x
+        assert run.eps is not None
+        every = torch.arange(len(x), device=x.device)
+        scores = access.scores(x, every)
+        run.clean_scores = scores
+        objective = self._objective(run, scores, every)
+        done = run.goal_met(scores)
+        x_adv = x.clone()
+        order = self._order(run).to(x.device)
+        alpha = self._step(run)
+        dct = None
+        if self.basis == "dct":
+            dct = (
+                dct_matrix(x.shape[2], x.dtype, x.device),
+                dct_matrix(x.shape[3], x.dtype, x.device),
+            )
+        active = every[~done & (access.remaining(every) > 0)]
+        for k in range(order.shape[1]):
+            if not len(active):
+                break
+            q = self._directions(order[active, k], x, dct)
+            tried = torch.zeros(len(active), dtype=torch.bool, device=x.device)
+            for sign in (-1.0, 1.0):
+                pos = (~tried & (access.remaining(active) > 0)).nonzero().squeeze(1)
+                rows = active[pos]
+                candidate = project(
+                    x[rows],
+                    x_adv[rows] + sign * alpha[rows] * q[pos],
+                    self.norm,
+                    run.eps[rows],
+                    access.bounds,
+                )
+                moved = (candidate != x_adv[rows]).flatten(1).any(1)
+                pos, rows, candidate = pos[moved], rows[moved], candidate[moved]
+                if not len(rows):
+                    continue
+                found = access.scores(candidate, rows)
+                value = self._objective(run, found, rows)
+                better = value < objective[rows]
+                keep = rows[better]
+                x_adv[keep] = candidate[better]
+                objective[keep] = value[better]
+                done[keep] = run.goal_met(found[better], keep)
+                tried[pos[better]] = True
+            active = active[~done[active] & (access.remaining(active) > 0)]
+        return x_adv

@@ -1,0 +1,232 @@
+"""What every attacked model shares, white box or oracle: the input box, the classes, and the
+validation of inputs and labels at the door.
+
+:class:`~brittle.classifier.Classifier` (a PyTorch module: gradients) and
+:class:`~brittle.oracle.Oracle` (a function that can only be queried) both derive from
+:class:`Model`. The box may be unbounded (``(-inf, inf)``: a latent space) or given per
+feature (two arrays of one input's shape).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from brittle.errors import InputError
+from brittle.perturbation import Bounds, clip
+from brittle.threat import Capability
+
+BoundsSpec = tuple[
+    float | Sequence[Any] | np.ndarray | Tensor, float | Sequence[Any] | np.ndarray | Tensor
+]
+
+_BOUNDS_TOLERANCE = 1e-6
+
+
+def as_tensor(value: Any, name: str) -> Tensor:
+    """Turn a numpy array or a tensor into a tensor; anything else is an :class:`InputError`."""
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    raise InputError(f"{name} must be a torch.Tensor or numpy array, got {type(value).__name__}")
+
+
+def broadcast_view(values: Tensor, like: Tensor) -> Tensor:
+    """Per-sample ``values`` of shape ``(N,)`` as ``(N, 1, ..., 1)``, to broadcast over ``like``."""
+    return values.view(-1, *([1] * (like.ndim - 1)))
+
+
+def box_scale(bounds: Bounds) -> float:
+    """The box's width (its mean over features when given per feature), or 1 if unbounded."""
+    low, high = bounds
+    width = float(torch.as_tensor(high - low, dtype=torch.float64).mean())
+    return width if width < float("inf") else 1.0
+
+
+def _scalar(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, np.ndarray | Tensor) and value.ndim == 0:
+        return float(value)
+    return None
+
+
+def parse_bounds(
+    bounds: BoundsSpec,
+    input_shape: tuple[int, ...] | None,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[Bounds, tuple[int, ...] | None]:
+    """``(low, high)`` as two floats, or as two tensors of one input's shape (per feature).
+
+    Returns the bounds and the input shape (taken from per-feature bounds when not given).
+    Infinite bounds are allowed (an unbounded box); ``low < high`` must hold everywhere.
+    """
+    try:
+        low_spec, high_spec = bounds
+    except (TypeError, ValueError):
+        raise InputError(f"bounds must be a pair (low, high), got {bounds!r}") from None
+    low, high = _scalar(low_spec), _scalar(high_spec)
+    if low is not None and high is not None:
+        if not low < high:
+            raise InputError(f"bounds must satisfy low < high, got {bounds}")
+        return (low, high), input_shape
+    try:
+        low_t = torch.as_tensor(np.asarray(low_spec, dtype=np.float64), dtype=dtype)
+        high_t = torch.as_tensor(np.asarray(high_spec, dtype=np.float64), dtype=dtype)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"bounds must be numbers or arrays of numbers: {err}") from None
+    shape = tuple(input_shape) if input_shape else tuple(max(low_t.shape, high_t.shape))
+    try:
+        low_t, high_t = low_t.expand(shape).clone(), high_t.expand(shape).clone()
+    except RuntimeError:
+        raise InputError(
+            f"per-feature bounds must have one input's shape {shape}; got {tuple(low_t.shape)} "
+            f"and {tuple(high_t.shape)}"
+        ) from None
+    if bool(low_t.isnan().any() | high_t.isnan().any()) or not bool((low_t < high_t).all()):
+        raise InputError("per-feature bounds must satisfy low < high for every feature (no NaN)")
+    return (low_t.to(device), high_t.to(device)), shape
+
+
+class Model(ABC):
+    """A classifier as an attack sees it: a box of valid inputs, K classes, and outputs.
+
+    Subclasses say what access they grant (``capability``) and how to evaluate the model
+    without counting (:meth:`predict_scores`, used by the attack base for the clean
+    prediction and the re-check of every returned input).
+    """
+
+    capability: Capability
+    has_scores: bool = True
+
+    def __init__(
+        self,
+        bounds: BoundsSpec,
+        num_classes: int | None,
+        input_shape: Sequence[int] | None,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> None:
+        if num_classes is not None and (
+            isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2
+        ):
+            raise InputError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        self.num_classes = num_classes
+        self.device = device
+        self.dtype = dtype
+        shape = tuple(int(s) for s in input_shape) if input_shape else None
+        self.bounds, self.input_shape = parse_bounds(bounds, shape, device, dtype)
+
+    # ------------------------------------------------------------------ the box
+    @property
+    def per_feature(self) -> bool:
+        """Whether the box is given per feature (bounds are tensors)."""
+        return isinstance(self.bounds[0], Tensor)
+
+    @property
+    def bounded(self) -> bool:
+        """Whether every feature has finite bounds."""
+        low, high = self.bounds
+        if isinstance(low, Tensor) and isinstance(high, Tensor):
+            return bool(low.isfinite().all() & high.isfinite().all())
+        return bool(np.isfinite(low) and np.isfinite(high))
+
+    def clip(self, x: Tensor) -> Tensor:
+        """``x`` clipped to the box."""
+        return clip(x, self.bounds)
+
+    def envelope(self) -> tuple[float, float]:
+        """The smallest and largest value any feature may take (the box for a report)."""
+        low, high = self.bounds
+        if isinstance(low, Tensor) and isinstance(high, Tensor):
+            return float(low.min()), float(high.max())
+        return float(low), float(high)
+
+    # ------------------------------------------------------------------ evaluation
+    @abstractmethod
+    def predict_scores(self, x: Tensor) -> Tensor:
+        """Scores ``(N, K)`` without gradient (labels as one-hot rows for a label-only oracle)."""
+
+    def probabilities(self, scores: Tensor) -> Tensor:
+        """Class probabilities from scores (the softmax of logits)."""
+        return scores.softmax(1)
+
+    def log_probabilities(self, scores: Tensor) -> Tensor:
+        """Log class probabilities from scores (the log-softmax of logits)."""
+        return scores.log_softmax(1)
+
+    @abstractmethod
+    def check_outputs(self, x: Tensor) -> None:
+        """Run the model on a few inputs and refuse outputs it cannot be attacked with."""
+
+    @contextmanager
+    def evaluation(self) -> Iterator[Model]:
+        """The state the model is attacked in (nothing to change for a plain function)."""
+        yield self
+
+    # ------------------------------------------------------------------ validation
+    def check_inputs(self, x: Any, name: str = "x") -> Tensor:
+        """Validate a batch of inputs and return it on :attr:`device` in :attr:`dtype`.
+
+        Refuses (with :class:`InputError`) anything but a batch of the right shape, with
+        finite values inside :attr:`bounds`.
+        """
+        x = as_tensor(x, name)
+        if not x.is_floating_point():
+            box_low, box_high = self.envelope()
+            raise InputError(
+                f"{name} must be floating point in [{box_low:g}, {box_high:g}], got dtype {x.dtype}; "
+                "convert images with x.float() / 255"
+            )
+        if x.ndim < 2:
+            raise InputError(f"{name} must be a batch (N, ...), got shape {tuple(x.shape)}")
+        if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
+            raise InputError(
+                f"{name} has per-sample shape {tuple(x.shape[1:])} but the model expects "
+                f"{self.input_shape} (N, C, H, W: check the channel count and image size)"
+            )
+        x = x.to(self.device, self.dtype)
+        if not torch.isfinite(x).all():
+            bad = int((~torch.isfinite(x)).flatten(1).any(1).sum())
+            raise InputError(f"{name} contains NaN or infinite values in {bad} sample(s)")
+        if not x.numel():
+            return x
+        low, high = self.bounds
+        outside = (x < low - _BOUNDS_TOLERANCE) | (x > high + _BOUNDS_TOLERANCE)
+        if bool(outside.any()):
+            lo, hi = float(x.min()), float(x.max())
+            box_low, box_high = self.envelope()
+            where = " per feature" if self.per_feature else ""
+            hint = " (did you forget to divide by 255?)" if hi > 1.5 and box_high == 1.0 else ""
+            raise InputError(
+                f"{name} has values in [{lo:g}, {hi:g}], outside the bounds{where} "
+                f"[{box_low:g}, {box_high:g}]{hint}; scale the inputs or pass bounds= to the "
+                f"{type(self).__name__}"
+            )
+        return self.clip(x)
+
+    def check_labels(self, y: Any, n: int, name: str = "y") -> Tensor:
+        """Validate integer labels of length ``n`` in ``[0, num_classes)``."""
+        y = as_tensor(y, name)
+        if y.is_floating_point() or y.dtype == torch.bool:
+            raise InputError(f"{name} must hold integer class indices, got dtype {y.dtype}")
+        if y.ndim != 1 or y.shape[0] != n:
+            raise InputError(
+                f"{name} must have shape ({n},), one label per input; got {tuple(y.shape)}"
+            )
+        y = y.to(self.device, torch.long)
+        k = self.num_classes
+        if k is not None and n and (int(y.min()) < 0 or int(y.max()) >= k):
+            raise InputError(
+                f"{name} has values in [{int(y.min())}, {int(y.max())}] but the model has "
+                f"{k} classes (valid: 0 to {k - 1})"
+            )
+        return y
