@@ -299,7 +299,7 @@ class Attack(ABC):
             raise ThreatModelError(
                 f"{self.name} needs capability {self.capability.name} but the model grants "
                 f"only {model.capability.name} (an Oracle can only be queried); use an attack "
-                "for that capability, such as SimBA for scores"
+                f"that needs no more than {model.capability.name}"
             )
         if not self.supports_unbounded and not model.bounded:
             raise InputError(
