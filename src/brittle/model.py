@@ -38,11 +38,6 @@ def as_tensor(value: Any, name: str) -> Tensor:
     raise InputError(f"{name} must be a torch.Tensor or numpy array, got {type(value).__name__}")
 
 
-def broadcast_view(values: Tensor, like: Tensor) -> Tensor:
-    """Per-sample ``values`` of shape ``(N,)`` as ``(N, 1, ..., 1)``, to broadcast over ``like``."""
-    return values.view(-1, *([1] * (like.ndim - 1)))
-
-
 def box_scale(bounds: Bounds) -> float:
     """The box's width (its mean over features when given per feature), or 1 if unbounded."""
     low, high = bounds

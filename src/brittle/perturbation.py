@@ -21,6 +21,11 @@ Bounds = tuple[Bound, Bound]
 _L0_ROUNDING_SLACK = 1e-9
 
 
+def broadcast_view(values: Tensor, like: Tensor) -> Tensor:
+    """Per-sample ``values`` of shape ``(N,)`` as ``(N, 1, ..., 1)``, to broadcast over ``like``."""
+    return values.view(-1, *([1] * (like.ndim - 1)))
+
+
 def clip(x: Tensor, bounds: Bounds) -> Tensor:
     """``x`` clipped to the box ``bounds`` (scalar or per feature)."""
     low, high = bounds
@@ -106,7 +111,7 @@ def project(
         return boxed
     if norm is Norm.LINF:
         e = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
-        e = e.view(-1, *([1] * (x.ndim - 1))) if e.ndim else e
+        e = broadcast_view(e, x) if e.ndim else e
         return clip(torch.minimum(torch.maximum(boxed, x - e), x + e), bounds)
     delta = boxed - x
     if norm is Norm.L0:
@@ -120,10 +125,10 @@ def project(
         if norm is Norm.L2:
             size = delta.flatten(1).norm(dim=1)
             factor = torch.where(size > e, e / size.clamp_min(1e-12), torch.ones_like(size))
-            shrunk = delta * factor.view(-1, *([1] * (x.ndim - 1)))
+            shrunk = delta * broadcast_view(factor, x)
         else:
             shrunk = _project_l1(delta, e)
-    inside = within_budget(delta, norm, eps).view(-1, *([1] * (x.ndim - 1)))
+    inside = broadcast_view(within_budget(delta, norm, eps), x)
     return torch.where(inside, boxed, clip(x + shrunk, bounds))
 
 

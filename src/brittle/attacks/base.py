@@ -41,8 +41,8 @@ from brittle.criteria import (
 )
 from brittle.errors import InputError, ThreatModelError
 from brittle.losses import Loss, LossName
-from brittle.model import Model, broadcast_view
-from brittle.perturbation import norms, project, within_budget
+from brittle.model import Model
+from brittle.perturbation import broadcast_view, norms, project, within_budget
 from brittle.randomness import Draw, per_sample
 from brittle.threat import Capability, Goal, Norm, ThreatModel
 

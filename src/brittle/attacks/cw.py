@@ -10,7 +10,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from brittle.model import Bounds, broadcast_view
+from brittle.model import Bounds
+from brittle.perturbation import broadcast_view
 from brittle.threat import Goal, Norm
 
 from .base import AttackRun, MinimizationAttack

@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 
 from brittle.access import ModelAccess
-from brittle.model import box_scale, broadcast_view
+from brittle.model import box_scale
+from brittle.perturbation import broadcast_view
 from brittle.threat import Goal, Norm
 
 from .base import AttackRun, MinimizationAttack

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from brittle.model import broadcast_view
+from brittle.perturbation import broadcast_view
 from brittle.threat import Goal, Norm
 
 from .base import AttackRun, FixedBudgetAttack

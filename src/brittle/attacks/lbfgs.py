@@ -15,8 +15,7 @@ import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
-from brittle.model import broadcast_view
-from brittle.perturbation import within_budget
+from brittle.perturbation import broadcast_view, within_budget
 from brittle.threat import Goal, Norm
 
 from .base import AttackRun, MinimizationAttack

@@ -7,7 +7,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from brittle.model import broadcast_view
+from brittle.perturbation import broadcast_view
 from brittle.threat import Norm
 
 from .base import AttackRun, FixedBudgetAttack

@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 
 from brittle.errors import InputError
-from brittle.model import box_scale, broadcast_view
-from brittle.perturbation import project
+from brittle.model import box_scale
+from brittle.perturbation import broadcast_view, project
 from brittle.threat import Capability, Goal, Norm
 
 from .base import AttackRun, FixedBudgetAttack
