@@ -1,6 +1,7 @@
 """brittle: how brittle is your classifier, and how far from the best any classifier could do."""
 
 from brittle.classifier import Classifier
+from brittle.oracle import Oracle
 from brittle.threat import Capability, Goal, Norm, ThreatModel
 
 __version__ = "0.1.0"
@@ -10,6 +11,7 @@ __all__ = [
     "Classifier",
     "Goal",
     "Norm",
+    "Oracle",
     "ThreatModel",
     "__version__",
     "load_classifier",
