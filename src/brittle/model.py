@@ -9,6 +9,7 @@ feature (two arrays of one input's shape).
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,6 +28,8 @@ BoundsSpec = tuple[
 ]
 
 _BOUNDS_TOLERANCE = 1e-6
+_IMPLAUSIBLE_CLASSES = 100
+"""From this many outputs, a model whose labels use under a quarter of them is suspect."""
 
 
 def as_tensor(value: Any, name: str) -> Tensor:
@@ -223,5 +226,13 @@ class Model(ABC):
             raise InputError(
                 f"{name} has values in [{int(y.min())}, {int(y.max())}] but the model has "
                 f"{k} classes (valid: 0 to {k - 1})"
+            )
+        if k is not None and n and k >= _IMPLAUSIBLE_CLASSES and k > 4 * (int(y.max()) + 1):
+            warnings.warn(
+                f"the model has {k} outputs per input but the labels go up to {int(y.max())}: "
+                "is it a classifier (its last layer one logit per class), or a feature "
+                "extractor such as nn.Flatten? (If it has that many classes, ignore this.)",
+                UserWarning,
+                stacklevel=3,
             )
         return y

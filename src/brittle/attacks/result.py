@@ -78,7 +78,8 @@ class AttackResult:
         """Headline numbers as plain floats (the keys of ``brittle attack --json``).
 
         Norm statistics are over successful adversarial examples of correctly classified
-        samples, the ones that count as attacks; ``nan`` when there are none.
+        samples, the ones that count as attacks; ``nan`` when there are none. ``note`` says
+        why rates are undefined (no samples, or none classified correctly), else ``None``.
         """
         n = len(self)
         wrong_adv = self.pred_adv != self.y
@@ -108,10 +109,18 @@ class AttackResult:
             "median_linf": stat(self.linf, "median"),
             "gradient_evaluations": int(self.gradients.sum()),
             "queries": int(self.queries.sum()),
+            "note": self._note(),
             "nonfinite_outputs": int(self.nonfinite.sum()),
             "exhausted": int(self.exhausted.sum()),
             "seconds": self.seconds,
         }
+
+    def _note(self) -> str | None:
+        if not len(self):
+            return "no samples: every rate is undefined (nan)"
+        if not bool(self.correct_clean.any()):
+            return "the model classifies no sample correctly: the success rate is undefined (nan)"
+        return None
 
     def numpy(self) -> dict[str, Any]:
         """Every per-sample field as a numpy array (metadata as is)."""
