@@ -282,6 +282,42 @@ def test_npz_refuses_what_is_not_images_or_labels(
         load_dataset("npz", "train", path)
 
 
+@pytest.mark.parametrize(
+    ("labels", "words"),
+    [
+        (np.array([0, -1, 2, -1]), ["negative labels (2 of 4, e.g. -1 at index 1)", "0..K-1"]),
+        (
+            np.array([0.0, 1.0, 0.5, 2.0]),
+            ["float64 labels that are not integers", "0.5 at index 2"],
+        ),
+        (np.array([np.nan, 1.0, 0.0, 2.0]), ["not integers", "nan at index 0"]),
+    ],
+)
+def test_npz_label_errors_name_the_label_array_and_the_fix(
+    tmp_path: Path, labels: np.ndarray, words: list[str]
+) -> None:
+    path = tmp_path / "set.npz"
+    good = np.arange(4) % 2
+    np.savez(
+        path, x_train=np.zeros((4, 4, 4)), y_train=labels, x_test=np.zeros((4, 4, 4)), y_test=good
+    )
+    with pytest.raises(DataError) as info:
+        load_dataset("npz", "train", path)
+    message = str(info.value)
+    assert message.startswith(f"{path}['y_train'] holds ")
+    assert "x_train" not in message and all(word in message for word in words)
+    assert len(load_dataset("npz", "test", path)) == 4  # the other split is fine
+
+
+def test_idx_label_errors_name_the_labels_file(tmp_path: Path) -> None:
+    folder = tmp_path / "mnist"
+    write_idx_folder(folder, n_train=5)
+    labels = write_idx(folder / "train-labels-idx1-ubyte.gz", np.zeros(4, np.uint8), compress=True)
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist", "train", data_dir=folder)
+    assert str(info.value).startswith(f"{labels} has 4 labels for 5 images")
+
+
 def test_npz_file_errors(tmp_path: Path) -> None:
     path = tmp_path / "set.npz"
     with pytest.raises(DataError, match="not found"):

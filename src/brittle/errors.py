@@ -1,14 +1,14 @@
-"""The errors brittle raises on bad input: each says what is wrong and what to do.
+"""The errors brittle raises on purpose: each says what is wrong and what to do.
 
-All are ``ValueError`` subclasses (``CheckpointError`` and ``DataError`` too), so code that
-already catches ``ValueError`` keeps working.
+All are ``ValueError`` subclasses (``CheckpointError``, ``DataError`` and ``StorageError``
+too), so code that already catches ``ValueError`` keeps working.
 """
 
 from __future__ import annotations
 
 
 class BrittleError(ValueError):
-    """Base class of every input error brittle raises on purpose."""
+    """Base class of every error brittle raises on purpose."""
 
 
 class InputError(BrittleError):
@@ -33,3 +33,20 @@ class DataError(BrittleError):
 
 class CheckpointError(BrittleError):
     """A checkpoint cannot be loaded safely (pickled objects, missing metadata, ...)."""
+
+
+class StorageError(BrittleError):
+    """An output cannot be stored: disk full, read-only or missing folder, I/O error, a result
+    store that is locked or damaged.
+
+    Not bad input: the same command succeeds once the place is fixed. The message says what
+    failed, what was kept (the previous file, the batches already committed) and what to do.
+    """
+
+
+STORAGE_EXIT = 3
+"""Exit code of the command line on a :class:`StorageError`.
+
+Distinct from 2 (bad input, any other :class:`BrittleError`), so a script can tell "fix the
+command" from "fix the disk, then rerun the same command".
+"""

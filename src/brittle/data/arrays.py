@@ -72,11 +72,24 @@ def labels_to_tensor(labels: np.ndarray, n: int, source: str) -> Tensor:
     if labels.shape[0] != n:
         raise DataError(f"{source} has {labels.shape[0]} labels for {n} images; they must match")
     if labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.number):
-        raise DataError(f"{source} has dtype {labels.dtype}; labels must be integers")
-    if not np.issubdtype(labels.dtype, np.integer) and not (
-        np.isfinite(labels).all() and np.array_equal(labels, np.round(labels))
-    ):
-        raise DataError(f"{source} holds labels that are not integers; labels are class indices")
-    if n and labels.min() < 0:
-        raise DataError(f"{source} holds negative labels ({labels.min():g}); use 0..K-1")
+        raise DataError(
+            f"{source} has dtype {labels.dtype}; labels must be integer class indices 0..K-1"
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        fractional = ~np.isfinite(labels) | (labels != np.round(labels))
+        if fractional.any():
+            raise DataError(
+                f"{source} holds {labels.dtype} labels that are not integers "
+                f"({int(fractional.sum())} of {n}, e.g. {labels[fractional][0]:g} at index "
+                f"{int(np.argmax(fractional))}); labels are class indices 0..K-1: store them "
+                "as integers (probabilities or one-hot rows: take argmax)"
+            )
+    negative = labels < 0
+    if negative.any():
+        raise DataError(
+            f"{source} holds negative labels ({int(negative.sum())} of {n}, e.g. "
+            f"{labels[negative][0]:g} at index {int(np.argmax(negative))}); labels are class "
+            "indices 0..K-1: map them to 0..K-1 first (e.g. np.unique(y, return_inverse=True)[1]; "
+            "-1 often marks unlabelled samples, which must be dropped)"
+        )
     return torch.from_numpy(labels.astype(np.int64))

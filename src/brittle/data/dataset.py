@@ -59,14 +59,20 @@ class Dataset:
         name: str,
         source: str,
         classes: Sequence[str] | None = None,
+        *,
+        label_source: str | None = None,
     ) -> Dataset:
         """Validate and convert numpy images and labels (see :mod:`brittle.data.arrays`).
 
-        ``source`` names where the arrays came from, for error messages. Without
-        ``classes``, class ``k`` is named ``str(k)`` for ``k`` up to the largest label.
+        ``source`` names where the arrays came from, for error messages; ``label_source``
+        names where the labels came from when that is another array or file (an error about
+        the labels then names it, not the images). Without ``classes``, class ``k`` is named
+        ``str(k)`` for ``k`` up to the largest label.
         """
-        x = images_to_tensor(images, f"{source} (images)")
-        y = labels_to_tensor(labels, len(x), f"{source} (labels)")
+        if label_source is None:
+            source, label_source = f"{source} (images)", f"{source} (labels)"
+        x = images_to_tensor(images, source)
+        y = labels_to_tensor(labels, len(x), label_source)
         names = list(classes) if classes is not None else [str(k) for k in range(int(y.max()) + 1)]
         shape = (int(x.shape[1]), int(x.shape[2]), int(x.shape[3]))
         return cls(x=x, y=y, classes=names, input_shape=shape, name=name)

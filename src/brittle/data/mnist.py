@@ -93,6 +93,7 @@ def load_idx_dataset(name: str, split: str, data_dir: str | Path | None) -> Data
         read_idx(images_path, IMAGES_MAGIC),
         read_idx(labels_path, LABELS_MAGIC),
         name=name,
-        source=f"{images_path.name} and {labels_path.name} in {folder}",
+        source=str(images_path),
         classes=IDX_CLASSES[name],
+        label_source=str(labels_path),
     )

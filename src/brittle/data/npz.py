@@ -50,4 +50,10 @@ def load_npz(path: Path, split: str) -> Dataset:
             raise DataError(
                 f"{path} cannot be loaded without unpickling ({err}); store numeric arrays"
             ) from err
-    return Dataset.from_arrays(images, labels, name=path.stem, source=f"{path}['{x_name}']")
+    return Dataset.from_arrays(
+        images,
+        labels,
+        name=path.stem,
+        source=f"{path}['{x_name}']",
+        label_source=f"{path}['{y_name}']",
+    )

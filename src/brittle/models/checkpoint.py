@@ -8,13 +8,22 @@ unpickling an untrusted file can run arbitrary code. The metadata say how to reb
 network (``arch``, ``arch_kwargs``, ``input_shape``, ``num_classes``) and how to use it
 (``bounds``, ``preprocessing``), plus provenance (dataset, classes, accuracy, seed, epochs,
 brittle version, creation time).
+
+An untrusted file must not exhaust memory either: before any real network is built, the
+architecture its metadata name is built on the meta device (shapes only, no memory) and must
+match the file's tensors name by name and shape by shape, so a forged ``hidden=[10**6, 10**6]``
+is refused in milliseconds. Checkpoints are written atomically (:mod:`brittle.files`): a
+failed save leaves the previous file as it was.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import math
 import pickle
+import reprlib
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +35,7 @@ from torch import Tensor, nn
 import brittle
 from brittle.classifier import Classifier
 from brittle.errors import BrittleError, CheckpointError
+from brittle.files import atomic_path
 
 from .zoo import ARCHITECTURES, build_model
 
@@ -33,6 +43,7 @@ FORMAT = "brittle-checkpoint"
 VERSION = 1
 REQUIRED = ("arch", "input_shape", "num_classes")
 
+_RESAVE = "Re-save the model with save_checkpoint, which records the arguments it was built with"
 _CONVERT = (
     "build the model with brittle.models.build_model(arch, input_shape, num_classes), load "
     "the weights into it with model.load_state_dict(...), and save it with "
@@ -47,6 +58,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: Mapping[str, Any])
     model records; ``brittle_version`` and ``created`` (ISO time, UTC) are filled in. The
     metadata must be JSON-serialisable and name a known architecture whose state_dict matches
     the model's, so that :func:`load_checkpoint` can rebuild it. Parent folders are created.
+    The file is written atomically: on failure (a full disk, say) a
+    :class:`~brittle.errors.StorageError` is raised and a previous file at ``path`` is kept.
     """
     full = {
         key: getattr(model, key)
@@ -73,13 +86,10 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: Mapping[str, Any])
         ) from err
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     _check_state_dict(state, json.loads(meta_json))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {"format": FORMAT, "version": VERSION, "state_dict": state, "meta_json": meta_json},
-        path,
-    )
-    return path
+    payload = {"format": FORMAT, "version": VERSION, "state_dict": state, "meta_json": meta_json}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
 
 
 def load_checkpoint(
@@ -89,20 +99,18 @@ def load_checkpoint(
 
     Raises :class:`CheckpointError` if the file is missing, is not a brittle checkpoint (a raw
     state_dict, say), carries pickled objects other than tensors, names an unknown
-    architecture, or holds weights that do not fit it.
+    architecture, or holds weights that do not fit it. The fit is checked before the network
+    is built, so metadata that describe a bigger network than the file holds never allocate it.
     """
     payload = _read(Path(path))
     meta = _parse_meta(payload, path)
+    state = payload["state_dict"]
+    _check_file_weights(state, meta, path)
     model = _rebuild(meta)
     try:
-        model.load_state_dict(payload["state_dict"])
+        model.load_state_dict(state)
     except RuntimeError as err:
-        raise CheckpointError(
-            f"{path}: the saved weights do not fit architecture {meta['arch']!r} with "
-            f"arch_kwargs={meta['arch_kwargs']}, input_shape={meta['input_shape']}, "
-            f"num_classes={meta['num_classes']}: {err}. Re-save the model with "
-            "save_checkpoint, which records the arguments it was built with"
-        ) from err
+        raise CheckpointError(f"{path}: {_misfit(meta)}: {err}. {_RESAVE}") from err
     model.to(torch.device(device) if device is not None else "cpu")
     model.eval()
     return model, meta
@@ -129,8 +137,13 @@ def _read(path: Path) -> Any:
             f"checkpoint {path} {what}; give the path of a file written by save_checkpoint "
             "(e.g. from `brittle train`)"
         )
+    _check_archive(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about foreign pickles (e.g. "pickle protocol 4") before failing;
+            # the error below says what is wrong, and the warning would only confuse
+            warnings.filterwarnings("ignore", module=r"torch(\.|$)")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if not zipfile.is_zipfile(path):  # torch.save writes zip archives
             raise CheckpointError(
@@ -149,6 +162,32 @@ def _read(path: Path) -> Any:
             f"{path} is not a readable PyTorch file ({type(err).__name__}: {err}); "
             "it may be truncated or in another format"
         ) from err
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse a zip archive with compressed records before ``torch.load`` expands them.
+
+    ``torch.save`` stores records uncompressed, so what loading allocates is bounded by the
+    file's size; a compressed record (a zip bomb) could expand to a thousand times more.
+    Files that are not zip archives are left to ``torch.load`` and the checks after it.
+    """
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            packed = [
+                i.filename for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED
+            ]
+    except (zipfile.BadZipFile, OSError) as err:
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch file ({err}); it may be truncated"
+        ) from err
+    if packed:
+        raise CheckpointError(
+            f"{path} holds compressed records ({', '.join(packed[:3])}), which torch.save never "
+            "writes and which could expand to far more memory than the file's size; it was "
+            "refused. Give the path of a file written by save_checkpoint"
+        )
 
 
 def _parse_meta(payload: Any, path: str | Path) -> dict[str, Any]:
@@ -204,25 +243,89 @@ def _rebuild(meta: Mapping[str, Any]) -> nn.Module:
         return build_model(
             meta["arch"], meta["input_shape"], meta["num_classes"], **meta["arch_kwargs"]
         )
-    except (BrittleError, TypeError) as err:
+    except (BrittleError, TypeError, OverflowError, RuntimeError) as err:
+        reason = str(err).splitlines()[0]  # torch appends a C++ stack trace to some errors
         raise CheckpointError(
-            f"cannot rebuild architecture {meta['arch']!r} from the checkpoint's metadata: {err}"
+            f"cannot rebuild architecture {meta['arch']!r} from the checkpoint's metadata: {reason}"
         ) from err
+
+
+def _architecture_shapes(meta: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Name and shape of every tensor of the network ``meta`` describe, built on the meta
+    device: no memory is allocated and no weight initialised, whatever sizes ``meta`` name."""
+    with torch.device("meta"):
+        return {k: tuple(v.shape) for k, v in _rebuild(meta).state_dict().items()}
+
+
+def _shape_differences(
+    shapes: Mapping[str, tuple[int, ...]], wanted: Mapping[str, tuple[int, ...]]
+) -> list[tuple[str, tuple[int, ...]]]:
+    """The first (name, shape) pairs found in only one of ``shapes`` and ``wanted``."""
+    return sorted(set(shapes.items()) ^ set(wanted.items()))[:4]
 
 
 def _check_state_dict(state: Mapping[str, Tensor], meta: Mapping[str, Any]) -> None:
     """Refuse to save weights that :func:`load_checkpoint` could not load back."""
-    with torch.device("meta"):  # the architecture's shapes, without allocating memory
-        expected = _rebuild(meta).state_dict()
     shapes = {k: tuple(v.shape) for k, v in state.items()}
-    wanted = {k: tuple(v.shape) for k, v in expected.items()}
-    if shapes != wanted:
-        diff = sorted(set(shapes.items()) ^ set(wanted.items()))[:4]
+    diff = _shape_differences(shapes, _architecture_shapes(meta))
+    if diff:
         raise CheckpointError(
             f"the model's weights do not match architecture {meta['arch']!r} with "
             f"arch_kwargs={meta['arch_kwargs']} (differences, name and shape: {diff}); save a "
             "model built with brittle.models.build_model, with meta naming how it was built"
         )
+
+
+def _check_file_weights(
+    state: Mapping[Any, Any], meta: Mapping[str, Any], path: str | Path
+) -> None:
+    """Refuse, before building the network, weights that do not fit the file's metadata.
+
+    Checked in order of cost, so a forged file fails fast: every entry is a tensor; the
+    metadata name at most one layer size per tensor held (each size in a list such as
+    ``hidden`` or ``channels`` is a layer with weights; a list of a million sizes would
+    take long to build even on the meta device); the network they describe, built on the meta
+    device, has no more weights than the file holds; and its tensors match the file's, name by
+    name and shape by shape.
+    """
+    if not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
+        raise CheckpointError(
+            f"{path}: the checkpoint's state_dict holds entries that are not named tensors; "
+            "give the path of a file written by save_checkpoint"
+        )
+    sizes = sum(len(v) for v in meta["arch_kwargs"].values() if isinstance(v, list))
+    if sizes > len(state):
+        raise CheckpointError(
+            f"{path}: {_misfit(meta)}: the metadata name {sizes:,} layer sizes but the file "
+            f"holds {len(state)} tensors (the file is damaged or forged). {_RESAVE}"
+        )
+    try:
+        wanted = _architecture_shapes(meta)
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from err
+    needed = sum(math.prod(shape) for shape in wanted.values())
+    held = sum(v.numel() for v in state.values())
+    if needed > held:
+        raise CheckpointError(
+            f"{path}: {_misfit(meta)}: the metadata describe a network of {needed:,} weights "
+            f"but the file holds {held:,}, so it was refused before building the network (the "
+            f"file is damaged or forged). {_RESAVE}"
+        )
+    diff = _shape_differences({k: tuple(v.shape) for k, v in state.items()}, wanted)
+    if diff:
+        raise CheckpointError(
+            f"{path}: {_misfit(meta)} (differences, name and shape: {diff}). {_RESAVE}"
+        )
+
+
+def _misfit(meta: Mapping[str, Any]) -> str:
+    """The start of every message about weights that do not fit ``meta`` (sizes shortened:
+    a forged list of sizes may be long)."""
+    return (
+        f"the saved weights do not fit architecture {meta['arch']!r} with "
+        f"arch_kwargs={reprlib.repr(meta['arch_kwargs'])}, input_shape="
+        f"{reprlib.repr(meta['input_shape'])}, num_classes={meta['num_classes']!r}"
+    )
 
 
 def _jsonable(value: Any) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 import brittle
 from brittle.eval.runner import Evaluation
 from brittle.eval.sanity import sanity_warnings
+from brittle.files import write_text_atomic
 from brittle.threat import ThreatModel
 
 COLUMNS = (
@@ -98,8 +99,9 @@ def finite(value: Any) -> Any:
 
 
 def write_json(path: str | Path, data: dict[str, Any]) -> Path:
-    """Write ``data`` as indented JSON, NaN as ``null``; parent folders are created."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(finite(data), indent=2, allow_nan=False) + "\n")
-    return path
+    """Write ``data`` as indented JSON, NaN as ``null``; parent folders are created.
+
+    The file is written atomically (:func:`~brittle.files.write_text_atomic`): if writing
+    fails, a :class:`~brittle.errors.StorageError` is raised and a previous file is kept.
+    """
+    return write_text_atomic(path, json.dumps(finite(data), indent=2, allow_nan=False) + "\n")

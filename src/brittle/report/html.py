@@ -12,6 +12,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from brittle.eval.runner import Evaluation
+from brittle.files import write_text_atomic
 
 from .content import finite, write_json
 from .plots import accuracy_curve, example_grid
@@ -55,7 +56,11 @@ def render_html(report: dict[str, Any], figures: Sequence[tuple[str, bytes]]) ->
 def write_report(
     out_dir: str | Path, report: dict[str, Any], evaluation: Evaluation, classes: Sequence[str]
 ) -> ReportPaths:
-    """Write ``report.json`` and ``report.html`` (with the figures of ``evaluation``)."""
+    """Write ``report.json`` and ``report.html`` (with the figures of ``evaluation``).
+
+    Each file is written atomically: on failure a :class:`~brittle.errors.StorageError` is
+    raised and the previous file is kept.
+    """
     out = Path(out_dir)
     json_path = write_json(out / "report.json", report)
     title = f"{report['attack']['name']}, {report['threat_model']['norm']}"
@@ -74,6 +79,5 @@ def write_report(
                 grid,
             )
         )
-    html_path = out / "report.html"
-    html_path.write_text(render_html(finite(report), figures), encoding="utf-8")
+    html_path = write_text_atomic(out / "report.html", render_html(finite(report), figures))
     return ReportPaths(html=html_path, json=json_path)
