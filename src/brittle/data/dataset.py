@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -21,7 +21,8 @@ class Dataset:
     """Images ``x`` (float32, ``(N, C, H, W)``, in ``[0, 1]``) and labels ``y`` (int64, ``(N,)``).
 
     ``classes[k]`` names class ``k``; ``input_shape`` is ``(C, H, W)``; ``name`` says where the
-    data came from (for reports).
+    data came from (for reports). ``ids`` holds each sample's index in the split it was loaded
+    from (kept through :meth:`subset`): the sample ids that seed attacks' random draws.
     """
 
     x: Tensor
@@ -29,8 +30,13 @@ class Dataset:
     classes: list[str]
     input_shape: tuple[int, int, int]
     name: str
+    ids: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
 
     def __post_init__(self) -> None:
+        if not len(self.ids) and len(self.x):
+            object.__setattr__(self, "ids", torch.arange(len(self.x)))
+        if self.ids.shape != (len(self.x),):
+            raise DataError(f"Dataset.ids must hold one id per image, got {tuple(self.ids.shape)}")
         if self.x.dtype != torch.float32 or self.x.ndim != 4:
             raise DataError(
                 f"Dataset.x must be float32 (N, C, H, W), got {self.x.dtype} {tuple(self.x.shape)}"
@@ -90,6 +96,6 @@ class Dataset:
             raise DataError(f"subset size n must be >= 0 (or None for all), got {n}")
         count = len(self) if n is None else min(n, len(self))
         if seed is None:
-            return replace(self, x=self.x[:count], y=self.y[:count])
+            return replace(self, x=self.x[:count], y=self.y[:count], ids=self.ids[:count])
         index = torch.from_numpy(np.random.default_rng(seed).permutation(len(self))[:count])
-        return replace(self, x=self.x[index], y=self.y[index])
+        return replace(self, x=self.x[index], y=self.y[index], ids=self.ids[index])
