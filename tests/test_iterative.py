@@ -16,7 +16,6 @@ from brittle.attacks.iterative import random_start, sparse_l1_direction
 from brittle.errors import InputError, ThreatModelError
 from brittle.perturbation import norm_of, within_budget
 from brittle.threat import Norm
-
 from helpers import make_run
 
 EPS = {"linf": 0.1, "l2": 0.6, "l1": 3.0}
@@ -100,7 +99,9 @@ def test_random_start_inside_ball(norm: str) -> None:
     """Random starts lie in B_eps(x) ∩ box and fill the ball (not only its surface)."""
     x = torch.full((500, 1, 4, 4), 0.5)
     clf = Classifier(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)))
-    run = make_run(PGD(0.3, norm=norm), clf, x, torch.zeros(500, dtype=torch.long), torch.full((500,), 0.3))
+    run = make_run(
+        PGD(0.3, norm=norm), clf, x, torch.zeros(500, dtype=torch.long), torch.full((500,), 0.3)
+    )
     start = random_start(run, torch.arange(500), Norm(norm), restart=0)
     size = norm_of(start - x, Norm(norm))
     assert bool((size <= 0.3 + 1e-6).all())

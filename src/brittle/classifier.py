@@ -178,19 +178,23 @@ class Classifier(Model):
         """The module in ``mode`` with frozen parameters inside; its state is restored after.
 
         Parameter gradients are never accumulated by an attack: parameters stop requiring
-        gradients while inside, which also spares the backward pass their gradients. Batchnorm
-        layers never update their running statistics inside: in ``"train"`` mode they
-        normalise with batch statistics without recording them. Nested calls switch the mode
-        and give the outer one back on exit.
+        gradients while inside, which also spares the backward pass their gradients. Norm
+        layers with running statistics (batchnorm, and instance norm with
+        ``track_running_stats``) never update them inside: in ``"train"`` mode batchnorm
+        normalises with batch statistics without recording them, and the running buffers of
+        every norm layer are given back bit for bit on exit (instance norm records them
+        whenever it uses input statistics). ``"batchnorm_eval"`` puts every norm layer on its
+        running statistics. Nested calls switch the mode and give the outer one back on exit.
         """
         modules = list(self.module.modules())
         params = list(self.module.parameters())
-        norms: list[nn.modules.batchnorm._BatchNorm] = [
-            m for m in modules if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        norms: list[nn.modules.batchnorm._NormBase] = [
+            m for m in modules if isinstance(m, nn.modules.batchnorm._NormBase)
         ]
         training = [m.training for m in modules]
         tracking = [m.track_running_stats for m in norms]
         grads = [p.requires_grad for p in params]
+        buffers = [(b, b.clone()) for m in norms for b in m.buffers(recurse=False)]
         self.module.train(mode != "eval")
         for m in norms:
             if mode == "batchnorm_eval":
@@ -208,6 +212,9 @@ class Classifier(Model):
                 norm.track_running_stats = flag
             for p, flag in zip(params, grads, strict=True):
                 p.requires_grad_(flag)
+            with torch.no_grad():
+                for buffer, saved in buffers:
+                    buffer.copy_(saved)
 
     # ------------------------------------------------------------------ validation
     def check_outputs(self, x: Tensor) -> None:

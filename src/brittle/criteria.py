@@ -140,6 +140,16 @@ class TargetedMisclassification(Criterion):
                 f"{type(spec).__name__}"
             )
 
+    @property
+    def least_likely(self) -> bool:
+        """Whether the targets are the least likely classes (resolved from the clean scores)."""
+        return isinstance(self.targets_spec, str) and self.targets_spec == "least_likely"
+
+    @property
+    def needs_scores(self) -> bool:
+        """A margin, or least-likely targets: labels alone give neither."""
+        return self.kappa > 0 or self.least_likely
+
     def targets(
         self,
         y: Tensor,

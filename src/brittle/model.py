@@ -9,6 +9,7 @@ feature (two arrays of one input's shape).
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -49,7 +50,11 @@ def box_scale(bounds: Bounds) -> float:
 
 
 def _scalar(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    """``value`` as a float when it is one number: a Python or numpy number (``x.min()`` of a
+    float32 array is a ``np.float32``, not a ``float``) or a 0-d array or tensor."""
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, numbers.Real):
         return float(value)
     if isinstance(value, np.ndarray | Tensor) and value.ndim == 0:
         return float(value)
@@ -81,12 +86,19 @@ def parse_bounds(
         high_t = torch.as_tensor(np.asarray(high_spec, dtype=np.float64), dtype=dtype)
     except (TypeError, ValueError) as err:
         raise InputError(f"bounds must be numbers or arrays of numbers: {err}") from None
-    shape = tuple(input_shape) if input_shape else tuple(max(low_t.shape, high_t.shape))
     try:
+        # without an input shape, the one both bounds broadcast to (not the max() of their
+        # shapes, which is lexicographic: low (1, 8, 8) with high (8,) would give (8,))
+        shape = (
+            tuple(input_shape)
+            if input_shape
+            else tuple(torch.broadcast_shapes(low_t.shape, high_t.shape))
+        )
         low_t, high_t = low_t.expand(shape).clone(), high_t.expand(shape).clone()
     except RuntimeError:
+        wanted = f" {tuple(input_shape)}" if input_shape else ""
         raise InputError(
-            f"per-feature bounds must have one input's shape {shape}; got {tuple(low_t.shape)} "
+            f"per-feature bounds must have one input's shape{wanted}; got {tuple(low_t.shape)} "
             f"and {tuple(high_t.shape)}"
         ) from None
     if bool(low_t.isnan().any() | high_t.isnan().any()) or not bool((low_t < high_t).all()):

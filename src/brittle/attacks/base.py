@@ -61,7 +61,8 @@ class AttackRun:
     ids (their indices in the data set), which seed their random draws. An attack that
     searches for each sample's smallest budget (``Minimize``) leaves it in ``min_eps``. An
     attack that queried the model on the clean inputs may store the scores in ``clean_scores``
-    to spare the base class a pass.
+    to spare the base class a pass (taken when they are the model's eval-mode scores: see
+    :meth:`Attack._clean_scores_are_verdict`).
     """
 
     access: ModelAccess
@@ -179,13 +180,7 @@ class Attack(ABC):
         ``targeted`` must be a goal the attack supports.
         """
         if "norm" in values:
-            norm = Norm.parse(values["norm"])
-            if norm not in self.norms:
-                supported = ", ".join(sorted(n.value for n in self.norms))
-                raise ThreatModelError(
-                    f"{self.name} works in norms {{{supported}}}, not {norm.value!r}"
-                )
-            values["norm"] = norm.value
+            values["norm"] = self._check_norm(values["norm"])
         checked = check_params(type(self).params, values, self.name)
         for key, value in checked.items():
             setattr(self, key, Norm(value) if key == "norm" else value)
@@ -197,6 +192,29 @@ class Attack(ABC):
             raise InputError(f"{self.name} is a fixed-budget attack: give eps")
         if self.targeted and Goal.TARGETED not in self.goals:
             raise ThreatModelError(f"{self.name} does not support the goal 'targeted'")
+
+    def _check_norm(self, value: Any) -> str:
+        """``value`` parsed as a norm (``"inf"``, ``"2"``, a :class:`Norm`): its name.
+
+        Anything but a string or a ``Norm``, or a name that is no norm, is an
+        :class:`InputError` naming the parameter; a norm the attack does not work in is a
+        :class:`ThreatModelError`.
+        """
+        declared = {p.name: p for p in type(self).params}.get("norm")
+        accepted = declared.describe_range() if declared else "a norm"
+        bad = InputError(f"{self.name}: norm must be {accepted}, got {value!r}")
+        if not isinstance(value, str):  # a Norm is a str
+            raise bad
+        try:
+            norm = Norm.parse(value)
+        except ThreatModelError:
+            raise bad from None
+        if norm not in self.norms:
+            supported = ", ".join(sorted(n.value for n in self.norms))
+            raise ThreatModelError(
+                f"{self.name} works in norms {{{supported}}}, not {norm.value!r}"
+            )
+        return norm.value
 
     def config(self) -> dict[str, Any]:
         """The declared parameters and their values (JSON-ready): what identifies the attack."""
@@ -254,21 +272,22 @@ class Attack(ABC):
         before any work.
         """
         model = self._check_model(model)
+        limit = self._query_budget(max_queries)
         x = model.check_inputs(x)
+        budget = self._budget(eps, len(x), x)
+        ids_t = _check_ids(ids, len(x), x.device)
+        # the checks that run the model come after those that need only the arguments
         if len(x):
             model.check_outputs(x)
         y = model.check_labels(y, len(x))
-        ids_t = _check_ids(ids, len(x), x.device)
         chosen = self._criterion(target, criterion, model)
         if self.needs_gradients and len(x) and isinstance(model, Classifier):
             model.check_gradients(x)
-        budget = self._budget(eps, len(x), x)
-        limit = self._query_budget(max_queries)
         num_classes = model.num_classes or 2
         start = time.perf_counter()
         verification = torch.zeros(len(x), dtype=torch.long, device=x.device)
         clean = None
-        if isinstance(chosen, TargetedMisclassification) and chosen.targets_spec == "least_likely":
+        if isinstance(chosen, TargetedMisclassification) and chosen.least_likely:
             clean = model.predict_scores(x)
             verification += 1
         t = chosen.targets(y, num_classes, clean, ids_t, self.seed)
@@ -279,7 +298,9 @@ class Attack(ABC):
         x_adv = project(x, x_adv, self.norm, budget, model.bounds)
         scores_adv = model.predict_scores(x_adv)
         verification += 1
-        if run.clean_scores is None:
+        if clean is not None:
+            run.clean_scores = clean
+        elif run.clean_scores is None or not self._clean_scores_are_verdict(model):
             run.clean_scores = model.predict_scores(x)
             verification += 1
         reported = self.eps if eps is None or budget is None or not len(x) else float(budget.max())
@@ -327,6 +348,11 @@ class Attack(ABC):
                 )
             chosen = criterion
         elif target is not None:
+            if Goal.TARGETED not in self.goals:
+                goals = ", ".join(sorted(g.value for g in self.goals))
+                raise ThreatModelError(
+                    f"{self.name} supports goals {{{goals}}}, not 'targeted': it takes no target"
+                )
             if not self.targeted:
                 raise InputError(
                     f"{self.name} is untargeted; build it with targeted=True to give targets"
@@ -346,6 +372,11 @@ class Attack(ABC):
             )
         if chosen.needs_scores and not model.has_scores:
             raise InputError(f"{chosen.describe()} needs scores, but the model returns labels only")
+        if chosen.needs_scores and self.capability < Capability.ORACLE_SCORES:
+            raise ThreatModelError(
+                f"{chosen.describe()} needs scores, but {self.name} sees labels only "
+                f"(capability {self.capability.name})"
+            )
         return chosen
 
     def _query_budget(self, max_queries: int | None) -> int | None:
@@ -363,6 +394,14 @@ class Attack(ABC):
         if isinstance(model, Classifier):
             return model.evaluation(model.mode)
         return model.evaluation()
+
+    def _clean_scores_are_verdict(self, model: Model) -> bool:
+        """Whether clean scores the attack stored in ``run.clean_scores`` can stand for the
+        base's clean prediction: not when it saw labels only (one-hot rows), nor when a
+        classifier was attacked outside eval mode (dropout on, batch statistics)."""
+        if self.capability < Capability.ORACLE_SCORES:
+            return False
+        return not isinstance(model, Classifier) or model.mode == "eval"
 
     def _budget(self, eps: float | Tensor | None, n: int, x: Tensor) -> Tensor | None:
         """The per-sample budget of this call: the override ``eps`` or the attack's own."""

@@ -10,6 +10,7 @@ import importlib
 from typing import Any
 
 from brittle.errors import InputError
+from brittle.threat import Norm
 
 from .base import Attack, FixedBudgetAttack, MinimizationAttack
 from .params import Param
@@ -26,7 +27,8 @@ _PATHS: dict[str, str] = {
 }
 
 DEFAULT_EPS = 0.25
-"""The budget a fixed-budget attack gets when none is given (Goodfellow 2015's MNIST eps)."""
+"""The Linf budget a fixed-budget attack gets when none is given (Goodfellow 2015's MNIST
+eps, for images in [0, 1]). Other norms have no budget that fits most data: they need eps."""
 
 
 def attack_names() -> list[str]:
@@ -65,6 +67,13 @@ def _build(name: str, cls: type[Attack], params: dict[str, Any]) -> Attack:
             f"{', '.join(accepted) or 'none'}"
         )
     if "eps" in accepted and params.get("eps") is None and issubclass(cls, FixedBudgetAttack):
+        declared = {p.name: p.default for p in cls.params}
+        norm = Norm.parse(params.get("norm") or declared.get("norm") or "linf")
+        if norm is not Norm.LINF:
+            raise InputError(
+                f"attack {name!r} in {norm.value} needs a budget: give eps (--eps); only Linf "
+                f"has a default ({DEFAULT_EPS:g}, for inputs in [0, 1])"
+            )
         params = {**params, "eps": DEFAULT_EPS}
     return cls(**params)
 
@@ -77,7 +86,7 @@ def make_attack(
     A parameter whose value is ``None`` counts as not set and the attack's own default
     applies; a parameter that is set but that the attack does not declare is an
     :class:`InputError` naming it, and so is a value out of its declared range. A fixed-budget
-    attack without ``eps`` gets :data:`DEFAULT_EPS`. ``seed`` (a run's seed) goes to the
+    attack in Linf without ``eps`` gets :data:`DEFAULT_EPS`; in another norm it needs one. ``seed`` (a run's seed) goes to the
     attacks that draw random numbers and is ignored by the others. With ``minimize=True`` the
     fixed-budget attack is wrapped in :class:`~brittle.attacks.minimize.Minimize`, which
     bisects its budget for the smallest successful perturbation; ``low``, ``high``,

@@ -1,0 +1,129 @@
+"""Random draws belong to samples, not batches: the same sample id gets the same draws in any
+batch, at any position, and another id or another seed gets other draws."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import Tensor
+
+from brittle import Classifier
+from brittle.attacks import FGSM, PGD, SimBA
+from brittle.attacks.base import Attack
+from brittle.attacks.result import AttackResult
+from brittle.criteria import random_targets
+from brittle.randomness import per_sample, sample_generator
+from helpers import softmax_on_digits
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+STOCHASTIC: dict[str, tuple[Callable[[], Attack], dict[str, object]]] = {
+    "pgd-restarts": (lambda: PGD(0.1, steps=5, restarts=2, random_start=True), {}),
+    "pgd-l2-targeted": (
+        lambda: PGD(0.6, norm="l2", steps=5, restarts=2, targeted=True),
+        {"target": "random"},
+    ),
+    "fgsm-random-targets": (lambda: FGSM(0.15, targeted=True), {"target": "random"}),
+    "simba-pixel": (lambda: SimBA(0.8, max_queries=40), {}),
+    "simba-dct": (lambda: SimBA(0.1, norm="linf", basis="dct", max_queries=40), {}),
+}
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[Classifier, Tensor, Tensor]:
+    clf, x, y = softmax_on_digits()
+    return clf, x[:64], y[:64]
+
+
+def in_batches(
+    attack: Attack, clf: Classifier, x: Tensor, y: Tensor, size: int, kwargs: dict[str, object]
+) -> AttackResult:
+    """The attack over ``x`` in consecutive batches of ``size``, each sample's id its index."""
+    parts = []
+    for start in range(0, len(x), size):
+        ids = torch.arange(start, min(start + size, len(x)))
+        parts.append(attack(clf, x[ids], y[ids], ids=ids, **kwargs))  # type: ignore[arg-type]
+    return AttackResult.concat(parts)
+
+
+@pytest.mark.parametrize("name", list(STOCHASTIC))
+def test_results_do_not_depend_on_the_batch(
+    digits: tuple[Classifier, Tensor, Tensor], name: str
+) -> None:
+    clf, x, y = digits
+    build, kwargs = STOCHASTIC[name]
+    attack = build()
+    whole = in_batches(attack, clf, x, y, 64, kwargs)
+    assert bool(whole.success.any()) and not bool(whole.success.all())
+    for size in (1, 7):
+        split = in_batches(attack, clf, x, y, size, kwargs)
+        # batched matmuls may round differently: equal draws, results equal up to rounding
+        assert torch.allclose(split.x_adv, whole.x_adv, rtol=0, atol=1e-6)
+        assert torch.equal(split.success, whole.success)
+        assert torch.equal(split.queries, whole.queries)
+        if whole.target is not None:
+            assert split.target is not None and torch.equal(split.target, whole.target)
+    # nor on a sample's position in its batch
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    shuffled = attack(clf, x[order], y[order], ids=order, **kwargs)  # type: ignore[arg-type]
+    assert torch.allclose(shuffled.x_adv, whole.x_adv[order], rtol=0, atol=1e-6)
+    assert torch.equal(shuffled.success, whole.success[order])
+
+
+@pytest.mark.parametrize("name", ["pgd-restarts", "simba-pixel", "fgsm-random-targets"])
+def test_other_ids_or_another_seed_give_other_draws(
+    digits: tuple[Classifier, Tensor, Tensor], name: str
+) -> None:
+    clf, x, y = digits
+    build, kwargs = STOCHASTIC[name]
+    attack = build()
+    base = attack(clf, x, y, ids=torch.arange(len(x)), **kwargs)  # type: ignore[arg-type]
+    moved = attack(clf, x, y, ids=torch.arange(len(x)) + 1000, **kwargs)  # type: ignore[arg-type]
+    attack.seed = 1
+    reseeded = attack(clf, x, y, ids=torch.arange(len(x)), **kwargs)  # type: ignore[arg-type]
+    for other in (moved, reseeded):
+        if base.target is not None:
+            assert other.target is not None
+            assert bool((other.target != base.target).any())
+        else:
+            differs = (other.x_adv != base.x_adv).flatten(1).any(1)
+            assert float(differs.float().mean()) > 0.5
+
+
+def draw(g: torch.Generator) -> Tensor:
+    return torch.rand(16, generator=g)
+
+
+def test_a_generator_is_a_function_of_seed_id_and_stream() -> None:
+    first = draw(sample_generator(0, 7, "start"))
+    assert torch.equal(first, draw(sample_generator(0, 7, "start")))
+    assert not torch.equal(first, draw(sample_generator(0, 8, "start")))  # another id
+    assert not torch.equal(first, draw(sample_generator(1, 7, "start")))  # another seed
+    assert not torch.equal(first, draw(sample_generator(0, 7, "order")))  # another stream
+    assert not torch.equal(first, draw(sample_generator(0, 7, ("start", 1))))
+    # ids and seeds may be negative, and are not confused with their positive twins
+    assert not torch.equal(draw(sample_generator(-1, 7, "s")), draw(sample_generator(1, 7, "s")))
+    assert not torch.equal(draw(sample_generator(0, -7, "s")), draw(sample_generator(0, 7, "s")))
+
+
+def test_each_row_depends_only_on_its_own_id() -> None:
+    ids = torch.tensor([5, 3, 9, 3])
+    rows = per_sample(0, ids, "start", draw)
+    assert rows.shape == (4, 16)
+    assert torch.equal(rows[1], rows[3])  # the same id twice: the same draw
+    for i, sample in enumerate(ids.tolist()):
+        assert torch.equal(rows[i], per_sample(0, torch.tensor([sample]), "start", draw)[0])
+    assert len({tuple(r.tolist()) for r in rows}) == 3
+
+
+def test_random_targets_are_other_classes_drawn_per_id() -> None:
+    y = torch.arange(900) % 10
+    ids = torch.arange(900)
+    t = random_targets(y, 10, ids, seed=0)
+    assert bool((t != y).all()) and bool((t >= 0).all()) and bool((t < 10).all())
+    # every other class is drawn for every label
+    for label in range(10):
+        assert set(t[y == label].tolist()) == set(range(10)) - {label}
+    assert torch.equal(random_targets(y.flip(0), 10, ids.flip(0), 0), t.flip(0))
