@@ -163,7 +163,7 @@ class Attack(ABC):
     norms: frozenset[Norm] = frozenset({Norm.LINF})
     capability: Capability = Capability.WHITE_BOX
     params: ClassVar[tuple[Param, ...]] = ()
-    supports_unbounded: ClassVar[bool] = True
+    supports_unbounded: bool = True
     supports_query_budget: ClassVar[bool] = False
     requires_budget: ClassVar[bool] = True
 

@@ -178,7 +178,7 @@ class CarliniWagnerL2(MinimizationAttack):
 
     goals = frozenset({Goal.UNTARGETED, Goal.TARGETED, Goal.SOURCE_TARGET})
     norms = frozenset({Norm.L2})
-    supports_unbounded: ClassVar[bool] = False
+    supports_unbounded = False
     params: ClassVar[tuple[Param, ...]] = (
         Param("steps", int, 100, "Adam iterations per binary step.", low=1),
         Param("binary_steps", int, 9, "Rounds of the search over the constant c.", low=1),

@@ -36,7 +36,7 @@ def _adopt(composite: Attack, attacks: tuple[Attack, ...]) -> None:
     composite.norms = frozenset({first.norm})
     composite.capability = max(a.capability for a in attacks)
     # an instance attribute: refused at the door, before the first attack does any work
-    composite.supports_unbounded = all(a.supports_unbounded for a in attacks)  # type: ignore[misc]
+    composite.supports_unbounded = all(a.supports_unbounded for a in attacks)
 
 
 def _config(attacks: tuple[Attack, ...]) -> dict[str, Any]:
