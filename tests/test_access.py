@@ -395,12 +395,12 @@ def test_without_a_binding_budget_no_sample_is_exhausted(
     scored: tuple[Oracle, nn.Module, Tensor, Tensor],
 ) -> None:
     model, _, x, y = scored
-    d = x[0].numel()
-    # the clean query and each of the d directions at most twice: never 2 + 2d queries
-    result = SimBA(eps=0.05, norm="linf")(model, x[:10], y[:10], max_queries=2 + 2 * d)
+    # a budget far beyond what SimBA spends: a sample stops when it meets the goal or after a
+    # pass over the basis that kept no step, never at the budget
+    result = SimBA(eps=0.05, norm="linf")(model, x[:10], y[:10], max_queries=10**6)
     assert not bool(result.exhausted.any())
-    assert bool((result.queries <= 1 + 2 * d).all())
-    assert bool((~result.success).any())  # failures ran out of directions, not of queries
+    assert bool((result.queries < 10**6).all())
+    assert bool((~result.success).any())  # failures ran out of steps, not of queries
 
 
 @pytest.mark.parametrize("name", [n for n in names() if not attack_class(n).supports_query_budget])

@@ -59,9 +59,11 @@ class SimBA(FixedBudgetAttack):
 
     ``step_size`` is alpha; by default 0.2 of the box's width (the paper's 0.2 in [0, 1]), or
     ``eps`` for an Linf budget with the pixel basis (each feature moves by the whole budget).
-    The budget is enforced at every step by projection. Each sample stops as soon as it meets
-    the goal, when its directions are used up, or when it has spent ``max_queries`` queries
-    (``result.exhausted``). Counting, per sample: one query for the clean scores, then one per
+    The budget is enforced at every step by projection. When a sample has tried every direction
+    of the basis it starts another pass in a new random order (on inputs of few features one
+    pass is soon over; the paper's images have far more features than queries). Each sample
+    stops as soon as it meets the goal, after a pass in which no step was kept (another would
+    find the same), or when it has spent ``max_queries`` queries (``result.exhausted``). Counting, per sample: one query for the clean scores, then one per
     candidate evaluated; a candidate that the box or the budget leaves where the iterate
     already is, is not queried. Draws (the order of directions) come from the sample's own
     stream (``seed``, its id).
@@ -129,20 +131,17 @@ class SimBA(FixedBudgetAttack):
         other = logp.scatter(1, labels[:, None], -math.inf).amax(1)
         return other - own if run.targeted else own - other
 
-    def _order(self, run: AttackRun) -> Tensor:
-        """Each sample's order of directions ``(N, d)``, from its own stream."""
+    def _order(self, run: AttackRun, sweep: int) -> Tensor:
+        """Each sample's order of directions ``(N, d)`` in pass ``sweep``, from its own stream."""
         shape = tuple(run.x.shape[1:])
         d = run.x[0].numel()
         if self.basis == "pixel":
-            return run.random("simba-order", lambda g: torch.randperm(d, generator=g)).long()
-        if len(shape) != 3:
-            raise InputError(
-                f"SimBA's dct basis needs image inputs (C, H, W), got per-sample shape {shape}; "
-                "use basis='pixel'"
-            )
+            return run.random(
+                ("simba-order", sweep), lambda g: torch.randperm(d, generator=g)
+            ).long()
         bands = frequency_bands(shape)
         return run.random(
-            "simba-order",
+            ("simba-order", sweep),
             lambda g: torch.argsort(bands + torch.rand(d, generator=g, dtype=torch.float64)),
         ).long()
 
@@ -184,13 +183,17 @@ class SimBA(FixedBudgetAttack):
     def _run(self, run: AttackRun) -> Tensor:
         access, x = run.access, run.x
         assert run.eps is not None
+        if self.basis == "dct" and x.ndim != 4:
+            raise InputError(
+                f"SimBA's dct basis needs image inputs (C, H, W), got per-sample shape "
+                f"{tuple(x.shape[1:])}; use basis='pixel'"
+            )
         every = torch.arange(len(x), device=x.device)
         scores = access.scores(x, every)
         run.clean_scores = scores
         objective = self._objective(run, scores, every)
         done = run.goal_met(scores)
         x_adv = x.clone()
-        order = self._order(run).to(x.device)
         alpha = self._step(run)
         dct = None
         if self.basis == "dct":
@@ -199,32 +202,61 @@ class SimBA(FixedBudgetAttack):
                 dct_matrix(x.shape[3], x.dtype, x.device),
             )
         active = every[~done & (access.remaining(every) > 0)]
-        for k in range(order.shape[1]):
-            if not len(active):
-                break
-            q = self._directions(order[active, k], x, dct)
-            tried = torch.zeros(len(active), dtype=torch.bool, device=x.device)
-            for sign in (-1.0, 1.0):
-                pos = (~tried & (access.remaining(active) > 0)).nonzero().squeeze(1)
-                rows = active[pos]
-                candidate = project(
-                    x[rows],
-                    x_adv[rows] + sign * alpha[rows] * q[pos],
-                    self.norm,
-                    run.eps[rows],
-                    access.bounds,
+        sweep = 0
+        while len(active):
+            order = self._order(run, sweep).to(x.device)
+            moved_on = torch.zeros_like(done)
+            for k in range(order.shape[1]):
+                if not len(active):
+                    break
+                accepted = self._try(
+                    run, x_adv, objective, done, active, order[active, k], alpha, dct
                 )
-                moved = (candidate != x_adv[rows]).flatten(1).any(1)
-                pos, rows, candidate = pos[moved], rows[moved], candidate[moved]
-                if not len(rows):
-                    continue
-                found = access.scores(candidate, rows)
-                value = self._objective(run, found, rows)
-                better = value < objective[rows]
-                keep = rows[better]
-                x_adv[keep] = candidate[better]
-                objective[keep] = value[better]
-                done[keep] = run.goal_met(found[better], keep)
-                tried[pos[better]] = True
-            active = active[~done[active] & (access.remaining(active) > 0)]
+                moved_on[accepted] = True
+                active = active[~done[active] & (access.remaining(active) > 0)]
+            # a pass that accepted nothing left the iterate where it was: another would too
+            active = active[moved_on[active]]
+            sweep += 1
         return x_adv
+
+    def _try(
+        self,
+        run: AttackRun,
+        x_adv: Tensor,
+        objective: Tensor,
+        done: Tensor,
+        active: Tensor,
+        index: Tensor,
+        alpha: Tensor,
+        dct: tuple[Tensor, Tensor] | None,
+    ) -> Tensor:
+        """One direction per active sample: x' - alpha q, then x' + alpha q where the first
+        did not lower the objective. Updates the iterates in place; returns the rows that
+        moved."""
+        access, x = run.access, run.x
+        assert run.eps is not None
+        q = self._directions(index, x, dct)
+        tried = torch.zeros(len(active), dtype=torch.bool, device=x.device)
+        for sign in (-1.0, 1.0):
+            pos = (~tried & (access.remaining(active) > 0)).nonzero().squeeze(1)
+            rows = active[pos]
+            candidate = project(
+                x[rows],
+                x_adv[rows] + sign * alpha[rows] * q[pos],
+                self.norm,
+                run.eps[rows],
+                access.bounds,
+            )
+            moved = (candidate != x_adv[rows]).flatten(1).any(1)
+            pos, rows, candidate = pos[moved], rows[moved], candidate[moved]
+            if not len(rows):
+                continue
+            found = access.scores(candidate, rows)
+            value = self._objective(run, found, rows)
+            better = value < objective[rows]
+            keep = rows[better]
+            x_adv[keep] = candidate[better]
+            objective[keep] = value[better]
+            done[keep] = run.goal_met(found[better], keep)
+            tried[pos[better]] = True
+        return active[tried]
