@@ -31,6 +31,7 @@ COLUMNS = (
     "median_l2",
     "median_linf",
     "gradient_evaluations",
+    "nonfinite_outputs",
     "n",
     "seconds",
 )

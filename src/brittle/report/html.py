@@ -40,6 +40,22 @@ def _num(value: Any) -> str:
     return str(value) if isinstance(value, int) else f"{value:.4g}"
 
 
+def _show(value: Any) -> str:
+    """A value for a reader, never a Python repr: numbers to 4 significant digits, ``None`` as
+    "none", booleans as "yes"/"no", lists comma-separated, mappings as ``key: value`` pairs."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        return _num(value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_show(v)}" for k, v in value.items()) or "none"
+    if isinstance(value, list | tuple):
+        return ", ".join(_show(v) for v in value) or "none"
+    return str(value)
+
+
 def render_html(report: dict[str, Any], figures: Sequence[tuple[str, bytes]]) -> str:
     """The HTML page of ``report`` with ``figures`` (caption, PNG bytes) embedded as base64."""
     env = Environment(
@@ -50,7 +66,7 @@ def render_html(report: dict[str, Any], figures: Sequence[tuple[str, bytes]]) ->
     template = env.get_template("report.html.j2")
     encoded = [(caption, base64.b64encode(png).decode("ascii")) for caption, png in figures]
     top = report["results"][-1]
-    return template.render(r=report, top=top, figures=encoded, pct=_pct, num=_num)
+    return template.render(r=report, top=top, figures=encoded, pct=_pct, num=_num, show=_show)
 
 
 def write_report(
