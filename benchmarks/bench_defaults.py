@@ -78,12 +78,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--only", nargs="*", default=None, help="attacks to rerun; the other rows are kept"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     clf, test = common.trained_lenet()
     x, y = test.x[: args.n], test.y[: args.n]
+    kept: dict[tuple[str, str], dict[str, Any]] = {}
+    previous = RESULTS / "defaults.json"
+    if args.only and previous.is_file():
+        old = json.loads(previous.read_text())
+        if old["meta"]["n"] == args.n:
+            kept = {(r["attack"], r["setting"]): r for r in old["rows"]}
     rows = []
     for name, label, params in SETTINGS:
+        if args.only and name not in args.only and (name, label) in kept:
+            rows.append(kept[(name, label)])
+            continue
         row = {"setting": label, **run(name, params, x, y, clf)}
         rows.append(row)
         print(json.dumps(row), flush=True)
