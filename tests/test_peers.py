@@ -141,27 +141,39 @@ def test_bim_at_least_as_strong_as_torchattacks_and_foolbox(model, clf, batch, f
 
 
 def test_pgd_at_least_as_strong_as_torchattacks_and_foolbox(model, clf, batch, fmodel):
-    """Same steps, step size and random start: brittle draws its start from
-    ``torch.Generator().manual_seed(seed)``, the peers from the global generator, uniform in
-    the eps-cube; seeding the global generator alike gives them the same start."""
+    """Same steps, step size and starting points. brittle draws each sample's random start
+    from its own stream (seed, sample id), so Foolbox is handed those very starts (its
+    ``get_random_start``); torchattacks draws its start inside the call, so it is compared
+    without random start (both then start at x)."""
     PGD = brittle_attack("iterative", "PGD")
+    random_start = brittle_attack("iterative", "random_start")
+    from helpers import make_run
+
+    from brittle.threat import Norm
+
     x, y = batch
-    steps, seed = 20, 0
+    steps = 20
     for eps in EPSILONS:
         alpha = eps / 8
-        attack = PGD(eps, steps=steps, step_size=alpha, random_start=True, seed=seed)
+        attack = PGD(eps, steps=steps, step_size=alpha, random_start=True, seed=0)
         ours = successes(model, x, y, attack(clf, x, y).x_adv)
-        torch.manual_seed(seed)
-        ta = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)(
-            x.clone(), y.clone()
-        )
-        torch.manual_seed(seed)
-        _, fb, _ = foolbox.attacks.LinfPGD(abs_stepsize=alpha, steps=steps, random_start=True)(
+        run = make_run(attack, clf, x, y, torch.full((len(x),), eps))
+        start = random_start(run, torch.arange(len(x)), Norm.LINF, 0)
+
+        class SameStart(foolbox.attacks.LinfPGD):
+            def get_random_start(self, x0: Any, epsilon: float) -> Any:
+                return type(x0)(start)  # an eagerpy tensor like x0
+
+        _, fb, _ = SameStart(abs_stepsize=alpha, steps=steps, random_start=True)(
             fmodel, x, y, epsilons=eps
         )
-        n = int(ours.sum())
-        assert n >= int(successes(model, x, y, ta).sum()), f"eps={eps}"
-        assert n >= int(successes(model, x, y, fb).sum()), f"eps={eps}"
+        assert int(ours.sum()) >= int(successes(model, x, y, fb).sum()), f"eps={eps}"
+        plain = PGD(eps, steps=steps, step_size=alpha, random_start=False)
+        mine = int(successes(model, x, y, plain(clf, x, y).x_adv).sum())
+        ta = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=False)(
+            x.clone(), y.clone()
+        )
+        assert mine >= int(successes(model, x, y, ta).sum()), f"eps={eps}"
 
 
 # ------------------------------------------------------------------------------ minimal attacks
