@@ -22,6 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from brittle.threat import Norm
+from helpers import make_run
+
 pytestmark = pytest.mark.slow
 
 torchattacks = pytest.importorskip("torchattacks")
@@ -140,6 +143,15 @@ def test_bim_at_least_as_strong_as_torchattacks_and_foolbox(model, clf, batch, f
         assert n >= int(successes(model, x, y, fb).sum()), f"eps={eps}"
 
 
+class SameStart(foolbox.attacks.LinfPGD):
+    """Foolbox's Linf PGD from given starting points (``start``) instead of its own draw."""
+
+    start: Tensor
+
+    def get_random_start(self, x0: Any, epsilon: float) -> Any:
+        return type(x0)(self.start)  # an eagerpy tensor like x0
+
+
 def test_pgd_at_least_as_strong_as_torchattacks_and_foolbox(model, clf, batch, fmodel):
     """Same steps, step size and starting points. brittle draws each sample's random start
     from its own stream (seed, sample id), so Foolbox is handed those very starts (its
@@ -147,10 +159,6 @@ def test_pgd_at_least_as_strong_as_torchattacks_and_foolbox(model, clf, batch, f
     without random start (both then start at x)."""
     PGD = brittle_attack("iterative", "PGD")
     random_start = brittle_attack("iterative", "random_start")
-    from helpers import make_run
-
-    from brittle.threat import Norm
-
     x, y = batch
     steps = 20
     for eps in EPSILONS:
@@ -158,15 +166,9 @@ def test_pgd_at_least_as_strong_as_torchattacks_and_foolbox(model, clf, batch, f
         attack = PGD(eps, steps=steps, step_size=alpha, random_start=True, seed=0)
         ours = successes(model, x, y, attack(clf, x, y).x_adv)
         run = make_run(attack, clf, x, y, torch.full((len(x),), eps))
-        start = random_start(run, torch.arange(len(x)), Norm.LINF, 0)
-
-        class SameStart(foolbox.attacks.LinfPGD):
-            def get_random_start(self, x0: Any, epsilon: float) -> Any:
-                return type(x0)(start)  # an eagerpy tensor like x0
-
-        _, fb, _ = SameStart(abs_stepsize=alpha, steps=steps, random_start=True)(
-            fmodel, x, y, epsilons=eps
-        )
+        given = SameStart(abs_stepsize=alpha, steps=steps, random_start=True)
+        given.start = random_start(run, torch.arange(len(x)), Norm.LINF, 0)
+        _, fb, _ = given(fmodel, x, y, epsilons=eps)
         assert int(ours.sum()) >= int(successes(model, x, y, fb).sum()), f"eps={eps}"
         plain = PGD(eps, steps=steps, step_size=alpha, random_start=False)
         mine = int(successes(model, x, y, plain(clf, x, y).x_adv).sum())
