@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from brittle import Classifier, ThreatModel
 from brittle.attacks.base import AttackRun
 from brittle.attacks.fgsm import FGSM
+from brittle.attacks.iterative import PGD
 from brittle.errors import InputError
 from brittle.eval import ResultStore, evaluate, run_attack, run_key, sanity_warnings
 from brittle.eval.runner import Evaluation
@@ -256,3 +257,84 @@ def test_report_files_have_the_numbers_and_the_warnings(data, tmp_path: Path) ->
     html = paths.html.read_text()
     assert "Warning:" in html and html.count("data:image/png;base64,") == 2
     assert threat.describe().replace("<", "&lt;") in html
+
+
+class StoppingPGD(PGD):
+    """PGD with random start and restarts that interrupts the run after ``limit`` batches."""
+
+    def __init__(self, eps: float, log: dict[str, int], limit: int | None = None) -> None:
+        super().__init__(eps, steps=3, restarts=2)
+        self.log, self.limit = log, limit
+
+    def _run(self, run: AttackRun) -> Tensor:
+        if self.limit is not None and self.log["calls"] >= self.limit:
+            raise KeyboardInterrupt
+        self.log["calls"] += 1
+        return super()._run(run)
+
+
+def _rows(path: Path) -> list[tuple[Any, ...]]:
+    """Every stored per-sample row but the timing, in key order."""
+    with sqlite3.connect(path) as db:
+        return db.execute(
+            "SELECT eps, idx, y, target, pred_clean, pred_adv, success, l0, l1, l2, linf, "
+            "gradients, queries FROM samples ORDER BY eps, idx"
+        ).fetchall()
+
+
+def test_a_run_resumed_with_another_batch_size_equals_an_uninterrupted_one(
+    data, tmp_path: Path
+) -> None:
+    """A stochastic attack (random starts, restarts), interrupted at batch size 8 and resumed
+    at batch size 7, stores exactly the rows of an uninterrupted run at batch size 16."""
+    classifier, x, y = data
+    ids = torch.arange(100, 100 + N)  # the samples' ids in their data set
+
+    def run(path: Path, batch: int, limit: int | None, log: dict[str, int]) -> None:
+        with ResultStore(path) as store:
+            evaluate(
+                classifier,
+                lambda eps: StoppingPGD(eps, log, limit),
+                x,
+                y,
+                EPS,
+                batch_size=batch,
+                store=store,
+                run_key="k",
+                ids=ids,
+                progress=False,
+            )
+
+    run(tmp_path / "full.sqlite", 16, None, {"calls": 0})
+    resumed = tmp_path / "resumed.sqlite"
+    with pytest.raises(KeyboardInterrupt):
+        run(resumed, 8, 3, {"calls": 0})
+    run(resumed, 7, None, {"calls": 0})
+    got, want = _rows(resumed), _rows(tmp_path / "full.sqlite")
+    assert len(got) == len(want) == len(EPS) * N
+    for a, b in zip(got, want, strict=True):  # the norms up to float rounding of other batches
+        assert a[:7] == b[:7] and a[11:] == b[11:] and a[7:11] == pytest.approx(b[7:11], abs=1e-5)
+
+
+def test_the_report_shows_values_as_a_reader_expects(data, tmp_path: Path) -> None:
+    """No Python reprs (None, False, dicts), float32 budgets to 4 digits, the table scrolls
+    inside a narrow window, and the non-finite outputs have their column."""
+    classifier, x, y = data
+    with ResultStore(tmp_path / "results.sqlite") as store:
+        evaluation = evaluate(
+            classifier, FGSM, x, y, [0.1], batch_size=16, store=store, run_key="r", progress=False
+        )
+    report = build_report(
+        evaluation,
+        threat=ThreatModel(eps=float(torch.tensor(0.1))),  # 0.10000000149011612
+        model={"arch": "tiny", "arch_kwargs": {"channels": [16, 32]}, "preprocessing": None},
+        dataset={"name": "random", "split": "test", "n": N, "data_dir": None},
+        attack={"name": "FGSM", "params": {"norm": "linf", "targeted": False}},
+    )
+    html = write_report(tmp_path, report, evaluation, classes=["a", "b", "c", "d"]).html.read_text()
+    body = html.split("<body>", 1)[1]
+    for repr_text in (">None<", ">False<", ">True<", "{&#39;", "0.1000000"):
+        assert repr_text not in body, repr_text
+    assert "channels: 16, 32" in body and ">no<" in body and ">none<" in body
+    assert '<div class="scroll"><table>' in body and "overflow-x: auto" in html
+    assert "non-finite outputs" in body

@@ -74,6 +74,17 @@ def _check_batch(x: Any, y: Any, batch_size: int) -> tuple[Tensor, Tensor]:
     return x, y
 
 
+def _check_ids(ids: Tensor | None, n: int) -> Tensor:
+    """The samples' ids: ``arange(n)`` by default, else ``n`` of them (checked further by the
+    attack)."""
+    if ids is None:
+        return torch.arange(n)
+    ids = torch.as_tensor(ids)
+    if ids.shape != (n,):
+        raise InputError(f"ids must hold one id per sample, shape ({n},), got {tuple(ids.shape)}")
+    return ids
+
+
 def _batch_target(target: TargetSpec, index: Tensor | slice) -> TargetSpec:
     return target[index] if isinstance(target, Tensor) else target
 
@@ -92,20 +103,25 @@ def run_attack(
     batch_size: int = 256,
     target: TargetSpec = None,
     eps: float | None = None,
+    ids: Tensor | None = None,
     progress: bool = True,
 ) -> AttackResult:
     """Attack ``x`` (labels ``y``) in batches of ``batch_size`` and join the results.
 
     ``target`` is as for :meth:`Attack.attack` (a tensor is split with the batches); ``eps``
-    overrides the attack's budget (a minimal attack is then held to it).
+    overrides the attack's budget (a minimal attack is then held to it). ``ids`` are the
+    samples' ids (default: their indices in ``x``; a :class:`~brittle.data.Dataset`'s
+    ``ids``), which seed their random draws: the result does not depend on the batches.
     """
     x, y = _check_batch(x, y, batch_size)
+    ids = _check_ids(ids, len(x))
     results = []
     with tqdm(total=len(x), desc=attack.name, unit="sample", disable=not progress) as bar:
         for start in range(0, len(x), batch_size):
             part = slice(start, start + batch_size)
+            target_part = _batch_target(target, part)
             results.append(
-                attack(classifier, x[part], y[part], _batch_target(target, part), eps=eps)
+                attack(classifier, x[part], y[part], target_part, eps=eps, ids=ids[part])
             )
             bar.update(len(results[-1]))
     return AttackResult.concat(results)
@@ -135,6 +151,7 @@ def evaluate(
     store: ResultStore,
     run_key: str,
     target: TargetSpec = None,
+    ids: Tensor | None = None,
     progress: bool = True,
     examples: int = DEFAULT_EXAMPLES,
 ) -> Evaluation:
@@ -143,9 +160,12 @@ def evaluate(
     ``attack_factory(eps)`` builds the attack of budget ``eps``; each call is also held to
     ``eps``, so a minimal-perturbation attack counts as a success only within the budget.
     Samples already stored under ``(run_key, eps)`` are not attacked again. Every batch is
-    stored as soon as it is done; the summaries are computed from the stored rows.
+    stored as soon as it is done; the summaries are computed from the stored rows. ``ids``
+    seed the samples' random draws as in :func:`run_attack`, so a resumed run draws what an
+    uninterrupted one would.
     """
     x, y = _check_batch(x, y, batch_size)
+    ids = _check_ids(ids, len(x))
     budgets = sorted({float(e) for e in eps_list})
     if not budgets or any(not math.isfinite(e) or e < 0 for e in budgets):
         raise InputError(f"eps_list must hold finite budgets >= 0, got {list(eps_list)}")
@@ -160,7 +180,8 @@ def evaluate(
             for chunk in _chunks(pending[eps], batch_size):
                 index = torch.tensor(chunk, dtype=torch.long)
                 xb = x[index]
-                result = attack(classifier, xb, y[index], _batch_target(target, index), eps=eps)
+                target_b = _batch_target(target, index)
+                result = attack(classifier, xb, y[index], target_b, eps=eps, ids=ids[index])
                 store.insert(run_key, eps, chunk, result, x=xb, examples=examples)
                 bar.update(len(chunk))
     seconds = time.perf_counter() - start

@@ -46,15 +46,19 @@ def sanity_warnings(eps: list[float], summaries: list[dict[str, Any]]) -> list[s
 def unbounded_failure_warnings(attack: str, success_rate: float) -> list[str]:
     """A minimal-perturbation attack run without a budget that leaves samples unbroken.
 
-    Every correctly classified input can be misclassified by a large enough change inside the
-    box, so such an attack has no budget to excuse a failure: the failures say the attack is
-    too weak as set, never that the model is robust.
+    "Without a budget" means none, or one at least the box's diameter in the attack's norm,
+    so that every input of the box is within it. Every correctly classified input can be
+    misclassified by a large enough change inside the box, so such an attack has no budget
+    to excuse a failure: the failures say the attack is too weak as set, never that the
+    model is robust. ``success_rate`` is among the correctly classified samples (NaN: there
+    were none, nothing to warn about).
     """
     if math.isnan(success_rate) or success_rate >= 1 - _TOLERANCE:
         return []
     return [
-        f"{attack} ran without a budget but left {1 - success_rate:.1%} of the correctly "
-        "classified samples unbroken. Without a budget every input can be misclassified, so "
-        "this measures the attack's weakness, not the model's robustness: give it more steps "
-        "(or larger lr / initial_const for C&W) before reading robust accuracy from it."
+        f"{attack} ran without a budget (none, or one the whole input box fits in) but left "
+        f"{1 - success_rate:.1%} of the correctly classified samples unbroken. Without a "
+        "budget every input can be misclassified, so this measures the attack's weakness, "
+        "not the model's robustness: give it more steps (or larger lr / initial_const for "
+        "C&W) before reading robust accuracy from it."
     ]

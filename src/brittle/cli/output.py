@@ -1,0 +1,120 @@
+"""What the ``brittle`` command prints: summaries, the per-budget table, report places.
+
+Results go to stdout; progress bars go to stderr and only when it is a terminal.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from brittle import tasks
+from brittle.report.content import COLUMNS
+
+_PERCENT = {"clean_accuracy", "success_rate", "robust_accuracy", "mean_confidence_misclassified"}
+_TABLE = {
+    "eps": "eps",
+    "clean_accuracy": "clean",
+    "success_rate": "success",
+    "robust_accuracy": "robust",
+    "mean_confidence_misclassified": "conf.wrong",
+    "mean_l2": "mean L2",
+    "mean_linf": "mean Linf",
+    "gradient_evaluations": "grads",
+}
+"""The columns of the per-budget table and their heads."""
+
+
+def progress_bars() -> bool:
+    """Progress bars only on a terminal: piped into a log, they would flood it."""
+    return sys.stderr.isatty()
+
+
+def fmt(key: str, value: Any) -> str:
+    """``value`` of the summary field ``key`` as printed: rates in percent, n/a for none."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if key in _PERCENT:
+        return f"{100 * value:.1f}%"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def print_trained(outcome: tasks.TrainOutcome) -> None:
+    meta = outcome.meta
+    print(
+        f"trained {meta['arch']} on {meta['n_train']} samples of {meta['dataset']} for "
+        f"{meta['epochs']} epoch(s) in {outcome.history.seconds:.1f} s: "
+        f"test accuracy {meta['accuracy']:.1%}"
+    )
+    print(f"checkpoint: {outcome.path}")
+
+
+def print_attack(outcome: tasks.AttackOutcome) -> None:
+    """The attack's summary, one field a line, its warnings and the files written."""
+    summary = outcome.summary
+    print(
+        f"{summary['attack']} on {summary['n']} samples of {summary['dataset']['name']} "
+        f"({summary['dataset']['split']}); threat model: {summary['threat_model']['description']}"
+    )
+    keys = [k for k in COLUMNS if k in summary and k != "eps"]
+    width = max(len(k) for k in keys)
+    for key in keys:
+        print(f"  {key:<{width}}  {fmt(key, summary[key])}")
+    print_warnings(summary["warnings"])
+    _print_places(json=outcome.json, saved=outcome.saved)
+
+
+def print_report(outcome: tasks.EvaluateOutcome) -> None:
+    """The evaluation's threat model, per-budget table, warnings and files."""
+    report = outcome.report
+    print(f"threat model: {report['threat_model']['description']}")
+    _print_table(report["results"])
+    print_warnings(report["warnings"])
+    _print_places(report=outcome.paths.html, json=outcome.paths.json, store=outcome.store)
+
+
+def print_headline(outcome: tasks.EvaluateOutcome) -> None:
+    """The demo's one-line result at its largest budget and where the report is."""
+    top = outcome.report["results"][-1]
+    print(
+        f"headline: LeNet clean accuracy {fmt('clean_accuracy', top['clean_accuracy'])}; "
+        f"FGSM at eps={top['eps']:g}: robust accuracy "
+        f"{fmt('robust_accuracy', top['robust_accuracy'])}, success rate "
+        f"{fmt('success_rate', top['success_rate'])}, mean confidence on mistakes "
+        f"{fmt('mean_confidence_misclassified', top['mean_confidence_misclassified'])}"
+    )
+    print(f"open the report: {outcome.paths.html}")
+
+
+def print_interrupted(store: Path) -> None:
+    print(
+        f"interrupted: finished batches are kept in {store}; rerun the same command to resume",
+        file=sys.stderr,
+    )
+
+
+def print_warnings(warnings: Sequence[str]) -> None:
+    for warning in warnings:
+        print(f"warning: {warning}")
+
+
+def _print_table(rows: Sequence[dict[str, Any]]) -> None:
+    keys, heads = list(_TABLE), list(_TABLE.values())
+    cells = [[fmt(k, row[k]) for k in keys] for row in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
+    print("  ".join(h.rjust(w) for h, w in zip(heads, widths, strict=True)))
+    for c in cells:
+        print("  ".join(v.rjust(w) for v, w in zip(c, widths, strict=True)))
+
+
+def _print_places(**places: Path | None) -> None:
+    """``name: path`` of each file written, aligned (``None``: not written)."""
+    written = {name: path for name, path in places.items() if path is not None}
+    width = max((len(name) for name in written), default=0) + 1
+    for name, path in written.items():
+        print(f"{name + ':':<{width}} {path}")

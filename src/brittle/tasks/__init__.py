@@ -1,0 +1,36 @@
+"""The end-to-end tasks behind the ``brittle`` command: train, attack, evaluate, demo.
+
+Each task is the sequence of library calls a user would otherwise write: load the data and
+the model, build the attack and check it against the threat model, run it, store and
+report. Every output place is checked before any work and every file is written atomically
+(:mod:`brittle.files`). Tasks return what they did; printing is the caller's business (the
+command line's, :mod:`brittle.cli`).
+"""
+
+from .adversary import TARGETS
+from .attack import AttackOutcome, attack, save_adversarial
+from .common import DEFAULT_N, default_device, resolve_device
+from .demo import DEMO_EPS, DEMO_LR, DEMO_TRAIN, demo
+from .evaluate import DEFAULT_EPS_LIST, STORE_NAME, EvaluateOutcome, evaluate_model
+from .train import TrainOutcome, train, train_on
+
+__all__ = [
+    "DEFAULT_EPS_LIST",
+    "DEFAULT_N",
+    "DEMO_EPS",
+    "DEMO_LR",
+    "DEMO_TRAIN",
+    "STORE_NAME",
+    "TARGETS",
+    "AttackOutcome",
+    "EvaluateOutcome",
+    "TrainOutcome",
+    "attack",
+    "default_device",
+    "demo",
+    "evaluate_model",
+    "resolve_device",
+    "save_adversarial",
+    "train",
+    "train_on",
+]
