@@ -117,6 +117,8 @@ def test_attack_writes_the_summary_and_the_examples(model: Path, tmp_path: Path)
     )
     assert result.exit_code == 0, result.output
     assert "robust_accuracy" in result.stdout
+    l0 = next(line for line in result.stdout.splitlines() if "mean_l0" in line)
+    assert l0.rstrip().endswith("%")  # a share of features, printed as the report shows it
     summary = json.loads(out.read_text())
     assert set(summary) >= SUMMARY_KEYS
     assert summary["n"] == 24 and summary["threat_model"]["eps"] == 0.2

@@ -213,6 +213,15 @@ def _summary(robust: float, success: float) -> dict[str, float]:
     return {"robust_accuracy": robust, "success_rate": success}
 
 
+def test_nonfinite_outputs_are_a_warning() -> None:
+    rows = [
+        {"robust_accuracy": 0.5, "success_rate": 1.0, "nonfinite_outputs": 0},
+        {"robust_accuracy": 0.0, "success_rate": 1.0, "nonfinite_outputs": 3},
+    ]
+    (warning,) = sanity_warnings([0.1, 0.2], rows)
+    assert "NaN or inf outputs on 3" in warning and "eps=0.2" in warning
+
+
 def test_sanity_warnings() -> None:
     assert sanity_warnings([0.1, 0.3], [_summary(0.5, 0.4), _summary(0.0, 1.0)]) == []
     rising = sanity_warnings([0.1, 0.3], [_summary(0.2, 0.8), _summary(0.4, 1.0)])
@@ -317,8 +326,8 @@ def test_a_run_resumed_with_another_batch_size_equals_an_uninterrupted_one(
 
 
 def test_the_report_shows_values_as_a_reader_expects(data, tmp_path: Path) -> None:
-    """No Python reprs (None, False, dicts), float32 budgets to 4 digits, the table scrolls
-    inside a narrow window, and the non-finite outputs have their column."""
+    """User text is escaped; no Python reprs (None, False, dicts), float32 budgets to 4
+    digits, the table scrolls inside a narrow window, and non-finite outputs have a column."""
     classifier, x, y = data
     with ResultStore(tmp_path / "results.sqlite") as store:
         evaluation = evaluate(
@@ -328,10 +337,11 @@ def test_the_report_shows_values_as_a_reader_expects(data, tmp_path: Path) -> No
         evaluation,
         threat=ThreatModel(eps=float(torch.tensor(0.1))),  # 0.10000000149011612
         model={"arch": "tiny", "arch_kwargs": {"channels": [16, 32]}, "preprocessing": None},
-        dataset={"name": "random", "split": "test", "n": N, "data_dir": None},
+        dataset={"name": "<script>alert(1)</script>", "split": "test", "n": N, "data_dir": None},
         attack={"name": "FGSM", "params": {"norm": "linf", "targeted": False}},
     )
     html = write_report(tmp_path, report, evaluation, classes=["a", "b", "c", "d"]).html.read_text()
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     body = html.split("<body>", 1)[1]
     for repr_text in (">None<", ">False<", ">True<", "{&#39;", "0.1000000"):
         assert repr_text not in body, repr_text

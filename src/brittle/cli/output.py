@@ -14,7 +14,13 @@ from typing import Any
 from brittle import tasks
 from brittle.report.content import COLUMNS
 
-_PERCENT = {"clean_accuracy", "success_rate", "robust_accuracy", "mean_confidence_misclassified"}
+_PERCENT = {
+    "clean_accuracy",
+    "success_rate",
+    "robust_accuracy",
+    "mean_confidence_misclassified",
+    "mean_l0",  # the share of features changed, as the report shows it
+}
 _TABLE = {
     "eps": "eps",
     "clean_accuracy": "clean",

@@ -40,6 +40,13 @@ def sanity_warnings(eps: list[float], summaries: list[dict[str, Any]]) -> list[s
                 "and the attack underestimates it; add larger budgets or try a stronger attack "
                 "(PGD with restarts)."
             )
+    for e, s in zip(eps, summaries, strict=True):
+        if s.get("nonfinite_outputs"):
+            warnings.append(
+                f"the model returned NaN or inf outputs on {s['nonfinite_outputs']} of the "
+                f"adversarial inputs at eps={e:g}: they count as not robust (a non-finite "
+                "output is never a correct answer); check the model on such inputs"
+            )
     return warnings
 
 
