@@ -346,3 +346,15 @@ def test_short_forms_are_checked(digits: tuple[Classifier, Tensor, Tensor]) -> N
         FGSM(0.1, targeted=True)(clf, x, y, target=y)
     with pytest.raises(InputError, match="the model has 10 classes"):
         FGSM(0.1, targeted=True)(clf, x, y, target=torch.full_like(y, 10))
+
+
+def test_least_likely_targets_are_never_the_label() -> None:
+    """A misclassified input whose label has the lowest clean score is aimed at the next
+    least likely class, never at its label (that would reward a correct answer)."""
+    lin = nn.Linear(3, 3, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.eye(3))
+    x = torch.tensor([[0.1, 0.5, 0.9], [0.9, 0.5, 0.1]])
+    y = torch.tensor([0, 1])  # sample 0: its label has the lowest score
+    res = FGSM(0.01, targeted=True)(Classifier(lin), x, y, "least_likely")
+    assert res.target is not None and res.target.tolist() == [1, 2]

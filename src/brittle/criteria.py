@@ -121,7 +121,7 @@ class TargetedMisclassification(Criterion):
 
     ``targets``: one class per input, ``"random"`` (a class other than the label, drawn per
     sample id from the attack's seed) or ``"least_likely"`` (the class of the lowest clean
-    score, Kurakin et al. 2017).
+    score other than the label, Kurakin et al. 2017).
     """
 
     targets_spec: TargetChoice = "random"
@@ -164,7 +164,9 @@ class TargetedMisclassification(Criterion):
                 return random_targets(y, num_classes, ids, seed)
             if clean_scores is None:
                 raise AssertionError("least_likely targets need the clean scores")
-            return clean_scores.argmin(1)
+            # the least likely class other than the label (a misclassified input's label may
+            # itself be the least likely, and aiming at it would reward a correct answer)
+            return clean_scores.scatter(1, y[:, None], float("inf")).argmin(1)
         return check_targets(spec, y, num_classes)
 
     def met(
