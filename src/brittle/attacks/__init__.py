@@ -5,6 +5,7 @@ from .cw import CarliniWagnerL2
 from .deepfool import DeepFool
 from .fgsm import FGSM
 from .iterative import BIM, PGD
+from .jsma import JSMA
 from .lbfgs import LBFGS
 from .mifgsm import MIFGSM
 from .minimize import Minimize
@@ -15,6 +16,7 @@ from .worst_case import Smallest, WorstCase
 __all__ = [
     "BIM",
     "FGSM",
+    "JSMA",
     "LBFGS",
     "MIFGSM",
     "PGD",

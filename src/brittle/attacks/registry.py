@@ -24,6 +24,7 @@ _PATHS: dict[str, str] = {
     "cw": "brittle.attacks.cw:CarliniWagnerL2",
     "deepfool": "brittle.attacks.deepfool:DeepFool",
     "simba": "brittle.attacks.simba:SimBA",
+    "jsma": "brittle.attacks.jsma:JSMA",
 }
 
 DEFAULT_EPS = 0.25
