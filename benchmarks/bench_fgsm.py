@@ -31,7 +31,6 @@ import gzip
 import importlib
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -44,6 +43,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common
 
 MNIST_DIR = Path("/work/shared/data/mnist")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -191,23 +193,6 @@ def profile(model: nn.Module, x: Tensor, y: Tensor, repeats: int) -> dict[str, d
     }
 
 
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-    }
-
-
 def measure(
     model: nn.Module, x: Tensor, y: Tensor, threads: int, repeats: int, warmup: int
 ) -> dict[str, Any]:
@@ -343,7 +328,7 @@ def main() -> None:
     head = runs[0]
     report: dict[str, Any] = {
         "benchmark": "fgsm",
-        "machine": machine(),
+        "machine": common.machine(),
         "batch": n,
         "model": "zoo lenet (1, 28, 28) -> 10, random weights",
         "data": source,

@@ -49,14 +49,13 @@ Writes ``benchmarks/results/jacobian.md`` and ``benchmarks/results/jacobian.json
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import datetime
 import functools
 import json
 import os
-import platform
 import statistics
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -66,6 +65,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common
 
 RESULTS = Path(__file__).resolve().parent / "results"
 INPUT_SHAPE = (1, 28, 28)
@@ -344,22 +346,6 @@ def probe(build: Callable[..., nn.Module]) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------- report
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
-
-
 def worst_error(report: dict[str, Any]) -> float:
     """The largest max-abs error of any checked method, relative to max |P| of the reference."""
     worst = 0.0
@@ -469,7 +455,7 @@ def main() -> None:
     report: dict[str, Any] = {
         "benchmark": "jacobian",
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": common.machine(),
         "threads": torch.get_num_threads(),
         "repeats": args.repeats,
         "warmup": args.warmup,

@@ -13,9 +13,11 @@ report them, measured the same way as brittle's.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -167,3 +169,23 @@ def art_classifier(module: nn.Module) -> Any:
         clip_values=(0.0, 1.0),
         device_type="cpu",
     )
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on: the CPU's name, its logical CPUs, the versions."""
+    import numpy as np
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+    }

@@ -147,7 +147,7 @@ def test_the_dct_basis_is_orthonormal_and_tried_low_frequencies_first() -> None:
     q = attack._directions(torch.arange(64), x[:1].double(), dct).flatten(1)
     assert torch.allclose(q @ q.T, torch.eye(64, dtype=torch.float64), atol=1e-12)
     run = make_run(attack, clf, x[:6], y[:6], torch.full((6,), 1.0))
-    order = attack._order(run, 0)  # type: ignore[arg-type]
+    order = attack._order(run, 0, torch.arange(len(run.x)))  # type: ignore[arg-type]
     bands = frequency_bands(shape)[order]
     assert bool((bands[:, 1:] >= bands[:, :-1]).all())
     assert torch.equal(order.sort(1).values, torch.arange(64).expand(6, 64))

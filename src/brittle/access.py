@@ -25,6 +25,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from brittle.classifier import Classifier
 from brittle.errors import ThreatModelError
 from brittle.losses import Loss, LossName, resolve_loss
 from brittle.model import Bounds, Model
@@ -136,18 +137,9 @@ class ModelAccess:
         return self._forward(x)
 
     def _forward(self, x: Tensor) -> Tensor:
-        from brittle.classifier import Classifier
-        from brittle.oracle import Oracle
-
-        with torch.no_grad():
-            if isinstance(self._model, Classifier):
-                return self._model.logits(x)
-            assert isinstance(self._model, Oracle)
-            return self._model.predict_scores(x).to(x.dtype)
+        return self._model.current_scores(x).to(x.dtype)
 
     def _white_box_model(self, what: str) -> Callable[[Tensor], Tensor]:
-        from brittle.classifier import Classifier
-
         if not isinstance(self._model, Classifier):
             raise ThreatModelError(
                 f"{self._attack} asked for {what}, which only a brittle.Classifier has"

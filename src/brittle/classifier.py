@@ -173,6 +173,11 @@ class Classifier(Model):
         with self.evaluation(), torch.no_grad():
             return self.logits(x)
 
+    def current_scores(self, x: Tensor) -> Tensor:
+        """Logits without gradient, in whatever mode the module is in now."""
+        with torch.no_grad():
+            return self.logits(x)
+
     @contextmanager
     def evaluation(self, mode: Mode = "eval") -> Iterator[Classifier]:
         """The module in ``mode`` with frozen parameters inside; its state is restored after.

@@ -165,6 +165,11 @@ class Model(ABC):
     def predict_scores(self, x: Tensor) -> Tensor:
         """Scores ``(N, K)`` without gradient (labels as one-hot rows for a label-only oracle)."""
 
+    def current_scores(self, x: Tensor) -> Tensor:
+        """Scores without gradient in the model's current state (the state an attack runs
+        it in: nothing is switched, unlike :meth:`predict_scores` for a classifier)."""
+        return self.predict_scores(x)
+
     def probabilities(self, scores: Tensor) -> Tensor:
         """Class probabilities from scores (the softmax of logits)."""
         return scores.softmax(1)

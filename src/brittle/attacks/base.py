@@ -275,7 +275,7 @@ class Attack(ABC):
         limit = self._query_budget(max_queries)
         x = model.check_inputs(x)
         budget = self._budget(eps, len(x), x)
-        ids_t = _check_ids(ids, len(x), x.device)
+        ids_t = check_ids(ids, len(x), x.device)
         # the checks that run the model come after those that need only the arguments
         if len(x):
             model.check_outputs(x)
@@ -543,14 +543,14 @@ class MinimizationAttack(Attack):
         return False
 
 
-def _check_ids(ids: Tensor | Sequence[int] | None, n: int, device: torch.device) -> Tensor:
+def check_ids(ids: Tensor | Sequence[int] | None, n: int, device: torch.device) -> Tensor:
     """Sample ids as a long tensor of shape ``(n,)`` (default ``arange(n)``)."""
     if ids is None:
         return torch.arange(n, device=device)
     t = torch.as_tensor(ids)
     if t.is_floating_point() or t.dtype == torch.bool or t.shape != (n,):
         raise InputError(
-            f"ids must be {n} integer sample ids, shape ({n},); got dtype {t.dtype} shape "
+            f"ids must hold one id per sample: {n} integers, shape ({n},); got dtype {t.dtype} shape "
             f"{tuple(t.shape)}"
         )
     return t.to(device, torch.long)

@@ -164,7 +164,6 @@ class JSMA(FixedBudgetAttack):
         targeted: bool = False,
     ) -> None:
         self._configure(eps=eps, theta=theta, pairs=pairs, of=of, score=score, targeted=targeted)
-        self.norm = Norm.L0
         if self.theta == 0:
             raise InputError("JSMA: theta must not be 0 (it is the change per feature)")
 

@@ -131,18 +131,20 @@ class SimBA(FixedBudgetAttack):
         other = logp.scatter(1, labels[:, None], -math.inf).amax(1)
         return other - own if run.targeted else own - other
 
-    def _order(self, run: AttackRun, sweep: int) -> Tensor:
-        """Each sample's order of directions ``(N, d)`` in pass ``sweep``, from its own stream."""
+    def _order(self, run: AttackRun, sweep: int, rows: Tensor) -> Tensor:
+        """The order of directions ``(len(rows), d)`` of the samples ``rows`` in pass
+        ``sweep``, each from its own stream."""
         shape = tuple(run.x.shape[1:])
         d = run.x[0].numel()
         if self.basis == "pixel":
             return run.random(
-                ("simba-order", sweep), lambda g: torch.randperm(d, generator=g)
+                ("simba-order", sweep), lambda g: torch.randperm(d, generator=g), rows
             ).long()
         bands = frequency_bands(shape)
         return run.random(
             ("simba-order", sweep),
             lambda g: torch.argsort(bands + torch.rand(d, generator=g, dtype=torch.float64)),
+            rows,
         ).long()
 
     def _directions(self, index: Tensor, like: Tensor, dct: tuple[Tensor, Tensor] | None) -> Tensor:
@@ -204,13 +206,16 @@ class SimBA(FixedBudgetAttack):
         active = every[~done & (access.remaining(every) > 0)]
         sweep = 0
         while len(active):
-            order = self._order(run, sweep).to(x.device)
+            # drawn only for the samples still going; ``place`` finds a sample's row in it
+            order = self._order(run, sweep, active).to(x.device)
+            place = torch.empty_like(every)
+            place[active] = torch.arange(len(active), device=x.device)
             moved_on = torch.zeros_like(done)
             for k in range(order.shape[1]):
                 if not len(active):
                     break
                 accepted = self._try(
-                    run, x_adv, objective, done, active, order[active, k], alpha, dct
+                    run, x_adv, objective, done, active, order[place[active], k], alpha, dct
                 )
                 moved_on[accepted] = True
                 active = active[~done[active] & (access.remaining(active) > 0)]

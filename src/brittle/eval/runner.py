@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from brittle.attacks.base import Attack, TargetSpec
+from brittle.attacks.base import Attack, TargetSpec, check_ids
 from brittle.attacks.result import AttackResult
 from brittle.classifier import Classifier
 from brittle.errors import InputError
@@ -74,17 +74,6 @@ def _check_batch(x: Any, y: Any, batch_size: int) -> tuple[Tensor, Tensor]:
     return x, y
 
 
-def _check_ids(ids: Tensor | None, n: int) -> Tensor:
-    """The samples' ids: ``arange(n)`` by default, else ``n`` of them (checked further by the
-    attack)."""
-    if ids is None:
-        return torch.arange(n)
-    ids = torch.as_tensor(ids)
-    if ids.shape != (n,):
-        raise InputError(f"ids must hold one id per sample, shape ({n},), got {tuple(ids.shape)}")
-    return ids
-
-
 def _batch_target(target: TargetSpec, index: Tensor | slice) -> TargetSpec:
     return target[index] if isinstance(target, Tensor) else target
 
@@ -114,7 +103,7 @@ def run_attack(
     ``ids``), which seed their random draws: the result does not depend on the batches.
     """
     x, y = _check_batch(x, y, batch_size)
-    ids = _check_ids(ids, len(x))
+    ids = check_ids(ids, len(x), x.device)
     results = []
     with tqdm(total=len(x), desc=attack.name, unit="sample", disable=not progress) as bar:
         for start in range(0, len(x), batch_size):
@@ -165,7 +154,7 @@ def evaluate(
     uninterrupted one would.
     """
     x, y = _check_batch(x, y, batch_size)
-    ids = _check_ids(ids, len(x))
+    ids = check_ids(ids, len(x), x.device)
     budgets = sorted({float(e) for e in eps_list})
     if not budgets or any(not math.isfinite(e) or e < 0 for e in budgets):
         raise InputError(f"eps_list must hold finite budgets >= 0, got {list(eps_list)}")
