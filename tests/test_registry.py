@@ -59,3 +59,9 @@ def test_description_is_json_ready() -> None:
     info = describe_attack(make_attack("pgd", eps=0.2, steps=5, minimize=True))
     text = json.dumps(info)
     assert info["name"] == "Minimize" and "PGD" in text and '"steps": 5' in text
+
+
+def test_an_attack_with_a_declared_default_budget_keeps_it() -> None:
+    """JSMA declares Upsilon = 14.5% (Papernot 2016): the Linf default must not replace it."""
+    assert make_attack("jsma").eps == 0.145
+    assert make_attack("fgsm").eps == DEFAULT_EPS

@@ -67,9 +67,12 @@ def _build(name: str, cls: type[Attack], params: dict[str, Any]) -> Attack:
             f"attack {name!r} does not take {', '.join(unknown)}; its parameters are "
             f"{', '.join(accepted) or 'none'}"
         )
-    if "eps" in accepted and params.get("eps") is None and issubclass(cls, FixedBudgetAttack):
-        declared = {p.name: p.default for p in cls.params}
-        norm = Norm.parse(params.get("norm") or declared.get("norm") or "linf")
+    declared = {p.name: p.default for p in cls.params}
+    unset = "eps" in accepted and params.get("eps") is None and declared.get("eps") is None
+    if unset and issubclass(cls, FixedBudgetAttack):
+        # an attack whose declaration has its own default budget (JSMA's Upsilon) keeps it
+        only = next(iter(cls.norms)).value if len(cls.norms) == 1 else "linf"
+        norm = Norm.parse(params.get("norm") or declared.get("norm") or only)
         if norm is not Norm.LINF:
             raise InputError(
                 f"attack {name!r} in {norm.value} needs a budget: give eps (--eps); only Linf "
