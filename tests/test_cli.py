@@ -321,6 +321,30 @@ def test_targeted_options_state_the_goal(model: Path, tmp_path: Path) -> None:
     assert_one_error_line(refused, "DeepFool")
 
 
+def test_jsma_every_target_gives_source_target_matrices(model: Path, tmp_path: Path) -> None:
+    out, saved = tmp_path / "all.json", tmp_path / "all.npz"
+    args = ("attack", "--model", model, "--n", "6", "--attack", "jsma", "--max-distortion", "0.2")
+    result = invoke(*args, "--target", "all", "--json", out, "--save", saved)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(out.read_text())
+    assert summary["n"] == 6 * 9 and summary["attack_params"]["target"] == "all"
+    arrays = np.load(saved)
+    pairs = set(zip(arrays["y"].tolist(), arrays["target"].tolist(), strict=True))
+    assert all(s != t for s, t in pairs) and len(arrays["y"]) == 54
+    rate = np.array(summary["source_target"]["success_rate"], dtype=float)
+    for s, t in pairs:  # each cell is the mean of the re-verified successes of its rows
+        rows = (arrays["y"] == s) & (arrays["target"] == t)
+        assert rate[s, t] == pytest.approx(arrays["success"][rows].mean())
+    assert np.isnan(np.diag(rate)).all()
+    assert (arrays["x_adv"] != arrays["x"]).reshape(54, -1).sum(1).max() <= 12  # 20% of 64
+    following = invoke(*args, "--target", "next", "--json", out, "--save", saved)
+    assert following.exit_code == 0, following.output
+    arrays = np.load(saved)
+    assert (arrays["target"] == (arrays["y"] + 1) % 10).all()
+    refused = invoke("evaluate", "--model", model, "--n", "4", "--target", "all", "--out", tmp_path)
+    assert_one_error_line(refused, "--target all")
+
+
 # ------------------------------------------------------------------ sample counts
 @pytest.mark.parametrize("n", ["0", "-1"])
 @pytest.mark.parametrize("command", ["attack", "evaluate"])

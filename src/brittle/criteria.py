@@ -29,7 +29,9 @@ from brittle.errors import InputError
 from brittle.randomness import per_sample
 from brittle.threat import Goal
 
-TargetChoice = Tensor | np.ndarray | Literal["random", "least_likely"]
+TargetChoice = Tensor | np.ndarray | Literal["random", "least_likely", "next"]
+TARGET_CHOICES = ("random", "least_likely", "next")
+"""The named target choices: a random other class, the least likely, the next ((y + 1) mod K)."""
 
 
 def _check_kappa(kappa: float) -> float:
@@ -120,8 +122,8 @@ class TargetedMisclassification(Criterion):
     """Each input to its class t: s_t - max_{j != t} s_j > kappa (kappa = 0: the label is t).
 
     ``targets``: one class per input, ``"random"`` (a class other than the label, drawn per
-    sample id from the attack's seed) or ``"least_likely"`` (the class of the lowest clean
-    score other than the label, Kurakin et al. 2017).
+    sample id from the attack's seed), ``"least_likely"`` (the class of the lowest clean
+    score other than the label, Kurakin et al. 2017) or ``"next"`` ((y + 1) mod K).
     """
 
     targets_spec: TargetChoice = "random"
@@ -132,12 +134,15 @@ class TargetedMisclassification(Criterion):
     def __post_init__(self) -> None:
         object.__setattr__(self, "kappa", _check_kappa(self.kappa))
         spec = self.targets_spec
-        if isinstance(spec, str) and spec not in ("random", "least_likely"):
-            raise InputError(f"unknown target {spec!r}: give a tensor, 'random' or 'least_likely'")
+        if isinstance(spec, str) and spec not in TARGET_CHOICES:
+            raise InputError(
+                f"unknown target {spec!r}: give a tensor of classes or one of "
+                + ", ".join(TARGET_CHOICES)
+            )
         if not isinstance(spec, str | Tensor | np.ndarray):
             raise InputError(
-                "target must be a tensor of classes, 'random' or 'least_likely'; got "
-                f"{type(spec).__name__}"
+                f"target must be a tensor of classes or one of {', '.join(TARGET_CHOICES)}; "
+                f"got {type(spec).__name__}"
             )
 
     @property
@@ -162,6 +167,8 @@ class TargetedMisclassification(Criterion):
         if isinstance(spec, str):
             if spec == "random":
                 return random_targets(y, num_classes, ids, seed)
+            if spec == "next":
+                return (y + 1) % num_classes
             if clean_scores is None:
                 raise AssertionError("least_likely targets need the clean scores")
             # the least likely class other than the label (a misclassified input's label may

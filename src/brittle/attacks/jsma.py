@@ -16,20 +16,41 @@ from .params import Param
 from .targets import all_other_targets
 
 PAIR_CHUNK_ELEMENTS = 1 << 22
-"""The pair search looks at (rows x chunk x M) candidate pairs at a time: memory stays
-bounded whatever M (about 16 MB of float32 per buffer), and the result is exact."""
+"""An exhaustive pair search looks at (rows x chunk x L) candidate pairs at a time, so its
+memory stays bounded (about 16 MB of float32 per buffer) whatever the number L of candidates."""
 
 
 def saliency_terms(
-    run: AttackRun, x: Tensor, target: Tensor, idx: Tensor, of: str
+    run: AttackRun, x: Tensor, target: Tensor, idx: Tensor, of: str, with_beta: bool = True
 ) -> tuple[Tensor, Tensor, Tensor]:
     """alpha_i = dF_t/dX_i and beta_i = sum_{j != t} dF_j/dX_i per feature ``(N, M)``, and the
-    logits at ``x`` (rows ``idx`` of the run): two vector-Jacobian products."""
+    logits at ``x`` (rows ``idx`` of the run): two vector-Jacobian products, or one when
+    ``with_beta`` is false (the target-only score; beta is then zero and unused)."""
     k = run.access.num_classes
     onehot = torch.nn.functional.one_hot(target, k).to(x.dtype)
-    vectors = torch.stack([onehot, 1 - onehot], dim=1)
+    vectors = torch.stack([onehot, 1 - onehot] if with_beta else [onehot], dim=1)
     products, scores = run.access.vjp(x, vectors, idx, of)
-    return products[:, 0].flatten(1), products[:, 1].flatten(1), scores
+    alpha = products[:, 0].flatten(1)
+    beta = products[:, 1].flatten(1) if with_beta else torch.zeros_like(alpha)
+    return alpha, beta, scores
+
+
+def saliency_map(alpha: Tensor, beta: Tensor, increase: bool) -> Tensor:
+    """The saliency map S(X, t) of Papernot 2016 (equations 8 and 9), per feature ``(N, M)``.
+
+    Increasing features: S[i] = 0 if alpha_i < 0 or beta_i > 0, else alpha_i |beta_i|;
+    decreasing features: S[i] = 0 if alpha_i > 0 or beta_i < 0, else |alpha_i| beta_i. Both
+    are -alpha_i beta_i where the sign constraints hold.
+    """
+    sign = 1.0 if increase else -1.0
+    valid = (sign * alpha >= 0) & (sign * beta <= 0)
+    return (-alpha * beta).where(valid, torch.zeros_like(alpha))
+
+
+def _oriented(alpha: Tensor, beta: Tensor, increase: bool) -> tuple[Tensor, Tensor]:
+    """``(a, b)`` with the constraints of either direction as ``a > 0, b > 0`` and the paper's
+    score as ``a * b``: ``a = alpha, b = -beta`` (increasing), ``a = -alpha, b = beta``."""
+    return (alpha, -beta) if increase else (-alpha, beta)
 
 
 def best_single(
@@ -37,54 +58,124 @@ def best_single(
 ) -> tuple[Tensor, Tensor]:
     """The best feature per row and whether one exists (the single-feature saliency map).
 
-    Paper: S[i] = alpha_i |beta_i| if alpha_i > 0 and beta_i < 0 (increasing; alpha_i < 0,
-    beta_i > 0 and |alpha_i| beta_i when decreasing), else 0; i.e. -alpha_i beta_i under the
-    sign constraints. Target: alpha_i alone (its sign the direction of change).
+    Paper: the largest S[i] of :func:`saliency_map` with its strict sign constraints. Target:
+    alpha_i alone (its sign the direction of change).
     """
-    sign = 1.0 if increase else -1.0
-    if paper:
-        valid = domain & (sign * alpha > 0) & (sign * beta < 0)
-        score = -alpha * beta
-    else:
-        valid = domain & (sign * alpha > 0)
-        score = sign * alpha
-    score = score.masked_fill(~valid, float("-inf"))
-    best = score.argmax(1)
-    return best[:, None], valid.any(1)
+    a, b = _oriented(alpha, beta, increase)
+    valid = domain & (a > 0) & (b > 0) if paper else domain & (a > 0)
+    score = (a * b if paper else a).masked_fill(~valid, float("-inf"))
+    return score.argmax(1)[:, None], valid.any(1)
 
 
 def best_pair(
-    alpha: Tensor, beta: Tensor, domain: Tensor, increase: bool, paper: bool
+    alpha: Tensor,
+    beta: Tensor,
+    domain: Tensor,
+    increase: bool,
+    paper: bool,
+    candidates: int | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """The pair (p, q), p != q in the search domain, maximising the pair saliency, exactly.
+    """The pair (p, q), p != q in the search domain, that maximises the pair saliency.
 
-    Paper: alpha = alpha_p + alpha_q, beta = beta_p + beta_q; maximise -alpha beta under
-    alpha > 0 and beta < 0 (increasing; alpha < 0 and beta > 0 when decreasing). Target:
-    maximise the sign-corrected alpha alone (ART's choice: the two largest). Searched in chunks
-    of rows p against all q, so memory does not grow with M squared.
+    Paper: alpha = alpha_p + alpha_q, beta = beta_p + beta_q; maximise alpha |beta| under
+    alpha > 0 and beta < 0 (increasing; |alpha| beta under alpha < 0 and beta > 0 when
+    decreasing). In the oriented terms ``a, b`` of :func:`_oriented` that is the largest
+    ``(a_p + a_q)(b_p + b_q)`` with both sums positive. Found exactly, without looking at M^2
+    pairs: the product grows with both sums, so the best partner of any feature is not
+    dominated (no other feature has both a larger ``a`` and a larger ``b``) by any feature but
+    the first of the pair. Both features of the best pair therefore lie in the first two
+    Pareto layers of the points ``(a_i, b_i)`` (:func:`pareto_candidates`), usually a few
+    dozen features, and only pairs of those are scored. ``candidates`` (optional, for very
+    large inputs whose layers are wide) keeps only that many of them, those with the largest
+    upper bound ``(a_p + max a)(b_p + max b)``: no longer exact.
+
+    Target: maximise the sign-corrected alpha_p + alpha_q alone (ART's choice), exactly: the
+    two largest.
     """
-    n, m = alpha.shape
-    sign = 1.0 if increase else -1.0
-    best_score = torch.full((n,), float("-inf"), dtype=alpha.dtype, device=alpha.device)
-    best = torch.zeros(n, 2, dtype=torch.long, device=alpha.device)
-    chunk = max(1, PAIR_CHUNK_ELEMENTS // max(1, n * m))
-    q = torch.arange(m, device=alpha.device)
-    for start in range(0, m, chunk):
+    a, b = _oriented(alpha, beta, increase)
+    if not paper:
+        return _top_two(a, domain)
+    keep = pareto_candidates(a, b, domain)
+    if candidates is not None:
+        keep &= _largest_bounds(a, b, keep, candidates)
+    index, mask = _compact(keep)
+    pick, found = _exhaustive_pairs(a.gather(1, index), b.gather(1, index), mask)
+    return index.gather(1, pick), found
+
+
+def pareto_candidates(a: Tensor, b: Tensor, domain: Tensor) -> Tensor:
+    """The features of the domain in the first two Pareto layers of the points ``(a_i, b_i)``
+    (maximising both), per row: a superset of every feature dominated by at most one other.
+
+    Rows are sorted by ``a``, descending; a feature is on a layer unless a feature before it
+    (so with an ``a`` at least as large) has a ``b`` at least as large, i.e. dominates it.
+    """
+    minus = torch.tensor(float("-inf"), dtype=a.dtype, device=a.device)
+    order = torch.sort(a.where(domain, minus), dim=1, descending=True).indices
+    inside = domain.gather(1, order)
+    b_sorted = b.gather(1, order)
+
+    def layer(members: Tensor) -> Tensor:
+        values = b_sorted.where(members, minus)
+        before = torch.cat([minus.expand(len(values), 1), values[:, :-1]], dim=1).cummax(1).values
+        return members & (values > before)
+
+    first = layer(inside)
+    both = first | layer(inside & ~first)
+    return torch.zeros_like(domain).scatter(1, order, both)
+
+
+def _compact(keep: Tensor) -> tuple[Tensor, Tensor]:
+    """The indices of each row's kept features, left-aligned in ``(N, L)`` (L: the largest
+    count, at least 2), and which of the ``L`` slots hold one."""
+    n, m = keep.shape
+    count = keep.sum(1)
+    width = min(m, max(2, int(count.max())))
+    slot = (keep.cumsum(1) - 1).where(keep, torch.full_like(count[:, None], width))
+    features = torch.arange(m, device=keep.device).expand(n, m)
+    index = torch.zeros(n, width + 1, dtype=torch.long, device=keep.device)
+    index = index.scatter(1, slot, features)[:, :width]
+    mask = torch.arange(width, device=keep.device)[None, :] < count[:, None]
+    return index, mask
+
+
+def _largest_bounds(a: Tensor, b: Tensor, keep: Tensor, k: int) -> Tensor:
+    """The ``k`` features of ``keep`` with the largest bound ``(a_p + max a)(b_p + max b)`` on
+    any pair they are in (``-inf`` when no pair with them can be valid)."""
+    minus = torch.tensor(float("-inf"), dtype=a.dtype, device=a.device)
+    top_a = a.where(keep, minus).amax(1, keepdim=True)
+    top_b = b.where(keep, minus).amax(1, keepdim=True)
+    sa, sb = a + top_a, b + top_b
+    bound = (sa * sb).where(keep & (sa > 0) & (sb > 0), minus)
+    chosen = bound.topk(min(k, bound.shape[1]), dim=1).indices
+    return torch.zeros_like(keep).scatter(1, chosen, True) & keep
+
+
+def _top_two(a: Tensor, domain: Tensor) -> tuple[Tensor, Tensor]:
+    """The two features of the domain with the largest ``a`` and whether their sum is > 0."""
+    values, pick = a.masked_fill(~domain, float("-inf")).topk(2, dim=1)
+    total = values.sum(1)
+    return pick, torch.isfinite(total) & (total > 0)
+
+
+def _exhaustive_pairs(a: Tensor, b: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """The largest ``(a_p + a_q)(b_p + b_q)`` with both sums > 0 over pairs p != q of
+    ``mask``, by looking at every pair, in chunks of rows p (memory independent of L^2)."""
+    n, width = a.shape
+    best_score = torch.full((n,), float("-inf"), dtype=a.dtype, device=a.device)
+    best = torch.zeros(n, 2, dtype=torch.long, device=a.device)
+    chunk = max(1, PAIR_CHUNK_ELEMENTS // max(1, n * width))
+    q = torch.arange(width, device=a.device)
+    for start in range(0, width, chunk):
         p = q[start : start + chunk]
-        a = alpha[:, p, None] + alpha[:, None, :]
-        valid = domain[:, p, None] & domain[:, None, :] & (p[:, None] != q[None, :])
-        if paper:
-            b = beta[:, p, None] + beta[:, None, :]
-            valid &= (sign * a > 0) & (sign * b < 0)
-            score = -a * b
-        else:
-            valid &= sign * a > 0
-            score = sign * a
-        flat = score.masked_fill(~valid, float("-inf")).flatten(1)
-        value, where = flat.max(1)
+        sa = a[:, p, None] + a[:, None, :]
+        sb = b[:, p, None] + b[:, None, :]
+        valid = mask[:, p, None] & mask[:, None, :] & (p[:, None] != q[None, :])
+        valid &= (sa > 0) & (sb > 0)
+        value, where = (sa * sb).masked_fill(~valid, float("-inf")).flatten(1).max(1)
         better = value > best_score
         best_score = torch.where(better, value, best_score)
-        pick = torch.stack([p[where // m], where % m], dim=1)
+        pick = torch.stack([p[where // width], where % width], dim=1)
         best = torch.where(better[:, None], pick, best)
     return best, torch.isfinite(best_score)
 
@@ -102,13 +193,17 @@ class JSMA(FixedBudgetAttack):
     never a degenerate pick), or when one more pair would change more than
     ``max_features(Upsilon, M)`` features (the project's L0 rounding). ``pairs=False``
     picks single features; ``score="target"`` ranks by the target's derivative alone (what
-    ART implements). The pair search is exact, in chunks (:func:`best_pair`).
+    ART implements). The pair search is exact (:func:`best_pair`); ``max_candidates`` caps it for
+    very large inputs, at the price of exactness.
 
-    Goals: targeted and source/target; untargeted, each sample is tried against every other
-    class (batched) and the success with the fewest changed features is kept. Costs per
-    sample and iteration: one query and two gradients (two vector-Jacobian products). The
-    change theta is a share of the box's width, so the box must be bounded. A sample stops
-    early on its target's label; the base then judges the result with the run's criterion.
+    The budget is ``eps`` or its alias ``max_distortion`` (Upsilon, a share of the features);
+    ``increase`` may state the direction instead of theta's sign (theta then defaults to
+    +1 or -1). Goals: targeted and source/target; untargeted, each sample is tried against
+    every other class (batched) and the success with the fewest changed features is kept.
+    Costs per sample and iteration: one query and two gradients (two vector-Jacobian
+    products; one with the target-only score, which needs alpha alone). The change theta is a share of the box's width, so the box must be bounded.
+    A sample stops early on its target's label; the base then judges the result with the
+    run's criterion.
     """
 
     goals = frozenset({Goal.UNTARGETED, Goal.TARGETED, Goal.SOURCE_TARGET})
@@ -133,12 +228,10 @@ class JSMA(FixedBudgetAttack):
         ),
         Param("pairs", bool, True, "Change pairs of features (False: single features)."),
         Param(
-            "of",
-            str,
-            "logits",
-            "Forward derivative of the logits or the probabilities.",
-            choices=("logits", "probabilities"),
-            cli="jacobian-of",
+            "use_logits",
+            bool,
+            True,
+            "Forward derivative of the logits (False: of the probabilities).",
         ),
         Param(
             "score",
@@ -147,25 +240,64 @@ class JSMA(FixedBudgetAttack):
             "Saliency: the paper's alpha |beta|, or the target's derivative.",
             choices=("paper", "target"),
         ),
+        Param(
+            "max_candidates",
+            int,
+            None,
+            "Cap the exact pair search at this many features (large inputs; not exact).",
+            low=2,
+            optional=True,
+        ),
         Param("targeted", bool, False, "Aim at target classes.", cli=None),
     )
     theta: float
     pairs: bool
-    of: str
+    use_logits: bool
     score: str
+    max_candidates: int | None
 
     def __init__(
         self,
-        eps: float = 0.145,
-        theta: float = 1.0,
+        eps: float | None = None,
+        theta: float | None = None,
         pairs: bool = True,
-        of: str = "logits",
+        use_logits: bool = True,
         score: str = "paper",
+        max_candidates: int | None = None,
         targeted: bool = False,
+        *,
+        max_distortion: float | None = None,
+        increase: bool | None = None,
     ) -> None:
-        self._configure(eps=eps, theta=theta, pairs=pairs, of=of, score=score, targeted=targeted)
+        if eps is not None and max_distortion is not None and eps != max_distortion:
+            raise InputError(
+                f"JSMA: eps={eps} and max_distortion={max_distortion} are the same budget "
+                "(Upsilon); give one of them"
+            )
+        budget = max_distortion if eps is None else eps
+        if theta is None:
+            theta = -1.0 if increase is False else 1.0
+        elif increase is not None and (theta > 0) != increase:
+            raise InputError(
+                f"JSMA: theta={theta} {'increases' if theta > 0 else 'decreases'} features but "
+                f"increase={increase}; give theta={-theta} or leave increase out"
+            )
+        self._configure(
+            eps=0.145 if budget is None else budget,
+            theta=theta,
+            pairs=pairs,
+            use_logits=use_logits,
+            score=score,
+            max_candidates=max_candidates,
+            targeted=targeted,
+        )
         if self.theta == 0:
             raise InputError("JSMA: theta must not be 0 (it is the change per feature)")
+
+    @property
+    def increase(self) -> bool:
+        """Whether features are increased (theta > 0) or decreased."""
+        return self.theta > 0
 
     def _run(self, run: AttackRun) -> Tensor:
         if run.target is not None:
@@ -193,7 +325,9 @@ class JSMA(FixedBudgetAttack):
             torch.as_tensor(b, dtype=x0.dtype, device=x0.device) for b in run.access.bounds
         )
         low_f, high_f = low.expand(x0.shape[1:]).flatten(), high.expand(x0.shape[1:]).flatten()
-        increase = self.theta > 0
+        increase = self.increase
+        of = "logits" if self.use_logits else "probabilities"
+        paper = self.score == "paper"
         step = self.theta * (high_f - low_f)
         allowed = max_features(float(self.eps or 0.0), m)
         per_step = 2 if self.pairs else 1
@@ -206,14 +340,17 @@ class JSMA(FixedBudgetAttack):
                 break
             current = x[active].view(-1, *x0.shape[1:])
             alpha, beta, scores = saliency_terms(
-                run, current, target[active], owner[active], self.of
+                run, current, target[active], owner[active], of, paper
             )
             done = scores.argmax(1) == target[active]
             count = changed[active].sum(1)
             room = count + per_step <= allowed
-            pick, found = (best_pair if self.pairs else best_single)(
-                alpha, beta, domain[active], increase, self.score == "paper"
-            )
+            if self.pairs:
+                pick, found = best_pair(
+                    alpha, beta, domain[active], increase, paper, self.max_candidates
+                )
+            else:
+                pick, found = best_single(alpha, beta, domain[active], increase, paper)
             going = ~done & room & found
             active, pick = active[going], pick[going]
             if not len(active):

@@ -51,7 +51,8 @@ def add_attack_options(parser: argparse.ArgumentParser, eps: dict[str, Any]) -> 
         metavar="NAME",
         help=f"One of {', '.join(names)} (default: fgsm).",
     )
-    threat.add_argument("--eps", **eps)
+    alias = " --max-distortion is the same option (JSMA's Upsilon, a share of the features)."
+    threat.add_argument("--eps", "--max-distortion", **{**eps, "help": eps["help"] + alias})
     threat.add_argument(
         "--capability",
         type=capability,
@@ -67,7 +68,9 @@ def add_attack_options(parser: argparse.ArgumentParser, eps: dict[str, Any]) -> 
         "--target",
         type=choice(tasks.TARGETS),
         metavar="|".join(tasks.TARGETS),
-        help="The target classes; implies --targeted (default: random).",
+        help="The target classes: random, least_likely, next ((label + 1) mod K) or, with "
+        "attack only, all (each sample once per other class, with source x target "
+        "matrices); implies --targeted (default: random).",
     )
     declared = parser.add_argument_group(
         "attack parameters",

@@ -14,27 +14,36 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from brittle.attacks.base import Attack, MinimizationAttack, TargetSpec
 from brittle.attacks.registry import accepted_parameters, attack_class, describe_attack, make_attack
+from brittle.criteria import TARGET_CHOICES
 from brittle.errors import InputError
 from brittle.eval.sanity import unbounded_failure_warnings
 from brittle.threat import Capability, Goal, Norm, ThreatModel
 
 from .common import Target
 
-TARGETS = ("random", "least_likely")
+EVERY_TARGET = "all"
+"""The ``--target`` choice that attacks each sample once per other class."""
+TARGETS = (*TARGET_CHOICES, EVERY_TARGET)
 """The target choices of the command line (``--target``)."""
 
 
 def target_spec(targeted: bool, target: str | None) -> TargetSpec:
-    """The targets to aim at: ``target`` implies a targeted attack; random by default."""
+    """The targets to aim at: ``target`` implies a targeted attack; random by default.
+    ``"all"`` is resolved by the task (each sample once per other class), before this."""
     if target is None:
         return "random" if targeted else None
-    if target not in TARGETS:
-        raise InputError(f"unknown target {target!r}: use {' or '.join(TARGETS)}")
-    return "least_likely" if target == "least_likely" else "random"
+    if target == EVERY_TARGET:
+        raise InputError(
+            "--target all (each sample once per other class) is an option of `brittle "
+            "attack`; an evaluation takes one target per sample: random, least_likely or next"
+        )
+    if target not in TARGET_CHOICES:
+        raise InputError(f"unknown target {target!r}: use one of {', '.join(TARGETS)}")
+    return cast(TargetSpec, target)
 
 
 def box_diameter(norm: Norm, bounds: tuple[float, float], features: int) -> float:

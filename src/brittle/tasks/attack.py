@@ -10,12 +10,15 @@ import numpy as np
 import torch
 
 from brittle.attacks.result import AttackResult
+from brittle.attacks.targets import all_other_targets
+from brittle.errors import InputError
 from brittle.eval.runner import run_attack
 from brittle.files import check_writable, write_atomic
+from brittle.metrics import source_target_matrices
 from brittle.report.content import threat_section, write_json
 from brittle.threat import Capability, ThreatModel
 
-from .adversary import prepare
+from .adversary import EVERY_TARGET, prepare
 from .common import check_count, load_target
 
 
@@ -58,6 +61,8 @@ def attack(
     ``n=None``: 1,000 samples, or the whole split when it holds fewer; more than the split
     holds is refused. ``dataset=None``: the data set the model was trained on.
     ``params`` are the attack's declared parameters (``None`` values: the attack's defaults).
+    ``target="all"`` attacks each sample once per other class (:func:`every_other_class`)
+    and adds the source x target matrices to the summary.
     The attack is checked against ``threat``, or against the threat built from ``targeted``,
     ``target``, ``capability``, the norm and ``eps`` (:mod:`brittle.tasks.adversary`),
     before any sample is attacked. The summary holds :meth:`AttackResult.summary` plus the
@@ -73,43 +78,77 @@ def attack(
         if path is not None:
             check_writable(path, option=option)
     victim = load_target(model, dataset, data_dir, split, n, seed, device)
+    every = target == EVERY_TARGET
     adversary, built = prepare(
         attack,
         victim,
         eps=eps,
         params=params,
         minimize=minimize,
-        targeted=targeted,
-        target=target,
+        targeted=targeted or every,
+        target=None if every else target,
         capability=capability,
         threat=threat,
         seed=seed,
     )
+    x, y, ids, aims = victim.data.x, victim.data.y, victim.data.ids, adversary.target
+    if every:
+        x, y, aims, ids = every_other_class(x, y, ids, victim.classifier.num_classes)
     result = run_attack(
         victim.classifier,
         built,
-        victim.data.x,
-        victim.data.y,
+        x,
+        y,
         batch_size=batch_size,
-        target=adversary.target,
-        ids=victim.data.ids,
+        target=aims,
+        ids=ids,
         progress=progress,
     )
     stats = result.summary()
+    described = adversary.describe(built)
+    if every:
+        described["target"] = EVERY_TARGET
+        stats["source_target"] = source_target_section(result, victim.classifier.num_classes)
     summary = {
         **stats,
         "warnings": adversary.failure_warnings(built, victim, stats["success_rate"]),
         "threat_model": threat_section(adversary.threat, [adversary.threat.eps]),
-        "attack_params": adversary.describe(built),
+        "attack_params": described,
         "model": victim.model_info(),
         "dataset": victim.dataset_info(data_dir),
     }
-    outcome = AttackOutcome(result=result, summary=summary, x=victim.data.x)
+    outcome = AttackOutcome(result=result, summary=summary, x=x)
     if json_path is not None:
         outcome = replace(outcome, json=write_json(json_path, summary))
     if save_path is not None:
         outcome = replace(outcome, saved=save_adversarial(save_path, outcome))
     return outcome
+
+
+def every_other_class(
+    x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor, num_classes: int | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each sample once per other class (``--target all``): inputs, labels, targets and ids,
+    sample ``i``'s ``j``-th other class in row ``i * (K - 1) + j``, with id
+    ``ids[i] * (K - 1) + j`` (distinct, so per-sample random draws stay per row)."""
+    if num_classes is None or num_classes < 2:
+        raise InputError("--target all needs a model with at least two known classes")
+    x_all, y_all, t_all = all_other_targets(x, y, num_classes)
+    j = torch.arange(num_classes - 1, device=ids.device).repeat(len(ids))
+    return x_all, y_all, t_all, ids.repeat_interleave(num_classes - 1) * (num_classes - 1) + j
+
+
+def source_target_section(result: AttackResult, num_classes: int | None) -> dict[str, Any]:
+    """Papernot 2016's source x target matrices of success rate and mean distortion (L0
+    share, over successes) of a ``--target all`` run; ``None`` where undefined."""
+    assert result.target is not None and num_classes is not None
+    matrices = source_target_matrices(
+        result.y, result.target, result.success, result.l0, num_classes
+    )
+    return {
+        "success_rate": matrices.success_rate.tolist(),
+        "mean_l0": matrices.mean_distortion.tolist(),
+    }
 
 
 def save_adversarial(path: str | Path, outcome: AttackOutcome) -> Path:
