@@ -120,7 +120,7 @@ def test_the_saliency_map_of_a_linear_model_is_the_formula() -> None:
     x, y = torch.rand(3, 6), torch.tensor([0, 1, 2])
     target = torch.tensor([1, 3, 0])
     run = make_run(JSMA(), clf, x, y, torch.zeros(3))
-    alpha, beta, _ = saliency_terms(run, x, target, torch.arange(3), "logits")  # type: ignore[arg-type]
+    alpha, beta, _ = saliency_terms(run.access, x, target, torch.arange(3), "logits")  # type: ignore[attr-defined]
     w = layer.weight.detach()
     for i, t in enumerate(target.tolist()):
         want_alpha, want_beta = w[t], w.sum(0) - w[t]

@@ -7,6 +7,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from brittle.access import ModelAccess
 from brittle.errors import InputError
 from brittle.perturbation import max_features
 from brittle.threat import Goal, Norm
@@ -21,15 +22,20 @@ memory stays bounded (about 16 MB of float32 per buffer) whatever the number L o
 
 
 def saliency_terms(
-    run: AttackRun, x: Tensor, target: Tensor, idx: Tensor, of: str, with_beta: bool = True
+    access: ModelAccess,
+    x: Tensor,
+    target: Tensor,
+    idx: Tensor | None,
+    of: str,
+    with_beta: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """alpha_i = dF_t/dX_i and beta_i = sum_{j != t} dF_j/dX_i per feature ``(N, M)``, and the
-    logits at ``x`` (rows ``idx`` of the run): two vector-Jacobian products, or one when
-    ``with_beta`` is false (the target-only score; beta is then zero and unused)."""
-    k = run.access.num_classes
+    logits at ``x`` (rows ``idx`` of the access's count): two vector-Jacobian products, or
+    one when ``with_beta`` is false (the target-only score; beta is then zero and unused)."""
+    k = access.num_classes
     onehot = torch.nn.functional.one_hot(target, k).to(x.dtype)
     vectors = torch.stack([onehot, 1 - onehot] if with_beta else [onehot], dim=1)
-    products, scores = run.access.vjp(x, vectors, idx, of)
+    products, scores = access.vjp(x, vectors, idx, of)
     alpha = products[:, 0].flatten(1)
     beta = products[:, 1].flatten(1) if with_beta else torch.zeros_like(alpha)
     return alpha, beta, scores
@@ -340,7 +346,7 @@ class JSMA(FixedBudgetAttack):
                 break
             current = x[active].view(-1, *x0.shape[1:])
             alpha, beta, scores = saliency_terms(
-                run, current, target[active], owner[active], of, paper
+                run.access, current, target[active], owner[active], of, paper
             )
             done = scores.argmax(1) == target[active]
             count = changed[active].sum(1)

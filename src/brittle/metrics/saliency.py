@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from brittle.access import ModelAccess
+from brittle.attacks.jsma import saliency_map, saliency_terms
 from brittle.classifier import Classifier
 from brittle.errors import InputError
 from brittle.threat import Capability
@@ -41,8 +42,6 @@ def adversarial_distance(
     batches of ``batch_size`` in eval mode, with two vector-Jacobian products per sample.
     Returns ``(N,)`` float64 on the CPU.
     """
-    from brittle.attacks.jsma import saliency_map
-
     if not isinstance(classifier, Classifier):
         raise InputError(
             "adversarial distance needs the gradients of a brittle.Classifier, got "
@@ -57,17 +56,12 @@ def adversarial_distance(
     t = classifier.check_labels(target, len(xs), "target")
     n, m = len(xs), xs[0].numel()
     access = ModelAccess(classifier, Capability.WHITE_BOX, n, "adversarial distance")
-    k = access.num_classes
     of = "logits" if use_logits else "probabilities"
     counts = []
     with classifier.evaluation():
         for start in range(0, n, batch_size):
             idx = torch.arange(start, min(start + batch_size, n), device=xs.device)
-            batch, tb = xs[idx], t[idx]
-            onehot = torch.nn.functional.one_hot(tb, k).to(xs.dtype)
-            vectors = torch.stack([onehot, 1 - onehot], dim=1)
-            products, _ = access.vjp(batch, vectors, idx, of)
-            alpha, beta = products[:, 0].flatten(1), products[:, 1].flatten(1)
+            alpha, beta, _ = saliency_terms(access, xs[idx], t[idx], idx, of)
             counts.append((saliency_map(alpha, beta, increase) > 0).sum(1))
     valid = torch.cat(counts).cpu().to(torch.float64)
     return 1.0 - valid / m
