@@ -410,10 +410,12 @@ def test_target_wrong_shape_or_dtype() -> None:
         FGSM(0.1, targeted=True)(Classifier(linear()), x, y, target="most_likely")  # type: ignore[arg-type]
 
 
-def test_untargeted_attack_given_a_target() -> None:
+def test_a_target_states_the_goal_of_an_attack_built_untargeted() -> None:
     x, y = batch()
-    with pytest.raises(InputError, match="untargeted; build it with targeted=True"):
-        FGSM(0.1)(Classifier(linear()), x, y, target=(y + 1) % 3)
+    clf, t = Classifier(linear()), (y + 1) % 3
+    given = FGSM(0.1)(clf, x, y, target=t)
+    assert given.target is not None and torch.equal(given.target, t)
+    assert torch.equal(given.x_adv, FGSM(0.1, targeted=True)(clf, x, y, target=t).x_adv)
 
 
 def test_unsupported_norm() -> None:

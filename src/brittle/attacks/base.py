@@ -353,11 +353,7 @@ class Attack(ABC):
                 raise ThreatModelError(
                     f"{self.name} supports goals {{{goals}}}, not 'targeted': it takes no target"
                 )
-            if not self.targeted:
-                raise InputError(
-                    f"{self.name} is untargeted; build it with targeted=True to give targets"
-                )
-            chosen = TargetedMisclassification(target)
+            chosen = TargetedMisclassification(target)  # a target states the goal
         elif self.targeted:
             raise InputError(
                 f"{self.name} was built with targeted=True but no target was given: pass "
