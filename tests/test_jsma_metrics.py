@@ -137,13 +137,14 @@ def test_hardness_is_the_trapezoid_of_distortion_over_success_rate() -> None:
     s, t, c, ok = _hardness_case()
     us = [0.4, 0.1, 0.3, 0.2]  # any order: sorted inside
     h = hardness(s, t, c, ok, 10, us, 0.4, 3)
-    easy = _trapezoid([0.25, 0.5, 0.75, 1.0], [0.1, 0.15, 0.2, 0.25])
-    # (1, 0): u = 0.1 and 0.2 give the same point (tau 0.25, eps 0.1): no width
-    hard = _trapezoid([0.25, 0.25, 0.5, 1.0], [0.1, 0.1, 0.2, 0.3])
+    # every curve starts at the sweep's origin (tau 0, eps 0)
+    easy = _trapezoid([0, 0.25, 0.5, 0.75, 1.0], [0, 0.1, 0.15, 0.2, 0.25])
+    # (1, 0): u = 0.1 and 0.2 give the same point (tau 0.25, eps 0.1): no width between them
+    hard = _trapezoid([0, 0.25, 0.25, 0.5, 1.0], [0, 0.1, 0.1, 0.2, 0.3])
     assert h[0, 1] == pytest.approx(easy)
     assert h[1, 0] == pytest.approx(hard)
     assert h[1, 0] > h[0, 1]
-    assert h[2, 1] == 0.0  # tau = 0.5 at u >= 0.3 only: one point, no width
+    assert h[2, 1] == pytest.approx(0.5 * 0.5 * 0.3)  # tau 0.5 at eps 0.3 from u = 0.3 on
     assert np.isnan(h[2, 0])  # never succeeds
     assert np.isnan(np.diag(h)).all() and np.isnan(h[0, 2]) and np.isnan(h[1, 2])
     curve = success_curve(s, t, c, ok, 10, us, 0.4, 3)

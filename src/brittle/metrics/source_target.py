@@ -281,11 +281,12 @@ def hardness(
 
     where eps(s, t, tau) is the mean distortion needed to reach success rate tau. Over the
     sweep of :func:`success_curve` (budgets ascending), the points are (tau_k, eps_k) for the
-    budgets with tau_k > 0, integrated by the trapezoidal rule (``np.trapezoid``); no point
-    is added at tau = 0. Hence: NaN where the pair has no attempt or never succeeds (hardness
-    undefined); 0 where its success rate takes one value only over the sweep (a single
-    point, or several with the same tau: no width). A pair needing more distortion for the
-    same success rates is harder.
+    budgets with tau_k > 0, after the sweep's origin (0, 0): at Upsilon = 0 nothing changes,
+    so nothing succeeds (the attacked inputs are not already classified as their targets);
+    integrated by the trapezoidal rule (``np.trapezoid``). Hence: NaN where the pair has no
+    attempt or never succeeds (hardness undefined); a pair whose attacks all succeed with
+    distortion d has H = d / 2; a pair needing more distortion for the same success rates
+    is harder.
     """
     curve = success_curve(
         source, target, changed, success, num_features, upsilons, run_upsilon, num_classes
@@ -297,5 +298,6 @@ def hardness(
             tau, eps = curve.success_rate[:, s, t], curve.mean_distortion[:, s, t]
             keep = tau > 0  # False for NaN (no attempt)
             if keep.any():
-                out[s, t] = float(_trapezoid(eps[keep], tau[keep]))
+                taus, epss = np.concatenate([[0.0], tau[keep]]), np.concatenate([[0.0], eps[keep]])
+                out[s, t] = float(_trapezoid(epss, taus))
     return out
