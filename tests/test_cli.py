@@ -184,7 +184,7 @@ def test_bad_input_is_one_error_line_and_exit_2(
         (("attack", "--steps", "1.5"), "--steps must be an integer"),
         (("attack", "--norm", "l0"), "--norm must be one of linf, l2, l1"),
         (("attack", "--capability", "god"), "--capability must be one of"),
-        (("attack", "--target", "all"), "--target must be one of random, least_likely"),
+        (("attack", "--target", "most_likely"), "--target must be one of random, least_likely"),
         (("evaluate", "--out", "x", "--eps", "0.1,-1"), "--eps must hold budgets >= 0"),
         (("train", "--epochs"), "--epochs needs a value"),
         (("attack", "--nope", "3"), "unknown option --nope (see brittle attack --help)"),

@@ -200,10 +200,11 @@ def test_the_alias_and_direction_arguments() -> None:
     assert JSMA(max_distortion=0.1).eps == 0.1
     assert JSMA(increase=False).theta == -1.0
     assert JSMA(theta=0.5, increase=True).theta == 0.5
+    assert JSMA(theta=0.5, increase=False).theta == -0.5
     with pytest.raises(Exception, match="same budget"):
         JSMA(0.1, max_distortion=0.2)
-    with pytest.raises(Exception, match="increase=False"):
-        JSMA(theta=1.0, increase=False)
+    with pytest.raises(Exception, match="increase=True"):
+        JSMA(theta=-1.0, increase=True)
 
 
 def test_no_valid_pair_is_a_failure_not_a_degenerate_pick() -> None:

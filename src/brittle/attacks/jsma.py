@@ -203,8 +203,8 @@ class JSMA(FixedBudgetAttack):
     very large inputs, at the price of exactness.
 
     The budget is ``eps`` or its alias ``max_distortion`` (Upsilon, a share of the features);
-    ``increase`` may state the direction instead of theta's sign (theta then defaults to
-    +1 or -1). Goals: targeted and source/target; untargeted, each sample is tried against
+    ``increase`` may state the direction instead of theta's sign (theta is then its size:
+    ``increase=False`` decreases features by ``|theta|``). Goals: targeted and source/target; untargeted, each sample is tried against
     every other class (batched) and the success with the fewest changed features is kept.
     Costs per sample and iteration: one query and two gradients (two vector-Jacobian
     products; one with the target-only score, which needs alpha alone). The change theta is a share of the box's width, so the box must be bounded.
@@ -264,8 +264,8 @@ class JSMA(FixedBudgetAttack):
 
     def __init__(
         self,
-        eps: float | None = None,
-        theta: float | None = None,
+        eps: float = 0.145,
+        theta: float = 1.0,
         pairs: bool = True,
         use_logits: bool = True,
         score: str = "paper",
@@ -275,21 +275,22 @@ class JSMA(FixedBudgetAttack):
         max_distortion: float | None = None,
         increase: bool | None = None,
     ) -> None:
-        if eps is not None and max_distortion is not None and eps != max_distortion:
-            raise InputError(
-                f"JSMA: eps={eps} and max_distortion={max_distortion} are the same budget "
-                "(Upsilon); give one of them"
-            )
-        budget = max_distortion if eps is None else eps
-        if theta is None:
-            theta = -1.0 if increase is False else 1.0
-        elif increase is not None and (theta > 0) != increase:
-            raise InputError(
-                f"JSMA: theta={theta} {'increases' if theta > 0 else 'decreases'} features but "
-                f"increase={increase}; give theta={-theta} or leave increase out"
-            )
+        if max_distortion is not None:
+            if eps not in (0.145, max_distortion):
+                raise InputError(
+                    f"JSMA: eps={eps} and max_distortion={max_distortion} are the same budget "
+                    "(Upsilon); give one of them"
+                )
+            eps = max_distortion
+        if increase is not None and isinstance(theta, int | float):
+            if increase and theta < 0:
+                raise InputError(
+                    f"JSMA: theta={theta} decreases features but increase=True; give a "
+                    "positive theta or leave increase out"
+                )
+            theta = abs(theta) if increase else -abs(theta)
         self._configure(
-            eps=0.145 if budget is None else budget,
+            eps=eps,
             theta=theta,
             pairs=pairs,
             use_logits=use_logits,

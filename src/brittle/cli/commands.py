@@ -12,6 +12,7 @@ from pathlib import Path
 import brittle
 from brittle import tasks
 from brittle.attacks.registry import DEFAULT_EPS
+from brittle.reproduce.report import show_value
 
 from . import output
 from .attack_options import add_attack_options, attack_request
@@ -105,6 +106,38 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def reproduce(args: argparse.Namespace) -> int:
+    """Reproduce a paper's experiment on the data at hand; write report.json and report.html.
+
+    The report puts the paper's figures beside ours, with the differences of setting. Models
+    trained on the way are cached in --out and reused by the same command run again. The
+    --out folder is locked while the reproduction runs.
+    """
+    outcome = tasks.reproduce(
+        args.name,
+        args.out,
+        n_images=args.n_images,
+        n_second=args.n_second,
+        epochs=args.epochs,
+        data_dir=args.data_dir,
+        **common_request(args),
+        progress=output.progress_bars(),
+        log=lambda message: print(message, flush=True),  # a long run: each line as it comes
+    )
+    found = outcome.reproduction
+    for note in found.notes:
+        print(f"note: {note}")
+    width = max(len(row.id) for row in found.rows)
+    for row in found.rows:
+        paper = show_value(row.paper, row.fraction)
+        print(
+            f"  {row.id:<{width}}  ours {show_value(row.ours, row.fraction):>8}  paper {paper:>8}"
+        )
+    print(f"report: {outcome.paths.html}")
+    print(f"json:   {outcome.paths.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command; attack options come from the attacks' declarations."""
     parser = Parser(
@@ -183,6 +216,30 @@ def build_parser() -> argparse.ArgumentParser:
     demoing.add_argument(
         "--n", type=integer, default=500, metavar="N", help="Test samples to attack (default: 500)."
     )
-    for command in (training, attacking, evaluating, demoing):
+    reproducing = add_command(commands, "reproduce", reproduce, "NAME --out DIR [options]")
+    _add_reproduce_options(reproducing)
+    for command in (training, attacking, evaluating, demoing, reproducing):
         add_common(command)
     return parser
+
+
+def _add_reproduce_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``reproduce``; what is not given is the reproduction's default."""
+    parser.add_argument(
+        "name", metavar="NAME", help=f"The paper: {', '.join(tasks.REPRODUCTION_NAMES)}."
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="Folder of the report and the cached checkpoints.",
+    )
+    sizes = [
+        ("--n-images", "Test images attacked (default: the reproduction's; papernot2016: 1,000)."),
+        ("--n-second", "Images attacked on the second model (papernot2016 default: 200)."),
+        ("--epochs", "Training epochs of each model (papernot2016 default: 5)."),
+    ]
+    for flag, text in sizes:
+        parser.add_argument(flag, type=integer, metavar="N", help=text)
+    add_data_dir(parser)

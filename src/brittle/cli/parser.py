@@ -82,16 +82,17 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_command(
-    commands: argparse._SubParsersAction, name: str, run: Handler
+    commands: argparse._SubParsersAction, name: str, run: Handler, usage: str = "[options]"
 ) -> argparse.ArgumentParser:
-    """A sub-command whose description is ``run``'s docstring, with the exit codes."""
+    """A sub-command whose description is ``run``'s docstring, with the exit codes;
+    ``usage`` follows the command's name in its usage line."""
     doc = inspect.cleandoc(run.__doc__ or "")
     parser: argparse.ArgumentParser = commands.add_parser(
         name,
         help=doc.split("\n\n")[0],
         description=doc,
         epilog=EXIT_CODES,
-        usage=f"brittle {name} [options]",
+        usage=f"brittle {name} {usage}",
         formatter_class=Formatter,
         allow_abbrev=False,
     )

@@ -1,4 +1,5 @@
-"""The end-to-end tasks behind the ``brittle`` command: train, attack, evaluate, demo.
+"""The end-to-end tasks behind the ``brittle`` command: train, attack, evaluate, demo,
+reproduce.
 
 Each task is the sequence of library calls a user would otherwise write: load the data and
 the model, build the attack and check it against the threat model, run it, store and
@@ -12,6 +13,7 @@ from .attack import AttackOutcome, attack, save_adversarial
 from .common import DEFAULT_N, default_device, resolve_device
 from .demo import DEMO_EPS, DEMO_LR, DEMO_TRAIN, demo
 from .evaluate import DEFAULT_EPS_LIST, STORE_NAME, EvaluateOutcome, evaluate_model
+from .reproduce import REPRODUCTION_NAMES, ReproduceOutcome, reproduce
 from .train import TrainOutcome, train, train_on
 
 __all__ = [
@@ -20,15 +22,18 @@ __all__ = [
     "DEMO_EPS",
     "DEMO_LR",
     "DEMO_TRAIN",
+    "REPRODUCTION_NAMES",
     "STORE_NAME",
     "TARGETS",
     "AttackOutcome",
     "EvaluateOutcome",
+    "ReproduceOutcome",
     "TrainOutcome",
     "attack",
     "default_device",
     "demo",
     "evaluate_model",
+    "reproduce",
     "resolve_device",
     "save_adversarial",
     "train",
