@@ -1,7 +1,7 @@
 """``brittle reproduce papernot2016`` at a tiny size, on scikit-learn's 8x8 digits.
 
-The digits keep the JSMA's pair search (M^2 pairs per step) small, so the whole
-reproduction runs in seconds; the properties checked are those of the full-size run: the
+The digits (64 features) keep every JSMA iteration cheap, so the whole reproduction runs
+in seconds; the properties checked are those of the full-size run: the
 fixed rows, the paper's figures, success re-verified by the model, the report's content,
 the cached checkpoints and the command line's errors.
 """
@@ -191,6 +191,24 @@ def test_another_recipe_trains_again(
     outcome = tasks.reproduce("papernot2016", tmp_path, **{**TINY, "epochs": 1, "n_images": 2})
     assert trained == [1, 1]
     assert not outcome.reproduction.setting["models"]["main"]["reused_checkpoint"]
+
+
+@pytest.mark.slow
+def test_the_early_snapshot_is_what_training_that_long_gives(
+    reproduced: tuple[Path, tasks.ReproduceOutcome],
+) -> None:
+    from brittle.models import build_model, load_checkpoint, train_model
+
+    out, outcome = reproduced
+    short, meta = load_checkpoint(out / papernot2016.CHECKPOINTS["short"])
+    assert meta["recipe"]["epochs"] == papernot2016.SHORT_EPOCHS < TINY["epochs"]
+    train = load_dataset("digits", "train")
+    fresh = build_model("lenet", train.input_shape, 10, seed=0, **papernot2016.MAIN)
+    train_model(fresh, train.x, train.y, epochs=papernot2016.SHORT_EPOCHS, progress=False)
+    for mine, theirs in zip(short.state_dict().values(), fresh.state_dict().values(), strict=True):
+        assert torch.equal(mine, theirs)
+    results = outcome.reproduction.setting["second_model_results"]
+    assert {r["model"] for r in results.values()} == {"main", "paper_shape", "short"}
 
 
 def test_an_unknown_reproduction_exits_2_naming_the_known_ones(

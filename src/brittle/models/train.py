@@ -72,6 +72,7 @@ def train_model(
     device: str | torch.device | None = None,
     progress: bool = True,
     objective: Objective | None = None,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> TrainHistory:
     """Train ``model`` in place on inputs ``x`` ``(N, C, H, W)`` and integer labels ``y``.
 
@@ -79,7 +80,8 @@ def train_model(
     (``objective`` defaults to :func:`cross_entropy`). ``weight_decay`` adds
     ``weight_decay * W`` to the gradient of each weight tensor, i.e. the L2 penalty
     ``(weight_decay / 2) * sum W^2``; L1 and weight decay act on :func:`penalised_weights`
-    only. ``momentum`` is used by ``"sgd"`` only.
+    only. ``momentum`` is used by ``"sgd"`` only. ``on_epoch`` is called after each epoch
+    with the number of epochs done (to keep a snapshot, say).
 
     ``seed`` fixes the shuffling (a ``torch.Generator``) and any randomness in the model or
     the objective, such as dropout (the global generators are seeded inside and restored
@@ -128,6 +130,8 @@ def train_model(
                     )
                 history.loss.append(epoch_loss)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{epoch_loss:.4f}")
+                if on_epoch is not None:
+                    on_epoch(epoch + 1)
     finally:
         bar.close()
         model.train(was_training)
