@@ -38,12 +38,11 @@ def _vector(value: Any, name: str) -> np.ndarray:
     return arr
 
 
-def _check_num_classes(num_classes: Any) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer):
-        raise InputError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    if num_classes < 2:
-        raise InputError(f"num_classes must be an integer >= 2, got {num_classes}")
-    return int(num_classes)
+def _count(value: Any, name: str, least: int) -> int:
+    """An integer of at least ``least`` (``num_classes``, ``num_features``)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
+        raise InputError(f"{name} must be an integer >= {least}, got {value!r}")
+    return int(value)
 
 
 def _classes(value: Any, name: str, num_classes: int) -> np.ndarray:
@@ -82,14 +81,6 @@ def _same_length(**arrays: np.ndarray) -> int:
     if n == 0:
         raise InputError("no attacks given (empty input): pass at least one attack")
     return n
-
-
-def _check_num_features(num_features: Any) -> int:
-    if isinstance(num_features, bool) or not isinstance(num_features, int | np.integer):
-        raise InputError(f"num_features must be an integer >= 1, got {num_features!r}")
-    if num_features < 1:
-        raise InputError(f"num_features must be an integer >= 1, got {num_features}")
-    return int(num_features)
 
 
 def _check_upsilon(value: Any, name: str) -> float:
@@ -164,7 +155,7 @@ def source_target_matrices(
     for failed attacks (they are not used). Both matrices are NaN where there was no attempt
     (normally the diagonal); ``mean_distortion`` is also NaN where no attack succeeded.
     """
-    k = _check_num_classes(num_classes)
+    k = _count(num_classes, "num_classes", 2)
     s = _classes(source, "source", k)
     t = _classes(target, "target", k)
     ok = _flags(success, "success")
@@ -209,7 +200,7 @@ def success_at_budgets(
     run at u can stop one step earlier than this count implies, and the result is an upper
     bound. Budgets above ``run_upsilon`` are refused: the run cannot tell them.
     """
-    m = _check_num_features(num_features)
+    m = _count(num_features, "num_features", 1)
     ok = _flags(success, "success")
     c = _changed(changed, m)
     _same_length(changed=c, success=ok)
@@ -247,8 +238,8 @@ def success_curve(
 
     NaN as in :func:`source_target_matrices`: no attempt (tau and eps), no success (eps).
     """
-    k = _check_num_classes(num_classes)
-    m = _check_num_features(num_features)
+    k = _count(num_classes, "num_classes", 2)
+    m = _count(num_features, "num_features", 1)
     s = _classes(source, "source", k)
     t = _classes(target, "target", k)
     ok = _flags(success, "success")
