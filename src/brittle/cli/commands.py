@@ -237,7 +237,7 @@ def _add_reproduce_options(parser: argparse.ArgumentParser) -> None:
     )
     sizes = [
         ("--n-images", "Test images attacked (default: the reproduction's; papernot2016: 1,000)."),
-        ("--n-second", "Images attacked on the second model (papernot2016 default: 100)."),
+        ("--n-second", "Images of the runs that explain the gap (papernot2016 default: 50)."),
         ("--epochs", "Training epochs of each model (papernot2016 default: 4)."),
     ]
     for flag, text in sizes:

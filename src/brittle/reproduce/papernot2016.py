@@ -100,7 +100,7 @@ SWEEP = tuple(round(float(u), 6) for u in np.linspace(0.01, UPSILON, 10))
 DEFAULT_IMAGES = 1000
 PAPER_SUCCESS, PAPER_DISTORTION = 0.971, 0.0402
 """The paper's increasing-features figures (section 5.A)."""
-DEFAULT_SECOND = 100
+DEFAULT_SECOND = 50
 DEFAULT_EPOCHS = 4
 CHUNK = 500
 """Attacks per JSMA call."""
@@ -224,7 +224,7 @@ def run(
     """Reproduce the paper's section 5 and 6 figures into a :class:`Reproduction`.
 
     ``n_images`` (default 1,000) first test images are attacked against each other class by
-    the main model, ``n_second`` (default 100) by the models and settings that explain the
+    the main model, ``n_second`` (default 50) by the models and settings that explain the
     gap (:data:`EXPLAINERS`); the LeNets are trained for ``epochs`` (default 4) on
     ``n_train`` training images drawn with ``seed`` (default all).
     ``dataset`` defaults to MNIST (``data_dir`` or ``$BRITTLE_DATA/mnist``) when found,
