@@ -7,8 +7,9 @@ a pair's score, and is no longer exact. For each K this measures, on the same in
 targets as ``bench_jsma.py`` (the first N MNIST test images, t = (y + 1) mod 10, theta 1,
 Upsilon 14.5%), the success rate, the mean L0 over successes, the share of samples whose
 result differs from the exact search, and samples/s; and on a seeded random CNN at 3x224x224
-(batch 8, 10 pairs) the mean number of Pareto candidates per iteration and the time per
-iteration. Results go to ``results/jsma_pruned.md`` and ``.json``.
+(batch 8, 10 pairs; the CNN of ``bench_jsma.py --sizes``) the mean number of Pareto
+candidates per iteration and the time per iteration. Results go to
+``results/jsma_pruned.md`` and ``.json``.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import time
 from typing import Any
 
 import torch
-from torch import nn
 
 import common
+from bench_jsma import size_model
 from brittle.attacks import JSMA
 from brittle.attacks import jsma as jsma_module
 from brittle.classifier import Classifier
@@ -71,17 +72,7 @@ def on_lenet(n: int) -> list[dict[str, Any]]:
 
 
 def on_large(iterations: int = 10) -> list[dict[str, Any]]:
-    torch.manual_seed(0)
-    net = nn.Sequential(
-        nn.Conv2d(3, 16, 3, stride=2, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(16, 32, 3, stride=2, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(32, 10),
-    )
-    clf = Classifier(net, bounds=(0, 1))
+    clf = Classifier(size_model(), bounds=(0, 1))
     x = torch.rand(8, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     y = clf.predict(x)
     t = (y + 1) % 10
