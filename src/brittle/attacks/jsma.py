@@ -64,12 +64,16 @@ def best_single(
 ) -> tuple[Tensor, Tensor]:
     """The best feature per row and whether one exists (the single-feature saliency map).
 
-    Paper: the largest S[i] of :func:`saliency_map` with its strict sign constraints. Target:
-    alpha_i alone (its sign the direction of change).
+    Paper: the largest S[i] > 0 of :func:`saliency_map` (S[i] > 0 exactly where the strict
+    sign constraints hold). Target: alpha_i alone (its sign the direction of change).
     """
-    a, b = _oriented(alpha, beta, increase)
-    valid = domain & (a > 0) & (b > 0) if paper else domain & (a > 0)
-    score = (a * b if paper else a).masked_fill(~valid, float("-inf"))
+    if paper:
+        score = saliency_map(alpha, beta, increase)
+        valid = domain & (score > 0)
+    else:
+        score = alpha if increase else -alpha
+        valid = domain & (score > 0)
+    score = score.masked_fill(~valid, float("-inf"))
     return score.argmax(1)[:, None], valid.any(1)
 
 
