@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from brittle.errors import InputError
+from brittle.losses import LossName, resolve_loss
 from brittle.model import Bounds
 from brittle.perturbation import broadcast_view, project
 from brittle.threat import Norm
@@ -154,22 +154,28 @@ def ascend(
     step: Step,
     norm: Norm,
     clean_start: bool = False,
+    loss: LossName = "ce",
+    early_stop: bool = True,
 ) -> tuple[Tensor, Tensor]:
-    """Run ``steps`` projected ascent steps with per-sample early stopping.
+    """Run ``steps`` projected ascent steps on ``loss`` with per-sample early stopping.
 
     Returns the final iterate of each starting row (in the order of ``active``) and whether it
     met the goal on the way (checked on the logits of each gradient pass; the last iterate is
     not evaluated). With ``clean_start`` the iterates start at ``run.x`` itself, and the first
     pass's logits are kept as ``run.clean_logits``. One host sync per step: the count of
-    samples still active.
+    samples still active. Without ``early_stop`` every row takes all ``steps`` (the highest
+    loss in the ball, what adversarial training wants) and no flag is set.
     """
     bounds = run.access.bounds
     out = torch.empty_like(active.x)
     met = torch.zeros(len(active.idx), dtype=torch.bool, device=active.x.device)
     for k in range(steps):
-        grad, logits = run.loss_gradient(active.x, active.idx)
+        grad, logits = run.loss_gradient(active.x, active.idx, loss)
         if clean_start and k == 0:
             run.clean_scores = logits
+        if not early_stop:
+            active.x = project(active.x0, step(active, grad), norm, active.eps.flatten(), bounds)
+            continue
         done = run.goal_met(logits, active.idx)
         left = len(done) - int(done.sum())
         if left < len(done):
@@ -186,10 +192,10 @@ def ascend(
     return out, met
 
 
-def objective(run: AttackRun, logits: Tensor, idx: Tensor) -> Tensor:
-    """Per-sample loss the attack ascends: J(theta, x, y), or -J(theta, x, t) when targeted."""
-    loss = F.cross_entropy(logits, run.labels[idx], reduction="none")
-    return -loss if run.targeted else loss
+def objective(run: AttackRun, logits: Tensor, idx: Tensor, loss: LossName = "ce") -> Tensor:
+    """Per-sample loss the attack ascends: L(f(x), y), or -L(f(x), t) when targeted."""
+    value = resolve_loss(loss)(logits, run.labels[idx])
+    return -value if run.targeted else value
 
 
 class PGD(FixedBudgetAttack):
@@ -199,12 +205,16 @@ class PGD(FixedBudgetAttack):
         x_{k+1} = Proj_{B_eps(x) ∩ box}(x_k + alpha * s(grad_x J(theta, x_k, y)))
 
     ``s`` is sign for Linf, grad/||grad||_2 for L2 and the sparse L1 direction of Tramer &
-    Boneh 2019 for L1 (see :func:`sparse_l1_direction`). ``step_size`` is alpha in absolute
+    Boneh 2019 for L1 (see :func:`sparse_l1_direction`). J is the cross-entropy by default;
+    ``loss="margin"`` ascends max_{j != y} z_j - z_y on the logits (Carlini & Wagner's, which
+    a saturated softmax cannot mask) and ``"dlr"`` Croce & Hein's ratio. ``step_size`` is alpha in absolute
     units; when ``None``, alpha = 2.5 * eps / steps of each sample's own eps (so a per-sample
     eps override is respected). ``restarts`` reruns the attack from new random starts on the
     samples not yet fooled and keeps, per sample, a success over a failure and among failures
     the point of higher loss. Samples that meet the goal stop early (see the module
-    docstring). Each sample's random starts are drawn from its own stream, seeded by
+    docstring); ``early_stop=False`` runs every sample for all ``steps`` instead, as
+    adversarial training does (Madry et al. train on the end of the ascent). Each sample's
+    random starts are drawn from its own stream, seeded by
     (``seed``, its id, the restart): the same sample gets the same starts in any batch.
     """
 
@@ -217,6 +227,8 @@ class PGD(FixedBudgetAttack):
         norm_param("linf", ("linf", "l2", "l1")),
         Param("random_start", bool, True, "Start from a random point of the ball."),
         Param("restarts", int, 1, "Runs from new random starts, best kept per sample.", low=1),
+        Param("loss", str, "ce", "Loss ascended on the logits.", choices=("ce", "margin", "dlr")),
+        Param("early_stop", bool, True, "Stop each sample once it meets the goal."),
         TARGETED,
         SEED,
     )
@@ -227,6 +239,8 @@ class PGD(FixedBudgetAttack):
     restarts: int
     steps: int
     step_size: float | None
+    loss: LossName = "ce"
+    early_stop: bool = True
 
     def __init__(
         self,
@@ -236,6 +250,8 @@ class PGD(FixedBudgetAttack):
         norm: str | Norm = "linf",
         random_start: bool = True,
         restarts: int = 1,
+        loss: LossName = "ce",
+        early_stop: bool = True,
         targeted: bool = False,
         seed: int = 0,
     ) -> None:
@@ -246,6 +262,8 @@ class PGD(FixedBudgetAttack):
             norm=norm,
             random_start=random_start,
             restarts=restarts,
+            loss=loss,
+            early_stop=early_stop,
             targeted=targeted,
             seed=seed,
         )
@@ -259,7 +277,16 @@ class PGD(FixedBudgetAttack):
         x0 = random_start(run, idx, self.norm, restart) if self.random_start else run.x[idx]
         active = Active.start(run, idx, x0, self.step_size, self.relative_step / self.steps)
         step = lp_step(self.norm, run.access.bounds)
-        return ascend(run, active, self.steps, step, self.norm, not self.random_start)
+        return ascend(
+            run,
+            active,
+            self.steps,
+            step,
+            self.norm,
+            not self.random_start,
+            self.loss,
+            self.early_stop,
+        )
 
     def _run(self, run: AttackRun) -> Tensor:
         todo = torch.arange(len(run.x), device=run.x.device)
@@ -278,8 +305,7 @@ class PGD(FixedBudgetAttack):
                 break
         return best
 
-    @staticmethod
-    def _final_loss(run: AttackRun, x_adv: Tensor, idx: Tensor, success: Tensor) -> Tensor:
+    def _final_loss(self, run: AttackRun, x_adv: Tensor, idx: Tensor, success: Tensor) -> Tensor:
         """Evaluate the last iterates of rows ``idx`` that have not met the goal (one query).
 
         Updates ``success`` in place with their verdict and returns every row's loss
@@ -290,7 +316,7 @@ class PGD(FixedBudgetAttack):
         if len(unmet):
             logits = run.access.logits(x_adv[unmet], idx[unmet])
             success[unmet] = run.goal_met(logits, idx[unmet])
-            loss[unmet] = objective(run, logits, idx[unmet])
+            loss[unmet] = objective(run, logits, idx[unmet], self.loss)
         return loss
 
 
