@@ -20,23 +20,34 @@ from .exits import EXIT_CODES, INTERRUPTED_EXIT
 from .options import (
     add_common,
     add_data_dir,
+    add_samples,
     add_target,
     add_training,
     common_request,
+    samples_request,
     target_request,
     training_request,
 )
-from .parser import Formatter, Parser, add_command, budgets, integer, number
+from .parser import Formatter, Parser, add_command, budgets, integer, number, paths
 
 
 def train(args: argparse.Namespace) -> int:
-    """Train a model of the zoo and save a checkpoint with its metadata.
+    """Train a model of the zoo, optionally with a defence; save a checkpoint with metadata.
 
-    The checkpoint records the test accuracy, the data set and its classes, the seed and
-    the epochs. The place of --out is checked before training.
+    The checkpoint records the test accuracy, the data set and its classes, the seed, the
+    epochs, the training recipe and the defence with its parameters. The place of --out,
+    the defence's options and the checkpoints they name are checked before training.
+
+    Defences: fgsm (Goodfellow's adversarial objective), pgd (Madry et al.), ensemble
+    (Tramer et al.: part of each batch crafted on --static models), distill (defensive
+    distillation at --temperature), noise-sign and noise-uniform (Goodfellow's controls),
+    jsma (Papernot et al.'s suggestion; slow).
     """
     outcome = tasks.train(
-        **training_request(args), **common_request(args), progress=output.progress_bars()
+        **training_request(args),
+        **common_request(args),
+        progress=output.progress_bars(),
+        log=print,
     )
     output.print_trained(outcome)
     return 0
@@ -138,6 +149,27 @@ def reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def transfer(args: argparse.Namespace) -> int:
+    """Craft adversarial examples on each of several models and classify them with every one.
+
+    Prints the error rates of the examples crafted on each model (rows) when classified by
+    each model (columns) and, on the examples both models get wrong, how often they agree
+    on the wrong class (Goodfellow et al. 2015, section 8). The place of --json, every
+    checkpoint and their input shapes and classes are checked before any attack runs.
+    """
+    outcome = tasks.transfer(
+        models=args.models,
+        **samples_request(args),
+        **attack_request(args),
+        **common_request(args),
+        eps=args.eps,
+        json_path=args.json,
+        progress=output.progress_bars(),
+    )
+    output.print_transfer(outcome)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command; attack options come from the attacks' declarations."""
     parser = Parser(
@@ -218,9 +250,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reproducing = add_command(commands, "reproduce", reproduce, "NAME --out DIR [options]")
     _add_reproduce_options(reproducing)
-    for command in (training, attacking, evaluating, demoing, reproducing):
+    transferring = add_command(commands, "transfer", transfer, "--models A.pt,B.pt,... [options]")
+    _add_transfer_options(transferring, eps_help)
+    for command in (training, attacking, evaluating, demoing, reproducing, transferring):
         add_common(command)
     return parser
+
+
+def _add_transfer_options(parser: argparse.ArgumentParser, eps_help: str) -> None:
+    """The options of ``transfer``: the models, the samples, the attack and the JSON."""
+    group = parser.add_argument_group("models and data")
+    group.add_argument(
+        "--models",
+        type=paths,
+        required=True,
+        metavar="A.pt,B.pt,...",
+        help="Two or more checkpoints written by `brittle train`, comma-separated, all for "
+        "the same input shape and classes.",
+    )
+    add_samples(group)
+    add_attack_options(parser, {"type": number, "metavar": "X", "help": eps_help})
+    outputs = parser.add_argument_group("outputs")
+    outputs.add_argument(
+        "--json", type=Path, metavar="PATH", help="Write the matrices and the summary here."
+    )
 
 
 def _add_reproduce_options(parser: argparse.ArgumentParser) -> None:

@@ -13,13 +13,17 @@ from typing import Any
 
 from brittle import tasks
 from brittle.data import DATASET_NAMES, SPLITS
+from brittle.defenses import DEFAULT_EPS, DEFENSES, DefenseOptions
 from brittle.models import ARCHITECTURES
 
-from .parser import choice, integer, number
+from .parser import UsageError, choice, integer, number
 
 Options = argparse.ArgumentParser | argparse._ArgumentGroup
 
-_TARGET = ("model", "dataset", "data_dir", "split", "n", "batch_size")
+_SAMPLES = ("dataset", "data_dir", "split", "n", "batch_size")
+"""The destinations of :func:`add_samples`, keyword arguments of ``attack``, ``evaluate``
+and ``transfer``."""
+_TARGET = ("model", *_SAMPLES)
 """The destinations of :func:`add_target`, keyword arguments of ``attack`` and ``evaluate``."""
 _TRAINING = (
     "arch",
@@ -35,6 +39,9 @@ _TRAINING = (
     "out",
 )
 """The destinations of :func:`add_training`, keyword arguments of :func:`brittle.tasks.train`."""
+_DEFENSE = ("eps", "alpha", "steps", "step_size", "temperature", "static", "teacher")
+"""The destinations of :func:`add_defense` besides ``--defense``: fields of
+:class:`~brittle.defenses.DefenseOptions`."""
 
 
 def add_common(parser: Options) -> None:
@@ -74,6 +81,11 @@ def add_target(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="Checkpoint written by `brittle train` (default: runs/lenet.pt).",
     )
+    add_samples(group)
+
+
+def add_samples(group: Options) -> None:
+    """The samples attacked and their batches (``attack``, ``evaluate`` and ``transfer``)."""
     group.add_argument(
         "--dataset",
         metavar="NAME",
@@ -102,6 +114,11 @@ def add_target(parser: argparse.ArgumentParser) -> None:
 def target_request(args: argparse.Namespace) -> dict[str, Any]:
     """The model and samples of ``attack`` and ``evaluate``, as their tasks take them."""
     return {name: getattr(args, name) for name in _TARGET}
+
+
+def samples_request(args: argparse.Namespace) -> dict[str, Any]:
+    """The samples of ``transfer``, as its task takes them."""
+    return {name: getattr(args, name) for name in _SAMPLES}
 
 
 def add_training(parser: argparse.ArgumentParser) -> None:
@@ -137,8 +154,58 @@ def add_training(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="Where to write the checkpoint (default: runs/lenet.pt).",
     )
+    add_defense(parser.add_argument_group("defence (brittle.defenses)"))
+
+
+def add_defense(group: Options) -> None:
+    """The options of ``train --defense``; those a defence does not use are refused."""
+    group.add_argument(
+        "--defense",
+        type=choice(DEFENSES),
+        default=None,
+        metavar="NAME",
+        help=f"Train with a defence: {', '.join(DEFENSES)} (default: none).",
+    )
+    eps = ", ".join(f"{k} {v:g}" for k, v in DEFAULT_EPS.items())
+    settings: list[tuple[str, Callable[[str], Any], str, str]] = [
+        ("--eps", number, "X", f"Budget of the training perturbation (default: {eps})."),
+        ("--alpha", number, "X", "Weight of the clean loss, in [0, 1] (default: 0.5)."),
+        ("--steps", integer, "N", "PGD steps (pgd; default: 7)."),
+        ("--step-size", number, "X", "PGD step (pgd; default: 2.5 * eps / steps)."),
+        ("--temperature", number, "T", "Softmax temperature (distill; the paper: 100)."),
+    ]
+    for flag, convert, metavar, text in settings:
+        group.add_argument(flag, type=convert, default=None, metavar=metavar, help=text)
+    group.add_argument(
+        "--static",
+        type=paths,
+        default=(),
+        metavar="A.pt,B.pt",
+        help="Pre-trained models that craft part of each batch's examples (ensemble).",
+    )
+    group.add_argument(
+        "--teacher",
+        default=None,
+        metavar="PATH",
+        help="Teacher checkpoint (distill; default: train one at --temperature first).",
+    )
+
+
+def paths(text: str) -> tuple[str, ...]:
+    """Comma-separated file names, e.g. ``runs/a.pt,runs/b.pt``."""
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"must name at least one file, got {text!r}")
+    return names
 
 
 def training_request(args: argparse.Namespace) -> dict[str, Any]:
     """The options of ``train``, as :func:`brittle.tasks.train` takes them."""
-    return {name: getattr(args, name) for name in _TRAINING}
+    request = {name: getattr(args, name) for name in _TRAINING}
+    options = {name: getattr(args, name) for name in _DEFENSE}
+    if args.defense is None:
+        given = [f"--{k.replace('_', '-')}" for k, v in options.items() if v not in (None, ())]
+        if given:
+            raise UsageError(f"{', '.join(given)}: only with --defense (see brittle train --help)")
+        return request
+    return {**request, "defense": DefenseOptions(args.defense, **options)}

@@ -1,7 +1,12 @@
 """Training and clean accuracy of a classifier on tensors, with an objective hook.
 
-The default objective is the cross-entropy of the logits; a defence passes its own (e.g. the
-adversarial objective of Goodfellow 2015, section 6) as ``objective(model, x, y) -> loss``.
+The default objective is the cross-entropy of the logits. A defence passes its own: a loss
+function ``objective(model, x, y) -> loss`` that the loop backpropagates (e.g. a
+temperature-scaled cross-entropy), or a :class:`TrainingStep`, which backpropagates itself
+(the adversarial objective of Goodfellow 2015, section 6, needs the input gradient of the
+clean loss before it can build the rest) and reports its parts (the clean and adversarial
+losses) for the progress bar and the history. Labels are class indices ``(N,)`` or soft
+labels ``(N, K)``, rows of probabilities (defensive distillation trains on them).
 """
 
 from __future__ import annotations
@@ -9,8 +14,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -23,17 +28,44 @@ from brittle.model import as_tensor
 from .rng import seeded
 
 Objective = Callable[[nn.Module, Tensor, Tensor], Tensor]
+"""A loss on a mini-batch, ``objective(model, x, y) -> scalar``, backpropagated by the loop."""
+
+SOFT_LABEL_TOLERANCE = 1e-3
+"""How far a soft label's row may sum from 1."""
+POSTFIX_EVERY = 10
+"""The progress bar's running losses are refreshed every this many batches (one host sync)."""
+
+
+@runtime_checkable
+class TrainingStep(Protocol):
+    """An objective that computes its own parameter gradients.
+
+    ``parts`` names the losses it reports besides the total (e.g. ``("clean", "adv")``).
+    :meth:`check` runs once before training, on the first inputs, and raises
+    :class:`~brittle.errors.InputError` for a setting that cannot train this model.
+    :meth:`backward` accumulates the gradient of the objective at the mini-batch into the
+    parameters' ``.grad`` (they are zeroed before) and returns the detached values
+    ``(total, *parts)`` as a 1-D tensor on the model's device.
+    """
+
+    parts: tuple[str, ...]
+
+    def check(self, model: nn.Module, x: Tensor, num_classes: int) -> None: ...
+
+    def backward(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor: ...
 
 
 @dataclass
 class TrainHistory:
     """What :func:`train_model` did: the mean training loss of each epoch and the wall time.
 
-    ``loss`` includes the L1 penalty when there is one (it is what was minimised).
+    ``loss`` includes the L1 penalty when there is one (it is what was minimised); ``parts``
+    holds the per-epoch means of a :class:`TrainingStep`'s parts (e.g. ``"clean"``, ``"adv"``).
     """
 
     loss: list[float]
     seconds: float
+    parts: dict[str, list[float]] = field(default_factory=dict)
 
 
 def cross_entropy(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
@@ -71,13 +103,16 @@ def train_model(
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = True,
-    objective: Objective | None = None,
+    objective: Objective | TrainingStep | None = None,
     on_epoch: Callable[[int], None] | None = None,
 ) -> TrainHistory:
-    """Train ``model`` in place on inputs ``x`` ``(N, C, H, W)`` and integer labels ``y``.
+    """Train ``model`` in place on inputs ``x`` ``(N, C, H, W)`` and labels ``y``.
 
+    ``y`` holds class indices ``(N,)`` or soft labels ``(N, K)`` (rows of probabilities).
     Each step minimises ``objective(model, x_b, y_b) + l1 * sum |W|`` on a mini-batch
-    (``objective`` defaults to :func:`cross_entropy`). ``weight_decay`` adds
+    (``objective`` defaults to :func:`cross_entropy`; a :class:`TrainingStep` backpropagates
+    its own objective, and its parts are shown on the progress bar as running means and
+    kept in the history). ``weight_decay`` adds
     ``weight_decay * W`` to the gradient of each weight tensor, i.e. the L2 penalty
     ``(weight_decay / 2) * sum W^2``; L1 and weight decay act on :func:`penalised_weights`
     only. ``momentum`` is used by ``"sgd"`` only. ``on_epoch`` is called after each epoch
@@ -90,14 +125,16 @@ def train_model(
     are moved to ``device`` (default: the model's). The model's train/eval mode is restored.
     """
     _check_hyperparameters(epochs, batch_size, lr, optimizer, momentum, weight_decay, l1)
-    x, y = check_data(x, y)
+    x, y = check_data(x, y, soft=True)
     device = _resolve_device(model, device)
     model.to(device)
-    _check_model_on(model, x, y, device)
-    loss_fn = objective if objective is not None else cross_entropy
+    classes = _check_model_on(model, x, y, device)
+    step = _as_step(objective if objective is not None else cross_entropy)
+    step.check(model, x[:2].to(device), classes)
     opt = _make_optimizer(model, optimizer, lr, momentum, weight_decay)
     n_batches = math.ceil(len(x) / batch_size)
-    history = TrainHistory(loss=[], seconds=0.0)
+    history = TrainHistory(loss=[], seconds=0.0, parts={name: [] for name in step.parts})
+    names = ("loss", *step.parts)
     was_training = model.training
     start = time.perf_counter()
     shuffle = torch.Generator().manual_seed(seed)
@@ -106,30 +143,34 @@ def train_model(
         with seeded(seed, device):
             model.train()
             for epoch in range(epochs):
-                total = torch.zeros((), device=device)
-                for idx in torch.randperm(len(x), generator=shuffle).split(batch_size):
+                total = torch.zeros(len(names), device=device)
+                seen = 0
+                order = torch.randperm(len(x), generator=shuffle)
+                for batch, idx in enumerate(order.split(batch_size)):
                     xb, yb = x[idx].to(device), y[idx].to(device)
-                    loss = loss_fn(model, xb, yb)
-                    if loss.ndim != 0:
-                        raise InputError(
-                            f"the objective must return a scalar loss, got shape "
-                            f"{tuple(loss.shape)}; reduce it with .mean()"
-                        )
-                    if l1 > 0:
-                        loss = loss + l1 * l1_penalty(model)
                     opt.zero_grad(set_to_none=True)
-                    loss.backward()
+                    losses = step.backward(model, xb, yb)
+                    if l1 > 0:
+                        penalty = l1 * l1_penalty(model)
+                        penalty.backward()
+                        losses = losses.clone()
+                        losses[0] += penalty.detach()
                     opt.step()
-                    total += loss.detach() * len(idx)
+                    total += losses * len(idx)
+                    seen += len(idx)
                     bar.update()
-                epoch_loss = total.item() / len(x)
-                if not math.isfinite(epoch_loss):
+                    if batch % POSTFIX_EVERY == 0:
+                        bar.set_postfix(_postfix(epoch, names, total / seen))
+                means = (total / len(x)).tolist()
+                if not all(math.isfinite(v) for v in means):
                     raise ModelOutputError(
-                        f"training diverged: the loss is {epoch_loss} at epoch {epoch + 1}; "
+                        f"training diverged: the loss is {means[0]} at epoch {epoch + 1}; "
                         f"lower the learning rate (lr={lr:g})"
                     )
-                history.loss.append(epoch_loss)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{epoch_loss:.4f}")
+                history.loss.append(means[0])
+                for name, value in zip(step.parts, means[1:], strict=True):
+                    history.parts[name].append(value)
+                bar.set_postfix(_postfix(epoch, names, total / len(x)))
                 if on_epoch is not None:
                     on_epoch(epoch + 1)
     finally:
@@ -137,6 +178,38 @@ def train_model(
         model.train(was_training)
     history.seconds = time.perf_counter() - start
     return history
+
+
+class LossStep:
+    """A loss function as a :class:`TrainingStep`: the loop's backward of its scalar."""
+
+    parts: tuple[str, ...] = ()
+
+    def __init__(self, loss: Objective) -> None:
+        self.loss = loss
+
+    def check(self, model: nn.Module, x: Tensor, num_classes: int) -> None:
+        """A loss function has no setting to check."""
+
+    def backward(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        loss = self.loss(model, x, y)
+        if not isinstance(loss, Tensor) or loss.ndim != 0:
+            got = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
+            raise InputError(
+                f"the objective must return a scalar loss, got {got}; reduce it with .mean()"
+            )
+        loss.backward()
+        return loss.detach().reshape(1)
+
+
+def _as_step(objective: Objective | TrainingStep) -> TrainingStep:
+    return objective if isinstance(objective, TrainingStep) else LossStep(objective)
+
+
+def _postfix(epoch: int, names: tuple[str, ...], means: Tensor) -> dict[str, Any]:
+    """The progress bar's fields: the epoch and the running mean of each loss."""
+    values = means.tolist()
+    return {"epoch": epoch + 1, **{n: f"{v:.4f}" for n, v in zip(names, values, strict=True)}}
 
 
 def accuracy(
@@ -173,10 +246,12 @@ def accuracy(
     return correct.item() / len(x)
 
 
-def check_data(x: Any, y: Any) -> tuple[Tensor, Tensor]:
+def check_data(x: Any, y: Any, soft: bool = False) -> tuple[Tensor, Tensor]:
     """Validate a non-empty batch ``x`` ``(N, ...)`` of finite floats and labels ``y`` ``(N,)``.
 
-    Returns ``x`` as float32 and ``y`` as int64, on the device they came on.
+    With ``soft``, ``y`` may also be soft labels ``(N, K)``: finite, non-negative rows that
+    sum to 1. Returns ``x`` as float32 and ``y`` as int64 (soft labels as float32), on the
+    device they came on.
     """
     x, y = as_tensor(x, "x"), as_tensor(y, "y")
     if not x.is_floating_point():
@@ -185,22 +260,39 @@ def check_data(x: Any, y: Any) -> tuple[Tensor, Tensor]:
         )
     if x.ndim < 2 or len(x) == 0:
         raise InputError(f"x must be a non-empty batch (N, C, H, W), got shape {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise InputError("x contains NaN or infinite values")
+    if soft and y.is_floating_point() and y.ndim == 2:
+        return x.float(), _check_soft_labels(y, len(x))
     if y.is_floating_point() or y.dtype == torch.bool:
-        raise InputError(f"y must hold integer class indices, got dtype {y.dtype}")
+        extra = " or soft labels (N, K) of probabilities" if soft else ""
+        raise InputError(f"y must hold integer class indices{extra}, got dtype {y.dtype}")
     if y.ndim != 1 or len(y) != len(x):
         raise InputError(
             f"y must have shape ({len(x)},), one label per input, got {tuple(y.shape)}"
         )
-    if not torch.isfinite(x).all():
-        raise InputError("x contains NaN or infinite values")
     if int(y.min()) < 0:
         raise InputError(f"y has negative labels (min {int(y.min())}); labels are 0 to K-1")
     return x.float(), y.long()
 
 
-def _check_model_on(model: nn.Module, x: Tensor, y: Tensor, device: torch.device) -> None:
+def _check_soft_labels(y: Tensor, n: int) -> Tensor:
+    if len(y) != n:
+        raise InputError(f"y must hold one row of soft labels per input ({n}), got {len(y)}")
+    if not torch.isfinite(y).all() or bool((y < 0).any()):
+        raise InputError("soft labels must be finite and non-negative (rows of probabilities)")
+    worst = float((y.sum(1) - 1).abs().max())
+    if worst > SOFT_LABEL_TOLERANCE:
+        raise InputError(
+            f"soft labels must be rows of probabilities summing to 1; a row is {worst:.3g} "
+            "away. Take them from a softmax, e.g. brittle.defenses.soft_labels"
+        )
+    return y.float()
+
+
+def _check_model_on(model: nn.Module, x: Tensor, y: Tensor, device: torch.device) -> int:
     """Run the model once on two inputs (eval mode, no grad): logits of the right shape, and
-    every label below their width."""
+    every label below their width (soft labels: one column per logit). The class count."""
     was_training = model.training
     model.eval()
     try:
@@ -216,12 +308,21 @@ def _check_model_on(model: nn.Module, x: Tensor, y: Tensor, device: torch.device
     if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[0] != min(2, len(x)):
         got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ModelOutputError(f"the model must return logits of shape (N, classes), got {got}")
-    classes, top = out.shape[1], int(y.max())
+    classes = out.shape[1]
+    if y.is_floating_point():
+        if y.shape[1] != classes:
+            raise InputError(
+                f"the soft labels have {y.shape[1]} columns but the model has {classes} "
+                "outputs; they must match"
+            )
+        return int(classes)
+    top = int(y.max())
     if top >= classes:
         raise InputError(
             f"y has labels up to {top} but the model has {classes} outputs (classes 0 to "
             f"{classes - 1}); build the model with num_classes={top + 1} or fix the labels"
         )
+    return int(classes)
 
 
 def _check_hyperparameters(

@@ -1,5 +1,5 @@
 """The end-to-end tasks behind the ``brittle`` command: train, attack, evaluate, demo,
-reproduce.
+reproduce, transfer.
 
 Each task is the sequence of library calls a user would otherwise write: load the data and
 the model, build the attack and check it against the threat model, run it, store and
@@ -14,7 +14,8 @@ from .common import DEFAULT_N, default_device, resolve_device
 from .demo import DEMO_EPS, DEMO_LR, DEMO_TRAIN, demo
 from .evaluate import DEFAULT_EPS_LIST, STORE_NAME, EvaluateOutcome, evaluate_model
 from .reproduce import REPRODUCTION_NAMES, ReproduceOutcome, reproduce
-from .train import TrainOutcome, train, train_on
+from .train import Recipe, TrainOutcome, train, train_on
+from .transfer import TransferOutcome, transfer
 
 __all__ = [
     "DEFAULT_EPS_LIST",
@@ -27,8 +28,10 @@ __all__ = [
     "TARGETS",
     "AttackOutcome",
     "EvaluateOutcome",
+    "Recipe",
     "ReproduceOutcome",
     "TrainOutcome",
+    "TransferOutcome",
     "attack",
     "default_device",
     "demo",
@@ -38,4 +41,5 @@ __all__ = [
     "save_adversarial",
     "train",
     "train_on",
+    "transfer",
 ]

@@ -9,7 +9,7 @@ from brittle.files import check_writable
 
 from .common import Log, check_count, draw, quiet
 from .evaluate import DEFAULT_EPS_LIST, EvaluateOutcome, evaluate_model
-from .train import TrainOutcome, train_on
+from .train import Recipe, TrainOutcome, train_on
 
 DEMO_EPS = DEFAULT_EPS_LIST
 """The FGSM budgets of ``brittle demo``: an evaluation's default ones."""
@@ -45,11 +45,8 @@ def demo(
     trained = train_on(
         draw(train_set, n_train, seed, "train", "--n-train", DEMO_TRAIN),
         load_dataset(dataset, "test", data_dir),
-        arch="lenet",
+        recipe=Recipe("lenet", epochs=epochs, lr=DEMO_LR, seed=seed),
         out=checkpoint,
-        epochs=epochs,
-        lr=DEMO_LR,
-        seed=seed,
         device=device,
         progress=progress,
     )

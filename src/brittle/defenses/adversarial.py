@@ -1,0 +1,160 @@
+"""Adversarial training: the examples of every step crafted on the current weights.
+
+- :class:`FGSMTraining` (Goodfellow, Shlens & Szegedy 2015, section 6):
+  x' = clip(x + eps * sign(grad_x J(theta, x, y))), the gradient of the clean pass itself.
+- :class:`AttackTraining`: x' from any fixed-budget attack of brittle on the model being
+  trained, e.g. PGD without early stopping (Madry et al. 2018: the end of a k-step ascent
+  from a random start) or JSMA (Papernot et al. 2016's suggested defence).
+- :class:`EnsembleTraining` (Tramer et al. 2018): part of each batch's examples crafted by
+  FGSM on fixed pre-trained models instead of the current one, which decouples the examples
+  from the model being trained.
+
+All mix the clean and the adversarial loss as in :mod:`.mixture`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from brittle.attacks import FGSM
+from brittle.attacks.base import FixedBudgetAttack, TargetSpec
+from brittle.classifier import Classifier, Mode
+from brittle.errors import InputError
+
+from .mixture import MixedObjective
+
+
+class FGSMTraining(MixedObjective):
+    """Goodfellow's adversarial objective with x' = clip(x + eps * sign(grad_x J(theta, x, y))).
+
+    The input gradient is the clean pass's (the training graph, so dropout uses that pass's
+    mask, as the paper's maxout network did): two forward and two backward passes a step.
+    """
+
+    name = "fgsm"
+    uses_clean_gradient: ClassVar[bool] = True
+
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, grad: Tensor | None) -> Tensor:
+        assert grad is not None
+        return x + self.eps * grad.sign()
+
+
+class AttackTraining(MixedObjective):
+    """Adversarial training on the examples of ``attack`` against the current weights.
+
+    ``attack`` is a fixed-budget attack; it runs through brittle's attack base on the model
+    wrapped as a :class:`~brittle.Classifier` in ``mode`` (default ``"train"``: dropout on
+    while crafting, batchnorm on batch statistics without recording them; the parameters
+    are frozen meanwhile, so the attack adds nothing to their gradients). Each step gives the
+    samples fresh ids, so random starts differ from step to step and stay reproducible.
+    ``target`` is passed to targeted attacks (e.g. ``"random"`` for JSMA).
+    """
+
+    def __init__(
+        self,
+        attack: FixedBudgetAttack,
+        alpha: float = 0.5,
+        bounds: tuple[float, float] = (0.0, 1.0),
+        mode: Mode = "train",
+        target: TargetSpec = None,
+        name: str | None = None,
+    ) -> None:
+        if not isinstance(attack, FixedBudgetAttack):
+            raise InputError(
+                f"adversarial training needs a fixed-budget attack (FGSM, PGD, JSMA, ...), got "
+                f"{type(attack).__name__}"
+            )
+        if attack.eps is None:
+            raise InputError(f"{attack.name} needs a budget eps for adversarial training")
+        super().__init__(float(attack.eps), alpha, bounds)
+        self.attack, self.mode, self.target = attack, mode, target
+        self.name = name or attack.name.lower()
+        self._classifier: Classifier | None = None
+        self._steps = 0
+
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, grad: Tensor | None) -> Tensor:
+        clf = self._classifier
+        if clf is None or clf.module is not model:
+            clf = Classifier(model, bounds=self.bounds, mode=self.mode)
+            self._classifier = clf
+        ids = torch.arange(len(x), device=x.device) + self._steps * len(x)
+        self._steps += 1
+        return self.attack(clf, x, y, self.target, ids=ids).x_adv
+
+    def _details(self) -> dict[str, Any]:
+        target = self.target if self.target is None or isinstance(self.target, str) else "given"
+        return {"attack": self.attack.config(), "mode": self.mode, "target": target}
+
+
+class EnsembleTraining(MixedObjective):
+    """Ensemble adversarial training: FGSM examples from the current model and static ones.
+
+    Each batch is split among the sources in turn: the rows ``r`` with
+    ``(r + step) mod (S + 1) == 0`` get FGSM on the current weights (from the clean pass's
+    gradient, as :class:`FGSMTraining`), the rows with remainder ``i`` get FGSM crafted on
+    the static model ``i`` (in eval mode; it is never trained).
+    """
+
+    name = "ensemble"
+    uses_clean_gradient: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        eps: float,
+        static: Sequence[nn.Module],
+        alpha: float = 0.5,
+        bounds: tuple[float, float] = (0.0, 1.0),
+        sources: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(eps, alpha, bounds)
+        if not static or not all(isinstance(m, nn.Module) for m in static):
+            raise InputError("ensemble training needs at least one static model (an nn.Module)")
+        self.static = [m.eval() for m in static]
+        self.sources = (
+            list(sources) if sources is not None else [f"static {i}" for i in range(len(static))]
+        )
+        self._classifiers: list[Classifier] = []
+        self._fgsm = FGSM(self.eps)
+        self._steps = 0
+
+    def check(self, model: nn.Module, x: Tensor, num_classes: int) -> None:
+        """Every static model must take these inputs and give ``num_classes`` logits."""
+        self._classifiers = []
+        for source, module in zip(self.sources, self.static, strict=True):
+            module.to(x.device)
+            try:
+                with torch.no_grad():
+                    out = module(x)
+            except RuntimeError as err:
+                raise InputError(
+                    f"static model {source} fails on inputs of shape {tuple(x.shape[1:])} (the "
+                    f"model being trained takes them): {err}. Give static models trained on "
+                    "the same data"
+                ) from err
+            if out.ndim != 2 or out.shape[1] != num_classes:
+                raise InputError(
+                    f"static model {source} returns {tuple(out.shape[1:])} outputs per input "
+                    f"but the model being trained has {num_classes} classes; give static "
+                    "models trained on the same classes"
+                )
+            self._classifiers.append(Classifier(module, bounds=self.bounds, device=x.device))
+
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, grad: Tensor | None) -> Tensor:
+        assert grad is not None
+        if not self._classifiers:
+            raise RuntimeError("EnsembleTraining.check must run before training")
+        x_adv = x + self.eps * grad.sign()
+        source = (torch.arange(len(x), device=x.device) + self._steps) % (len(self.static) + 1)
+        self._steps += 1
+        for i, clf in enumerate(self._classifiers, start=1):
+            rows = (source == i).nonzero().squeeze(1)
+            if len(rows):
+                x_adv[rows] = self._fgsm(clf, x[rows], y[rows]).x_adv
+        return x_adv
+
+    def _details(self) -> dict[str, Any]:
+        return {"static": self.sources}
