@@ -15,8 +15,10 @@ from brittle.models import (
     ARCHITECTURES,
     accuracy,
     build_model,
+    class_means,
     load_checkpoint,
     load_classifier,
+    radial_likelihood,
     save_checkpoint,
     train_model,
 )
@@ -109,9 +111,29 @@ def test_rbf_logits_follow_the_radial_formula() -> None:
     )
     assert torch.allclose(logits, expected, atol=1e-5)
     assert (logits <= 0).all() and (beta >= 0).all()
-    # the prototype itself is where its class is most confident: exp(logit) = 1
-    assert torch.allclose(model(means)[range(10), range(10)], torch.zeros(10))
+    # the prototype itself is where its class is most confident: exp(logit) = 1 (up to the
+    # rounding of the expanded square the forward pass computes)
+    assert torch.allclose(model(means)[range(10), range(10)], torch.zeros(10), atol=1e-6)
     assert "init_means" not in model.arch_kwargs
+
+
+def test_class_means_are_the_rbf_prototypes_start() -> None:
+    x = torch.rand(30, 1, 4, 4)
+    y = torch.arange(30) % 3
+    means = class_means(x, y, 4)
+    for k in range(3):
+        assert torch.allclose(means[k], x[y == k].mean(0))
+    assert torch.allclose(means[3], x.mean(0))  # no samples: the overall mean
+
+
+def test_radial_likelihood_is_the_bernoulli_likelihood_of_each_class() -> None:
+    """exp(logit_k) is class k's own probability: J = -mean(log p_y + sum_{k != y} log(1 - p_k))."""
+    logits = -torch.rand(5, 3) * 3
+    y = torch.tensor([0, 1, 2, 1, 0])
+    p = logits.exp()
+    expected = -(torch.where(F.one_hot(y, 3).bool(), p.log(), (1 - p).log()).sum(1)).mean()
+    model = torch.nn.Identity()
+    assert torch.allclose(radial_likelihood(model, logits, y), expected, atol=1e-6)
 
 
 # ---------------------------------------------------------------- training

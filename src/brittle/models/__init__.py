@@ -1,8 +1,16 @@
 """The models layer: the papers' networks, their training loop, and safe checkpoints."""
 
 from .checkpoint import load_checkpoint, load_classifier, save_checkpoint
-from .train import Objective, TrainHistory, TrainingStep, accuracy, train_model
-from .zoo import ARCHITECTURES, build_model
+from .train import (
+    Objective,
+    TrainHistory,
+    TrainingStep,
+    accuracy,
+    default_objective,
+    radial_likelihood,
+    train_model,
+)
+from .zoo import ARCHITECTURES, build_model, class_means, initial_kwargs
 
 __all__ = [
     "ARCHITECTURES",
@@ -11,8 +19,12 @@ __all__ = [
     "TrainingStep",
     "accuracy",
     "build_model",
+    "class_means",
+    "default_objective",
+    "initial_kwargs",
     "load_checkpoint",
     "load_classifier",
+    "radial_likelihood",
     "save_checkpoint",
     "train_model",
 ]

@@ -73,6 +73,25 @@ def cross_entropy(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     return F.cross_entropy(model(x), y)
 
 
+def radial_likelihood(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """The objective of a model whose ``exp(logit_k)`` is the probability of class ``k`` on its
+    own (the RBF network of Goodfellow 2015, section 7): each class a Bernoulli,
+
+        J = -mean_n [ logit_y + sum_{k != y} log(1 - exp(logit_k)) ],
+
+    so a unit is confident near its prototype and nowhere else. Logits must be <= 0."""
+    logits = model(x)
+    own = F.one_hot(y, logits.shape[1]).bool()
+    others = torch.log(-torch.expm1(logits.clamp(max=-1e-6)))  # log(1 - p), finite at p = 1
+    return -torch.where(own, logits, others).sum(1).mean()
+
+
+def default_objective(arch: str) -> Objective:
+    """The objective an architecture of the zoo trains on without a defence:
+    :func:`radial_likelihood` for ``"rbf"``, :func:`cross_entropy` otherwise."""
+    return radial_likelihood if arch == "rbf" else cross_entropy
+
+
 def penalised_weights(model: nn.Module) -> list[nn.Parameter]:
     """The weight tensors that L1 and weight decay act on: parameters named ``*weight``
     with at least two dimensions (linear and convolution weights; not biases, not

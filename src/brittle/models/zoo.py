@@ -215,7 +215,9 @@ class RBFNetwork(ZooModel):
     so every logit is <= 0. The prediction is the argmax of the logits; the per-class
     confidence is ``exp(logit_k)``, which is high only near the prototype ``mu_k`` (so the
     network errs with low confidence) and is *not* a softmax: the classes do not compete and
-    their confidences need not sum to one. Training may still use cross-entropy on the logits.
+    their confidences need not sum to one. It trains on :func:`~brittle.models.train.radial_likelihood`,
+    the likelihood of each class's own Bernoulli ``exp(logit_k)``; cross-entropy on the logits
+    would only fit their differences and leave the confidences meaningless.
 
     ``init_means`` (``(K, C, H, W)`` or ``(K, C*H*W)``, e.g. the class means of the training
     data) sets the prototypes; by default they are drawn uniformly in ``[0, 1)``, the usual
@@ -253,8 +255,13 @@ class RBFNetwork(ZooModel):
         return F.softplus(self.rho)
 
     def forward(self, x: Tensor) -> Tensor:
-        diff = x.flatten(1).unsqueeze(1) - self.means.unsqueeze(0)  # (N, K, D)
-        return -(self.beta.unsqueeze(0) * diff.square()).sum(dim=2)
+        # sum_i beta_ki (x_i - mu_ki)^2 = x^2 . beta_k - 2 x . (beta_k mu_k) + beta_k . mu_k^2:
+        # three matrix products instead of an (N, K, D) tensor
+        x = x.flatten(1)
+        beta = self.beta
+        distance = x.square() @ beta.T - 2 * x @ (beta * self.means).T
+        distance = distance + (beta * self.means.square()).sum(1)
+        return -distance.clamp_min(0)
 
 
 ARCHITECTURES: dict[str, Callable[..., ZooModel]] = {
@@ -290,6 +297,24 @@ def build_model(
         )
     with seeded(seed):
         return builder(input_shape, num_classes, **kwargs)
+
+
+def class_means(x: Tensor, y: Tensor, num_classes: int) -> Tensor:
+    """The mean input of each class, ``(K, C, H, W)``: the RBF network's initial prototypes
+    (a class without samples gets the mean of all inputs)."""
+    onehot = F.one_hot(y.long(), num_classes).to(x.dtype)  # (N, K)
+    counts = onehot.sum(0)
+    sums = onehot.T @ x.flatten(1)
+    means = torch.where(
+        counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], x.flatten(1).mean(0)
+    )
+    return means.view(num_classes, *x.shape[1:])
+
+
+def initial_kwargs(arch: str, x: Tensor, y: Tensor, num_classes: int) -> dict[str, Any]:
+    """What an architecture takes from its training data when built for it: the RBF
+    network's prototypes start at the class means; the others take nothing."""
+    return {"init_means": class_means(x, y, num_classes)} if arch == "rbf" else {}
 
 
 def _check_input_shape(input_shape: Sequence[int]) -> InputShape:

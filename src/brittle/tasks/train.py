@@ -26,6 +26,8 @@ from brittle.models import (
     TrainingStep,
     accuracy,
     build_model,
+    default_objective,
+    initial_kwargs,
     load_checkpoint,
     save_checkpoint,
     train_model,
@@ -197,15 +199,16 @@ def train_on(
 ) -> TrainOutcome:
     """Train ``recipe.arch`` on ``train_set``, measure it on ``test_set``, save it at ``out``.
 
-    ``objective`` replaces the cross-entropy (a defence), ``labels`` the training labels (soft
-    labels for distillation). The checkpoint (written atomically) records the test accuracy
+    ``objective`` replaces the architecture's own (:func:`~brittle.models.default_objective`:
+    a defence), ``labels`` the training labels (soft labels for distillation). The RBF
+    network's prototypes start at the class means. The checkpoint (written atomically) records the test accuracy
     (at T = 1), the data set, its classes, the seed, the epochs, the number of training
     samples, the training recipe and the defence (``None`` without one).
     """
     torch_device = resolve_device(device)
-    model = build_model(
-        recipe.arch, train_set.input_shape, len(train_set.classes), seed=recipe.seed
-    )
+    classes = len(train_set.classes)
+    start = initial_kwargs(recipe.arch, train_set.x, train_set.y, classes)
+    model = build_model(recipe.arch, train_set.input_shape, classes, seed=recipe.seed, **start)
     history = train_model(
         model,
         train_set.x,
@@ -219,7 +222,7 @@ def train_on(
         seed=recipe.seed,
         device=torch_device,
         progress=progress,
-        objective=objective,
+        objective=objective if objective is not None else default_objective(recipe.arch),
     )
     meta = {
         "dataset": train_set.name,

