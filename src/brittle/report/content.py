@@ -1,8 +1,9 @@
 """The content of an evaluation report, as plain JSON-ready data (``report.json``).
 
 Everything a reader needs to trust the numbers is here: the threat model, the model's
-provenance, the data, the attack and its parameters, the per-budget table, timing, and the
-sanity checks that failed. The HTML page shows the same dict.
+provenance, the data, the attack and its parameters, the per-budget table, timing, the
+sanity checks that failed and, for a defended model, its gradient-masking check. The HTML
+page shows the same dict.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import brittle
 from brittle.eval.runner import Evaluation
 from brittle.eval.sanity import sanity_warnings
 from brittle.files import write_text_atomic
+from brittle.metrics.masking import MaskingCheck
 from brittle.threat import ThreatModel
 
 COLUMNS = (
@@ -59,17 +61,20 @@ def build_report(
     model: dict[str, Any],
     dataset: dict[str, Any],
     attack: dict[str, Any],
+    masking: MaskingCheck | None = None,
 ) -> dict[str, Any]:
     """The report of ``evaluation`` under ``threat``.
 
     ``model``, ``dataset`` and ``attack`` describe what was evaluated (checkpoint metadata,
     data set name/split/size/seed, :func:`~brittle.attacks.registry.describe_attack`).
+    ``masking``, the gradient-masking check of a defended model, adds ``gradient_masking``
+    (its numbers) and its warnings after the sanity checks'; without it there is no such key.
     """
     rows = [
         {key: s.get(key, e) for key in COLUMNS}
         for e, s in zip(evaluation.eps, evaluation.summaries, strict=True)
     ]
-    return {
+    report: dict[str, Any] = {
         "brittle_version": brittle.__version__,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "run_key": evaluation.run_key,
@@ -86,6 +91,10 @@ def build_report(
         },
         "warnings": sanity_warnings(evaluation.eps, evaluation.summaries),
     }
+    if masking is not None:
+        report["gradient_masking"] = masking.as_json()
+        report["warnings"].extend(masking.warnings)
+    return report
 
 
 def finite(value: Any) -> Any:

@@ -56,6 +56,16 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+def _defense(value: Any) -> str:
+    """A model's defence as its name and its parameters, e.g. ``distill (temperature: 100)``
+    for the checkpoint metadata ``{"name": "distill", "temperature": 100.0}``."""
+    if not isinstance(value, dict):
+        return _show(value)
+    params = {k: v for k, v in value.items() if k != "name"}
+    name = _show(value.get("name"))
+    return f"{name} ({_show(params)})" if params else name
+
+
 def render_html(report: dict[str, Any], figures: Sequence[tuple[str, bytes]]) -> str:
     """The HTML page of ``report`` with ``figures`` (caption, PNG bytes) embedded as base64."""
     env = Environment(
@@ -66,7 +76,9 @@ def render_html(report: dict[str, Any], figures: Sequence[tuple[str, bytes]]) ->
     template = env.get_template("report.html.j2")
     encoded = [(caption, base64.b64encode(png).decode("ascii")) for caption, png in figures]
     top = report["results"][-1]
-    return template.render(r=report, top=top, figures=encoded, pct=_pct, num=_num, show=_show)
+    return template.render(
+        r=report, top=top, figures=encoded, pct=_pct, num=_num, show=_show, defense=_defense
+    )
 
 
 def write_report(

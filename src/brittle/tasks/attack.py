@@ -9,17 +9,26 @@ from typing import Any
 import numpy as np
 import torch
 
+from brittle.attacks.base import Attack
 from brittle.attacks.result import AttackResult
 from brittle.attacks.targets import all_other_targets
 from brittle.errors import InputError
 from brittle.eval.runner import run_attack
 from brittle.files import check_writable, write_atomic
 from brittle.metrics import source_target_matrices
+from brittle.metrics.masking import NORMS, MaskingCheck, gradient_masking_check
 from brittle.report.content import threat_section, write_json
-from brittle.threat import Capability, ThreatModel
+from brittle.threat import Capability, Norm, ThreatModel
 
-from .adversary import EVERY_TARGET, prepare
-from .common import check_count, load_target
+from .adversary import EVERY_TARGET, box_diameter, prepare
+from .common import Target, check_count, load_target
+
+MASKING_SAMPLES = 500
+"""The gradient-masking check of a defended model runs on the first this many samples."""
+MASKING_FALLBACK_EPS = 0.1
+"""The check's Linf budget, as a share of the box's width, when the attack's budget cannot
+serve: an L0 budget (FGSM and PGD take no L0 step), or none that binds (an unbounded minimal
+attack)."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +78,9 @@ def attack(
     threat model, the attack's parameters, where the model and data came from and
     ``warnings``: a minimal attack without a budget that binds (none, or at least the box's
     diameter) that leaves correctly classified samples unbroken is too weak as set
-    (:func:`~brittle.eval.sanity.unbounded_failure_warnings`). The summary is
+    (:func:`~brittle.eval.sanity.unbounded_failure_warnings`); a defended model (checkpoint
+    metadata ``defense``) also gets the warnings of its gradient-masking check
+    (:func:`defense_check`), whose numbers are under ``gradient_masking``. The summary is
     written to ``json_path`` and the inputs and results to ``save_path`` (``.npz``), both
     checked to be writable before any work and written atomically.
     """
@@ -117,12 +128,55 @@ def attack(
         "model": victim.model_info(),
         "dataset": victim.dataset_info(data_dir),
     }
+    check = defense_check(victim, built, batch_size, seed)
+    if check is not None:
+        summary["warnings"].extend(check.warnings)
+        summary["gradient_masking"] = check.as_json()
+        summary["model"]["defense"] = victim.meta["defense"]
     outcome = AttackOutcome(result=result, summary=summary, x=x)
     if json_path is not None:
         outcome = replace(outcome, json=write_json(json_path, summary))
     if save_path is not None:
         outcome = replace(outcome, saved=save_adversarial(save_path, outcome))
     return outcome
+
+
+def defense_check(
+    victim: Target, attack: Attack, batch_size: int, seed: int
+) -> MaskingCheck | None:
+    """The gradient-masking check of a defended model; ``None`` for an undefended one.
+
+    A model is defended when its checkpoint metadata name a ``defense``. The check
+    (:func:`~brittle.metrics.masking.gradient_masking_check`) runs on the first
+    :data:`MASKING_SAMPLES` of ``victim``'s samples, in ``attack``'s norm and at its budget
+    (:func:`masking_budget`).
+    """
+    if not victim.meta.get("defense"):
+        return None
+    norm, eps = masking_budget(victim, attack.norm, attack.eps)
+    k = min(len(victim.data), MASKING_SAMPLES)
+    data = victim.data
+    return gradient_masking_check(
+        victim.classifier,
+        data.x[:k],
+        data.y[:k],
+        eps,
+        norm=norm,
+        seed=seed,
+        batch_size=batch_size,
+        ids=data.ids[:k],
+    )
+
+
+def masking_budget(victim: Target, norm: Norm, eps: float | None) -> tuple[Norm, float]:
+    """The norm and budget of the gradient-masking check for an attack in ``norm`` at ``eps``:
+    the same when the check works in that norm and the budget binds (below the box's
+    diameter), else Linf at :data:`MASKING_FALLBACK_EPS` of the box's width."""
+    low, high = victim.classifier.envelope()
+    diameter = box_diameter(norm, (low, high), victim.features)
+    if norm in NORMS and eps is not None and eps < diameter:
+        return norm, eps
+    return Norm.LINF, MASKING_FALLBACK_EPS * (high - low)
 
 
 def every_other_class(

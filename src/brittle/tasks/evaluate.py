@@ -21,6 +21,7 @@ from brittle.report.html import ReportPaths, write_report
 from brittle.threat import Capability, ThreatModel
 
 from .adversary import prepare
+from .attack import defense_check
 from .common import Log, check_count, load_target, quiet
 from .lock import folder_lock
 
@@ -78,7 +79,11 @@ def evaluate_model(
     (:func:`~brittle.eval.sanity.sanity_warnings`) and, for a minimal attack whose largest
     budget is at least the box's diameter (no budget that binds), the warning that it left
     correctly classified samples unbroken
-    (:func:`~brittle.eval.sanity.unbounded_failure_warnings`).
+    (:func:`~brittle.eval.sanity.unbounded_failure_warnings`). A defended model (checkpoint
+    metadata ``defense``) is also given a gradient-masking check on its first 500 samples
+    at the largest budget (:func:`~brittle.tasks.attack.defense_check`): its numbers are the
+    report's ``gradient_masking`` and its warnings join the others. An undefended model is
+    not checked and its report has no ``gradient_masking``.
     """
     if not eps_list:
         raise InputError("give at least one budget in eps_list (e.g. --eps 0.1,0.2,0.3)")
@@ -128,6 +133,7 @@ def evaluate_model(
                 ids=victim.data.ids,
                 progress=progress,
             )
+        masking = defense_check(victim, largest, batch_size, seed)
         model_info = {k: v for k, v in victim.meta.items() if k != "classes"}
         report = build_report(
             evaluation,
@@ -135,6 +141,7 @@ def evaluate_model(
             model=model_info,
             dataset=data_info,
             attack=attack_info,
+            masking=masking,
         )
         top = evaluation.summaries[-1]["success_rate"]  # at the largest budget
         report["warnings"].extend(adversary.failure_warnings(largest, victim, top))
