@@ -13,6 +13,7 @@ from typing import Any
 
 from brittle import tasks
 from brittle.report.content import COLUMNS
+from brittle.reproduce.report import show
 
 _PERCENT = {
     "clean_accuracy",
@@ -20,6 +21,10 @@ _PERCENT = {
     "robust_accuracy",
     "mean_confidence_misclassified",
     "mean_l0",  # the share of features changed, as the report shows it
+    "robust_fgsm",  # the gradient-masking check's
+    "robust_pgd_ce",
+    "robust_pgd_margin",
+    "vanishing_share",
 }
 _TABLE = {
     "eps": "eps",
@@ -32,6 +37,8 @@ _TABLE = {
     "gradient_evaluations": "grads",
 }
 """The columns of the per-budget table and their heads."""
+_MASKING = {"robust_fgsm": "FGSM", "robust_pgd_ce": "PGD-CE", "robust_pgd_margin": "PGD-margin"}
+"""The attacks of the gradient-masking check, as its summary line names them."""
 
 
 def progress_bars() -> bool:
@@ -57,6 +64,12 @@ def print_trained(outcome: tasks.TrainOutcome) -> None:
         f"{meta['epochs']} epoch(s) in {outcome.history.seconds:.1f} s: "
         f"test accuracy {meta['accuracy']:.1%}"
     )
+    defense = meta.get("defense")
+    if defense:
+        settings = {k: v for k, v in defense.items() if k != "name"}
+        print(f"defence: {defense['name']} ({show(settings)})")
+    for name, values in outcome.history.parts.items():
+        print(f"  last epoch's mean {name} loss: {values[-1]:.4f}")
     print(f"checkpoint: {outcome.path}")
 
 
@@ -71,8 +84,20 @@ def print_attack(outcome: tasks.AttackOutcome) -> None:
     width = max(len(k) for k in keys)
     for key in keys:
         print(f"  {key:<{width}}  {fmt(key, summary[key])}")
+    if "gradient_masking" in summary:
+        _print_masking(summary["gradient_masking"])
     print_warnings(summary["warnings"])
     _print_places(json=outcome.json, saved=outcome.saved)
+
+
+def _print_masking(check: dict[str, Any]) -> None:
+    """The gradient-masking check of a defended model, on one line."""
+    attacks = ", ".join(f"{label} {fmt(key, check[key])}" for key, label in _MASKING.items())
+    print(
+        f"gradient-masking check ({check['n']} samples, eps={check['eps']:g} {check['norm']}): "
+        f"robust accuracy {attacks}; the cross-entropy gradient vanishes on "
+        f"{fmt('vanishing_share', check['vanishing_share'])} of the correctly classified"
+    )
 
 
 def print_report(outcome: tasks.EvaluateOutcome) -> None:
@@ -95,6 +120,46 @@ def print_headline(outcome: tasks.EvaluateOutcome) -> None:
         f"{fmt('mean_confidence_misclassified', top['mean_confidence_misclassified'])}"
     )
     print(f"open the report: {outcome.paths.html}")
+
+
+def print_transfer(outcome: tasks.TransferOutcome) -> None:
+    """The transfer matrices with the models' names: error rates, then agreement on the
+    wrong class with the number of shared errors; the clean error rates and the JSON."""
+    summary, matrix = outcome.summary, outcome.matrix
+    print(
+        f"{matrix.attack} on {matrix.n} samples of {summary['dataset']['name']} "
+        f"({summary['dataset']['split']}); threat model: {summary['threat_model']['description']}"
+    )
+    print("error rate of the examples crafted on each row's model, classified by each column's:")
+    _print_grid(matrix.names, [[_share(v) for v in row] for row in matrix.error])
+    print("same wrong class when both models err (shared errors):")
+    agreement = zip(matrix.agreement, matrix.shared_errors, strict=True)
+    cells = [
+        [f"{_share(v)} ({int(c)})" for v, c in zip(row, counts, strict=True)]
+        for row, counts in agreement
+    ]
+    _print_grid(matrix.names, cells)
+    clean = ", ".join(
+        f"{name} {_share(v)}" for name, v in zip(matrix.names, matrix.clean_error, strict=True)
+    )
+    print(f"clean error: {clean}")
+    _print_places(json=outcome.json)
+
+
+def _share(value: float) -> str:
+    """A rate in percent, n/a when undefined."""
+    return "n/a" if math.isnan(value) else f"{100 * value:.1f}%"
+
+
+def _print_grid(names: Sequence[str], cells: Sequence[Sequence[str]]) -> None:
+    """A model x model table: rows crafted on, columns classified by."""
+    corner = "crafted on \\ classified by"
+    first = max(len(corner), *(len(name) for name in names))
+    widths = [max(len(name), *(len(row[b]) for row in cells)) for b, name in enumerate(names)]
+    rows = [(corner, list(names)), *zip(names, cells, strict=True)]
+    for label, values in rows:
+        line = "".join(f"  {v:>{w}}" for v, w in zip(values, widths, strict=True))
+        print(f"  {label:<{first}}{line}")
 
 
 def print_interrupted(store: Path) -> None:

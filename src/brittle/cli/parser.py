@@ -15,6 +15,7 @@ import shutil
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from brittle.threat import Capability
@@ -126,6 +127,16 @@ def budgets(text: str) -> list[float]:
     if not values or any(not math.isfinite(v) or v < 0 for v in values):
         raise argparse.ArgumentTypeError(f"must hold budgets >= 0, got {text!r}")
     return values
+
+
+def paths(text: str) -> list[Path]:
+    """Comma-separated file paths, e.g. ``a.pt,b.pt``."""
+    parts = [part.strip() for part in text.split(",")]
+    if not all(parts):
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated paths such as a.pt,b.pt, got {text!r}"
+        )
+    return [Path(part) for part in parts]
 
 
 def choice(choices: Sequence[str]) -> Callable[[str], str]:

@@ -14,6 +14,9 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from brittle.errors import InputError
+from brittle.metrics.sweep import EpsilonSweep
+from brittle.metrics.transfer import TransferMatrix
 from brittle.report.plots import to_png
 
 
@@ -149,4 +152,127 @@ def example_grid(clean: np.ndarray, adversarial: np.ndarray, success: np.ndarray
         "one image per source class to every target; diagonal: clean; red frame: failed",
         fontsize=9,
     )
+    return to_png(fig)
+
+
+# ------------------------------------------------------------------ Goodfellow et al. 2015
+_PAD = np.array([0.85, 0.9, 1.0])
+"""The colour between filters of :func:`weight_grid` (no weight value maps to it)."""
+
+
+def _filter_mosaic(filters: np.ndarray) -> np.ndarray:
+    """``(rows, cols, H, W)`` filters as one RGB image, each filter scaled by its largest
+    absolute weight: mid-grey is 0, white the most positive, black the most negative."""
+    rows, cols, h, w = filters.shape
+    pad = 1
+    mosaic = np.ones(((h + pad) * rows + pad, (w + pad) * cols + pad, 3)) * _PAD
+    for r in range(rows):
+        for c in range(cols):
+            f = filters[r, c]
+            scale = float(np.abs(f).max()) or 1.0
+            top, left = pad + r * (h + pad), pad + c * (w + pad)
+            mosaic[top : top + h, left : left + w] = (0.5 + 0.5 * f / scale)[..., None]
+    return mosaic
+
+
+def weight_grid(filters_by_model: Mapping[str, np.ndarray]) -> bytes:
+    """Figure 3: the first-layer filters of each model, side by side (e.g. naively and
+    adversarially trained). Each value is ``(rows, cols, H, W)``, as
+    :func:`brittle.metrics.first_layer_filters` returns: one row per maxout unit with its
+    pieces, or one row of class templates. Each filter is scaled by its largest absolute
+    weight: mid-grey is 0, white positive, black negative."""
+    panels = list(filters_by_model.items())
+    if not panels or any(np.ndim(f) != 4 for _, f in panels):
+        raise InputError("weight_grid needs at least one model's filters, each (rows, cols, H, W)")
+    width = sum(max(1.6, 0.5 * f.shape[1]) for _, f in panels)
+    height = max(1.2, 0.5 * max(f.shape[0] for _, f in panels)) + 0.5
+    fig = Figure(figsize=(min(width, 16), min(height, 16)), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (name, filters) in zip(axes, panels, strict=True):
+        ax.imshow(_filter_mosaic(filters), interpolation="nearest")
+        ax.set_axis_off()
+        ax.set_title(name, fontsize=9)
+    fig.suptitle("first-layer filters (grey 0, white positive, black negative)", fontsize=9)
+    return to_png(fig)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """The runs of consecutive true values of ``mask``, as ``[start, stop)`` index pairs."""
+    padded = np.concatenate([[0], mask.astype(np.int8), [0]])
+    change = np.flatnonzero(np.diff(padded))
+    return list(zip(change[::2].tolist(), change[1::2].tolist(), strict=True))
+
+
+def epsilon_sweep_plot(sweep: EpsilonSweep, class_names: Sequence[str], index: int = 0) -> bytes:
+    """Figure 4, left: the logit of every class against eps along ``x + eps * sign(grad_x J)``
+    for input ``index`` of ``sweep``; the true class is drawn thick and black, the eps where
+    the prediction is wrong are shaded."""
+    logits, eps = sweep.logits[index], sweep.eps
+    if len(class_names) != logits.shape[1]:
+        raise InputError(
+            f"class_names must name the {logits.shape[1]} classes, got {len(class_names)} names"
+        )
+    true = int(sweep.y[index])
+    edges = np.concatenate([eps[:1], (eps[1:] + eps[:-1]) / 2, eps[-1:]])
+    fig = Figure(figsize=(5.8, 3.9), layout="constrained")
+    ax = fig.add_subplot()
+    for i, (start, stop) in enumerate(_runs(sweep.wrong[index])):
+        label = "prediction wrong" if i == 0 else None
+        ax.axvspan(edges[start], edges[stop], color="#c0392b", alpha=0.12, lw=0, label=label)
+    for k, name in enumerate(class_names):
+        if k == true:
+            ax.plot(eps, logits[:, k], color="black", lw=2.4, zorder=3, label=f"{name} (true)")
+        else:
+            ax.plot(eps, logits[:, k], lw=1.0, label=str(name))
+    ax.axvline(0, color="#999999", lw=0.8, linestyle="--")
+    ax.set_xlabel("eps" + (" (clipped to the box)" if sweep.clipped else ""))
+    ax.set_ylabel("logit (argument to the softmax)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.set_title("logits along x + eps * sign(grad_x J(theta, x, y))", fontsize=9)
+    return to_png(fig)
+
+
+def _named_matrix(
+    fig: Figure, ax: Axes, values: np.ndarray, texts: np.ndarray, names: Sequence[str], title: str
+) -> None:
+    """A model x model heatmap of percentages with ``texts`` written in the cells (NaN
+    cells blank): rows the model the examples were crafted on, columns the classifier."""
+    m = len(names)
+    image = ax.imshow(np.ma.masked_invalid(100 * values), cmap="viridis", vmin=0, vmax=100)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    for a in range(m):
+        for b in range(m):
+            v = 100 * values[a, b]
+            colour = "black" if not np.isfinite(v) or v > 50 else "white"
+            ax.text(b, a, texts[a, b], ha="center", va="center", fontsize=7, color=colour)
+    ax.set_xticks(range(m), names, rotation=30, ha="right")
+    ax.set_yticks(range(m), names)
+    ax.tick_params(labelsize=7)
+    ax.set_xlabel("classified by")
+    ax.set_ylabel("crafted on")
+    ax.set_title(title, fontsize=9)
+
+
+def transfer_heatmap(matrix: TransferMatrix) -> bytes:
+    """Transferability (section 8): the error rate of the examples crafted on each model
+    (rows) when classified by each model (columns), and, on the examples both get wrong,
+    how often they agree on the wrong class (the number of such examples in brackets)."""
+    names, m = matrix.names, len(matrix.names)
+    errors = np.array([[f"{100 * v:.1f}" for v in row] for row in matrix.error])
+    agreed = np.array(
+        [
+            [
+                ("n/a" if np.isnan(v) else f"{100 * v:.1f}") + f"\n({int(c)})"
+                for v, c in zip(row, counts, strict=True)
+            ]
+            for row, counts in zip(matrix.agreement, matrix.shared_errors, strict=True)
+        ]
+    )
+    side = 1.6 + 0.8 * m
+    fig = Figure(figsize=(2 * side + 1.2, side), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    _named_matrix(fig, left, matrix.error, errors, names, "error rate (%)")
+    _named_matrix(fig, right, matrix.agreement, agreed, names, "same wrong class when both err (%)")
+    fig.suptitle(f"{matrix.attack} examples transferred between models, n = {matrix.n}", fontsize=9)
     return to_png(fig)

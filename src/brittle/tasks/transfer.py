@@ -1,0 +1,155 @@
+"""``brittle transfer``: adversarial examples crafted on each of several models and classified
+by every one of them (Goodfellow et al. 2015, section 8; :mod:`brittle.metrics.transfer`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from brittle.classifier import Classifier
+from brittle.data import load_dataset
+from brittle.errors import InputError
+from brittle.eval.store import file_sha256
+from brittle.files import check_writable
+from brittle.metrics.transfer import TransferMatrix, check_compatible, transfer_matrix
+from brittle.models import load_checkpoint, load_classifier
+from brittle.report.content import threat_section, write_json
+from brittle.threat import Capability, ThreatModel
+
+from .adversary import EVERY_TARGET, prepare
+from .common import DEFAULT_N, Target, check_count, draw, resolve_device
+
+
+@dataclass(frozen=True)
+class TransferOutcome:
+    """The transfer matrices, their JSON summary, and the file written (``None`` when not
+    asked for)."""
+
+    matrix: TransferMatrix
+    summary: dict[str, Any]
+    json: Path | None = None
+
+
+def transfer(
+    *,
+    models: Sequence[str | Path],
+    dataset: str | None = None,
+    data_dir: str | Path | None = None,
+    split: str = "test",
+    attack: str = "fgsm",
+    eps: float | None = None,
+    n: int | None = None,
+    batch_size: int = 256,
+    targeted: bool = False,
+    target: str | None = None,
+    minimize: bool = False,
+    params: dict[str, Any] | None = None,
+    capability: Capability = Capability.WHITE_BOX,
+    threat: ThreatModel | None = None,
+    json_path: str | Path | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    progress: bool = True,
+) -> TransferOutcome:
+    """Attack ``n`` samples of ``dataset`` on each checkpoint of ``models`` with ``attack``
+    and classify the examples crafted on each with every model.
+
+    Before any work: ``json_path`` is checked to be writable, every file of ``models`` must
+    be a brittle checkpoint, and all must take the same input shape and number of classes.
+    ``dataset=None`` uses the data set the models were trained on (they must agree then).
+    ``n``, the attack, its parameters and the threat model are as for
+    :func:`~brittle.tasks.attack`; the threat is built against the first model's box. The
+    summary holds :meth:`TransferMatrix.as_json` (rows: the model the examples were crafted
+    on; columns: the model that classifies them), the threat model, the attack's parameters,
+    the models and the data; it is written atomically to ``json_path``.
+    """
+    check_count(n, "--n")
+    if json_path is not None:
+        check_writable(json_path, option="--json")
+    if target == EVERY_TARGET:
+        raise InputError(
+            "--target all (each sample once per other class) is an option of `brittle "
+            "attack`; transfer takes one target per sample: random, least_likely or next"
+        )
+    paths = [Path(m) for m in models]
+    if len(paths) < 2:
+        raise InputError(
+            f"--models needs at least two checkpoints, comma-separated, got {len(paths)}"
+        )
+    names = model_names(paths)
+    torch_device = resolve_device(device)
+    loaded = [_load(path, torch_device) for path in paths]
+    classifiers = [classifier for classifier, _ in loaded]
+    check_compatible(classifiers, names)
+    name = _dataset_name(dataset, names, [meta for _, meta in loaded])
+    data = draw(load_dataset(name, split, data_dir), n, seed, split, "--n", DEFAULT_N)
+    targets = [Target(c, meta, data, split, seed) for c, meta in loaded]
+    adversary, built = prepare(
+        attack,
+        targets[0],
+        eps=eps,
+        params=params,
+        minimize=minimize,
+        targeted=targeted,
+        target=target,
+        capability=capability,
+        threat=threat,
+        seed=seed,
+    )
+    matrix = transfer_matrix(
+        classifiers,
+        built,
+        data.x,
+        data.y,
+        names=names,
+        target=adversary.target,
+        ids=data.ids,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    summary = {
+        **matrix.as_json(),
+        "threat_model": threat_section(adversary.threat, [adversary.threat.eps]),
+        "attack_params": adversary.describe(built),
+        "models": [{"name": m, **t.model_info()} for m, t in zip(names, targets, strict=True)],
+        "dataset": targets[0].dataset_info(data_dir),
+    }
+    outcome = TransferOutcome(matrix=matrix, summary=summary)
+    if json_path is not None:
+        outcome = replace(outcome, json=write_json(json_path, summary))
+    return outcome
+
+
+def model_names(paths: Sequence[Path]) -> list[str]:
+    """The models' names: the files' stems, with ``#i`` (the place in the list) after a stem
+    that two files share (the summary's ``models`` gives each name's path)."""
+    stems = [p.stem for p in paths]
+    return [s if stems.count(s) == 1 else f"{s}#{i}" for i, s in enumerate(stems)]
+
+
+def _load(path: Path, device: Any) -> tuple[Classifier, dict[str, Any]]:
+    """The checkpoint at ``path`` as a classifier, and its metadata with ``path`` and
+    ``sha256`` (a :class:`~brittle.errors.CheckpointError` if it is none)."""
+    _, meta = load_checkpoint(path)
+    info = {**meta, "path": str(path), "sha256": file_sha256(path)}
+    return load_classifier(path, device), info
+
+
+def _dataset_name(
+    dataset: str | None, names: Sequence[str], metas: Sequence[dict[str, Any]]
+) -> str:
+    """``dataset``, or the one data set every model records it was trained on."""
+    if dataset:
+        return dataset
+    recorded = [meta.get("dataset") for meta in metas]
+    if None in recorded or len(set(recorded)) > 1:
+        listed = ", ".join(
+            f"{m}: {d or 'not recorded'}" for m, d in zip(names, recorded, strict=True)
+        )
+        raise InputError(
+            f"the models do not record one common training data set ({listed}); give the "
+            "data to attack with --dataset"
+        )
+    return str(recorded[0])
