@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from brittle.metrics.masking import (
     VANISHING_SHARE,
     MaskingCheck,
     gradient_masking_check,
+    masking_warnings,
 )
 from brittle.models import build_model, save_checkpoint, train_model
 from brittle.models.zoo import ZooModel
@@ -89,6 +91,21 @@ def test_a_saturated_softmax_warns_with_its_numbers(saturated: MaskingCheck) -> 
     data = json.loads(json.dumps(saturated.as_json()))
     assert data["warnings"] == saturated.warnings and data["masked"] is True
     assert data["robust_fgsm"] == saturated.robust_fgsm and data["gap_threshold"] == 0.1
+
+
+def test_each_warning_fires_on_its_own_numbers(plain: MaskingCheck) -> None:
+    """The rule, on given numbers: a saturated softmax (distillation) leaves the margin attack
+    far below PGD on the cross-entropy; single-step adversarial training leaves FGSM far
+    above both iterative attacks; an honest model leaves neither gap."""
+    softmax = replace(plain, robust_fgsm=0.85, robust_pgd_ce=0.82, robust_pgd_margin=0.02)
+    single = replace(plain, robust_fgsm=0.22, robust_pgd_ce=0.012, robust_pgd_margin=0.014)
+    honest = replace(plain, robust_fgsm=0.30, robust_pgd_ce=0.25, robust_pgd_margin=0.24)
+    (first,) = masking_warnings(softmax)
+    assert "softmax's gradient" in first and "80.0 points less" in first
+    (second,) = masking_warnings(single)
+    assert "single step" in second and "20.8 points more than PGD" in second and "Tramer" in second
+    assert masking_warnings(honest) == []
+    assert single.gap == pytest.approx(0.208) and softmax.gap == pytest.approx(0.80)
 
 
 def test_the_same_model_unscaled_does_not_warn(

@@ -23,10 +23,12 @@ margin max_{j != y} z_j - z_y (C&W's loss) succeeds as on the undefended model.
   PGD on the cross-entropy, the attacks that follow the softmax's gradient, and under PGD on
   the logit margin, which does not.
 
-It warns when the model looks robust only to the softmax-gradient attacks: the margin
-attack's robust accuracy is :data:`GAP_THRESHOLD` or more below that of FGSM or of PGD on
-the cross-entropy, or the gradient vanishes on :data:`VANISHING_SHARE` or more of the
-correctly classified samples.
+It warns when the model looks robust only to the softmax-gradient attacks, each with its
+numbers: the margin attack's robust accuracy is :data:`GAP_THRESHOLD` or more below that of
+PGD on the cross-entropy (the softmax hides the gradient); FGSM's is that much above PGD's
+on the same loss (iterative attacks must be at least as strong as a single step, Athalye
+et al.'s first check; single-step adversarial training fails it, Tramer et al. 2018); or the
+gradient vanishes on :data:`VANISHING_SHARE` or more of the correctly classified samples.
 """
 
 from __future__ import annotations
@@ -90,10 +92,19 @@ class MaskingCheck:
     grad_l2: Tensor = field(repr=False)
 
     @property
+    def softmax_gap(self) -> float:
+        """How far below PGD on the cross-entropy PGD on the margin leaves robust accuracy."""
+        return self.robust_pgd_ce - self.robust_pgd_margin
+
+    @property
+    def single_step_gap(self) -> float:
+        """How far above PGD on the same loss (the cross-entropy) FGSM leaves robust accuracy."""
+        return self.robust_fgsm - self.robust_pgd_ce
+
+    @property
     def gap(self) -> float:
-        """How far below the best softmax-gradient attack's robust accuracy the margin
-        attack's is: max(FGSM, PGD on cross-entropy) - PGD on the margin."""
-        return max(self.robust_fgsm, self.robust_pgd_ce) - self.robust_pgd_margin
+        """The larger of :attr:`softmax_gap` and :attr:`single_step_gap`."""
+        return max(self.softmax_gap, self.single_step_gap)
 
     @property
     def masked(self) -> bool:
@@ -113,6 +124,8 @@ class MaskingCheck:
             "robust_pgd_ce": self.robust_pgd_ce,
             "robust_pgd_margin": self.robust_pgd_margin,
             "gap": self.gap,
+            "softmax_gap": self.softmax_gap,
+            "single_step_gap": self.single_step_gap,
             "gap_threshold": GAP_THRESHOLD,
             "median_grad_l1": self.median_grad_l1,
             "median_grad_l2": self.median_grad_l2,
@@ -209,16 +222,29 @@ def robust_under(
 def masking_warnings(check: MaskingCheck) -> list[str]:
     """The check's warnings for its numbers (see the module docstring); empty when none."""
     warnings = []
-    if check.gap >= GAP_THRESHOLD - _TOLERANCE:
+    numbers = (
+        f"at eps={check.eps:g} ({check.norm}) robust accuracy is {check.robust_fgsm:.1%} "
+        f"under FGSM, {check.robust_pgd_ce:.1%} under PGD on the cross-entropy and "
+        f"{check.robust_pgd_margin:.1%} under PGD on the logit margin ({check.steps} steps, "
+        f"{check.n} samples)"
+    )
+    threshold = GAP_THRESHOLD - _TOLERANCE
+    if check.softmax_gap >= threshold:
         warnings.append(
-            f"gradient masking suspected: at eps={check.eps:g} ({check.norm}) robust "
-            f"accuracy is {check.robust_fgsm:.1%} under FGSM and {check.robust_pgd_ce:.1%} "
-            f"under PGD on the cross-entropy, but {check.robust_pgd_margin:.1%} under PGD on "
-            f"the logit margin ({check.steps} steps, {check.n} samples): "
-            f"{100 * check.gap:.1f} points lower (threshold {100 * GAP_THRESHOLD:.0f}). The "
-            "model resists the softmax's gradient, not adversarial examples (Athalye et al. "
-            "2018): read its robustness from attacks on the logits (pgd with loss=margin, "
-            "cw), not from FGSM."
+            f"gradient masking suspected: {numbers}: the margin attack leaves "
+            f"{100 * check.softmax_gap:.1f} points less "
+            f"(threshold {100 * GAP_THRESHOLD:.0f}). The model resists the softmax's "
+            "gradient, not adversarial examples (Athalye et al. 2018): read its robustness "
+            "from attacks on the logits (pgd with loss=margin, cw), not from FGSM."
+        )
+    if check.single_step_gap >= threshold:
+        warnings.append(
+            f"gradient masking suspected: {numbers}: the single step leaves "
+            f"{100 * check.single_step_gap:.1f} points more than PGD on the same loss "
+            f"(threshold {100 * GAP_THRESHOLD:.0f}). The loss is not linear around the "
+            "inputs, so one gradient step misses adversarial examples that iterating finds "
+            "(single-step adversarial training masks its gradient so: Tramer et al. 2018); "
+            "read the model's robustness from iterative attacks (pgd), not from FGSM."
         )
     if check.vanishing_share >= VANISHING_SHARE:
         warnings.append(
