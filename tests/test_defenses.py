@@ -13,7 +13,7 @@ from tests.helpers import Hyperplane
 from torch import Tensor, nn
 
 from brittle import Classifier, tasks
-from brittle.attacks import FGSM, PGD
+from brittle.attacks import FGSM, PGD, CarliniWagnerL2
 from brittle.data import load_dataset
 from brittle.defenses import (
     AttackTraining,
@@ -26,6 +26,8 @@ from brittle.defenses import (
     soft_labels,
 )
 from brittle.errors import CheckpointError, InputError
+from brittle.metrics import gradient_masking_check
+from brittle.metrics.masking import VANISHING_SHARE
 from brittle.models import build_model, train_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -202,27 +204,24 @@ def test_soft_labels_are_the_tempered_softmax() -> None:
     assert torch.allclose(labels.sum(1), torch.ones(50))
 
 
+@cache
+def _distilled(temperature: float = 100.0) -> nn.Module:
+    """A LeNet distilled at T on the digits: a teacher trained at T, its soft labels, the
+    student trained on them at T (deployed at T = 1)."""
+    x, y, _, _ = _digits()
+    objective = TemperatureCrossEntropy(temperature)
+    teacher = _lenet()
+    train_model(teacher, x, y, epochs=10, lr=1e-2, seed=0, progress=False, objective=objective)
+    student = _lenet()
+    labels = soft_labels(teacher, x, temperature)
+    train_model(student, x, labels, epochs=10, lr=1e-2, seed=0, progress=False, objective=objective)
+    return student.eval()
+
+
 def test_distilled_student_has_vanishing_input_gradients_at_t1() -> None:
     """At T = 1 the student's logits are about T times a plain model's: the softmax
     saturates and grad_x J shrinks by orders of magnitude (Carlini & Wagner 2016)."""
-    x, _, xt, yt = _digits()
-    temperature = 100.0
-    teacher = _lenet()
-    objective = TemperatureCrossEntropy(temperature)
-    train_model(
-        teacher, x, _digits()[1], epochs=10, lr=1e-2, seed=0, progress=False, objective=objective
-    )
-    student = _lenet()
-    train_model(
-        student,
-        x,
-        soft_labels(teacher, x, temperature),
-        epochs=10,
-        lr=1e-2,
-        seed=0,
-        progress=False,
-        objective=objective,
-    )
+    _, _, xt, yt = _digits()
 
     def gradient_norms(model: nn.Module) -> Tensor:
         inputs = xt.clone().requires_grad_(True)
@@ -230,9 +229,22 @@ def test_distilled_student_has_vanishing_input_gradients_at_t1() -> None:
         (grad,) = torch.autograd.grad(loss, inputs)
         return grad.flatten(1).norm(dim=1)
 
-    plain, distilled = gradient_norms(_trained("none")), gradient_norms(student)
+    plain, distilled = gradient_norms(_trained("none")), gradient_norms(_distilled())
     print(f"median |grad_x J|: plain {plain.median():.3g}, distilled {distilled.median():.3g}")
     assert float(distilled.median()) < 1e-3 * float(plain.median())
+
+
+def test_the_masking_check_flags_distillation_and_cw_still_breaks_it() -> None:
+    _, _, xt, yt = _digits()
+    clf = Classifier(_distilled())
+    check = gradient_masking_check(clf, xt[:200], yt[:200], EPS)
+    print(check.as_json())
+    assert check.masked and check.vanishing_share >= VANISHING_SHARE
+    assert check.robust_pgd_margin < check.robust_fgsm
+    assert not gradient_masking_check(Classifier(_trained("none")), xt[:200], yt[:200], EPS).masked
+    result = CarliniWagnerL2(steps=50, binary_steps=5)(clf, xt[:100], yt[:100])
+    correct = result.pred_clean == yt[:100]
+    assert float(result.success[correct].double().mean()) > 0.9
 
 
 # ------------------------------------------------------------------ bad input

@@ -289,9 +289,21 @@ def _add_reproduce_options(parser: argparse.ArgumentParser) -> None:
         help="Folder of the report and the cached checkpoints.",
     )
     sizes = [
-        ("--n-images", "Test images attacked (default: the reproduction's; papernot2016: 1,000)."),
-        ("--n-second", "Images of the runs that explain the gap (papernot2016 default: 50)."),
-        ("--epochs", "Training epochs of each model (papernot2016 default: 4)."),
+        (
+            "--n-images",
+            "Test images attacked (default: the reproduction's; goodfellow2014: all, "
+            "papernot2016: 1,000).",
+        ),
+        (
+            "--n-second",
+            "Images of the second analyses: goodfellow2014's gradient-masking check "
+            "(default 500), papernot2016's runs that explain the gap (default 50).",
+        ),
+        (
+            "--epochs",
+            "Training epochs (goodfellow2014: of the maxout networks, default 10; "
+            "papernot2016: of each LeNet, default 4).",
+        ),
     ]
     for flag, text in sizes:
         parser.add_argument(flag, type=integer, metavar="N", help=text)

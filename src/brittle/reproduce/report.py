@@ -156,7 +156,31 @@ def show(value: Any) -> str:
     return str(value)
 
 
-PERCENT_KEYS = frozenset({"accuracy", "success", "distortion", "error", "upsilon", "upsilon_sweep"})
+PERCENT_KEYS = frozenset(
+    {
+        "accuracy",
+        "success",
+        "distortion",
+        "error",
+        "upsilon",
+        "upsilon_sweep",
+        "clean_error",
+        "adv_error",
+        "confidence_on_mistakes",
+        "clean_confidence",
+        "measured",
+        "clean_accuracy",
+        "robust_fgsm",
+        "robust_pgd_ce",
+        "robust_pgd_margin",
+        "gap",
+        "softmax_gap",
+        "single_step_gap",
+        "gap_threshold",
+        "vanishing_share",
+        "vanishing_share_threshold",
+    }
+)
 """Setting fields that hold fractions, shown in percent."""
 
 
