@@ -21,6 +21,7 @@ from brittle.defenses import (
     EnsembleTraining,
     FGSMTraining,
     NoiseTraining,
+    PGDTraining,
     TemperatureCrossEntropy,
     build_objective,
     soft_labels,
@@ -52,7 +53,7 @@ def _trained(defense: str) -> nn.Module:
     """A small LeNet on the 8x8 digits, plain or with a defence (fixed seeds)."""
     x, y, _, _ = _digits()
     model = _lenet()
-    objective = None if defense == "none" else build_objective(DefenseOptions(defense, eps=0.3))
+    objective = None if defense == "none" else build_objective(DefenseOptions(defense, eps=EPS))
     train_model(model, x, y, epochs=6, lr=3e-3, seed=0, progress=False, objective=objective)
     return model.eval()
 
@@ -146,6 +147,49 @@ def test_attack_training_gradient_is_the_mixture_at_the_attack_output() -> None:
     model.zero_grad()
 
 
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_pgd_training_crafts_what_the_pgd_attack_crafts(norm: str) -> None:
+    """Without dropout or batchnorm, train and eval mode agree: PGDTraining's ascent from x
+    equals PGD's (no random start, no early stop), inside the ball and the box."""
+    x, y, _, _ = _digits()
+    model = _trained("none")
+    eps = EPS if norm == "linf" else 1.5
+    seen: list[Tensor] = []
+
+    class Recording(PGDTraining):
+        def perturb(self, model: nn.Module, x: Tensor, y: Tensor, grad: Tensor | None) -> Tensor:
+            seen.append(super().perturb(model, x, y, grad))
+            return seen[-1]
+
+    Recording(eps, steps=5, norm=norm, random_start=False).backward(model, x[:64], y[:64])
+    model.zero_grad()
+    attack = PGD(eps, steps=5, norm=norm, random_start=False, early_stop=False)
+    expected = attack(Classifier(model), x[:64], y[:64]).x_adv
+    assert torch.allclose(seen[0], expected, atol=1e-6)
+    assert all(p.grad is None or not bool(p.grad.any()) for p in model.parameters())
+
+
+def test_pgd_training_defaults_to_madrys_objective() -> None:
+    """alpha = 0: the loss is J at the adversarial examples alone; the clean loss reported is
+    an estimate on the first rows, which adds nothing to the gradient."""
+    x, y, _, _ = _digits()
+    model = _trained("none")
+    objective = build_objective(DefenseOptions("pgd", eps=0.1, steps=2))
+    assert isinstance(objective, PGDTraining) and objective.alpha == 0.0
+    assert objective.describe()["steps"] == 2
+    torch.manual_seed(0)
+    values = objective.backward(model, x[:64], y[:64])
+    got = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    torch.manual_seed(0)
+    x_adv = objective.perturb(model, x[:64], y[:64], None).clamp(0, 1)
+    F.cross_entropy(model(x_adv), y[:64]).backward()
+    for a, p in zip(got, model.parameters(), strict=True):
+        assert torch.allclose(a, p.grad, atol=1e-6)
+    model.zero_grad()
+    assert values[0] == values[2]
+
+
 def test_pgd_without_early_stop_goes_further_than_with_it() -> None:
     """Adversarial training's PGD runs every step: the loss it reaches is never below the
     early-stopped one's, and it is higher for samples that met the goal early."""
@@ -159,6 +203,28 @@ def test_pgd_without_early_stop_goes_further_than_with_it() -> None:
     ]
     assert float(loss[1].mean()) > float(loss[0].mean())
     assert (full.linf <= EPS + 1e-6).all()
+
+
+def test_jsma_training_crafts_within_upsilon_toward_random_targets() -> None:
+    """Papernot et al.'s suggested defence: JSMA examples of the current weights, each
+    changing at most Upsilon of the features, mixed into the loss."""
+    x, y, _, _ = _digits()
+    model = _trained("none")
+    seen: list[Tensor] = []
+
+    class Recording(AttackTraining):
+        def perturb(self, model: nn.Module, x: Tensor, y: Tensor, grad: Tensor | None) -> Tensor:
+            seen.append(super().perturb(model, x, y, grad))
+            return seen[-1]
+
+    objective = build_objective(DefenseOptions("jsma", eps=0.1))
+    assert isinstance(objective, AttackTraining) and objective.target == "random"
+    recording = Recording(objective.attack, target="random", name="jsma")
+    values = recording.backward(model, x[:32], y[:32])
+    model.zero_grad()
+    changed = (seen[0] != x[:32]).flatten(1).sum(1)
+    assert int(changed.max()) <= int(0.1 * 64) and float(changed.double().mean()) > 1
+    assert torch.isfinite(values).all() and recording.describe()["name"] == "jsma"
 
 
 @pytest.mark.parametrize("kind", ["sign", "uniform"])

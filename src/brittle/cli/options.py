@@ -169,7 +169,7 @@ def add_defense(group: Options) -> None:
     eps = ", ".join(f"{k} {v:g}" for k, v in DEFAULT_EPS.items())
     settings: list[tuple[str, Callable[[str], Any], str, str]] = [
         ("--eps", number, "X", f"Budget of the training perturbation (default: {eps})."),
-        ("--alpha", number, "X", "Weight of the clean loss, in [0, 1] (default: 0.5)."),
+        ("--alpha", number, "X", "Weight of the clean loss, in [0, 1] (default: 0.5; pgd 0)."),
         ("--steps", integer, "N", "PGD steps (pgd; default: 7)."),
         ("--step-size", number, "X", "PGD step (pgd; default: 2.5 * eps / steps)."),
         ("--temperature", number, "T", "Softmax temperature (distill; the paper: 100)."),

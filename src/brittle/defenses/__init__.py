@@ -1,7 +1,8 @@
 """Defences (SPEC section 3): training objectives that harden a model.
 
 - adversarial training: :class:`FGSMTraining` (Goodfellow et al. 2015),
-  :class:`AttackTraining` with PGD (Madry et al. 2018) or JSMA (Papernot et al. 2016),
+  :class:`PGDTraining` (Madry et al. 2018), :class:`AttackTraining` with any fixed-budget
+  attack, e.g. JSMA (Papernot et al. 2016),
   :class:`EnsembleTraining` (Tramer et al. 2018);
 - Goodfellow's controls, :class:`NoiseTraining` (sign and uniform noise);
 - defensive distillation: :class:`TemperatureCrossEntropy` and :func:`soft_labels`.
@@ -11,7 +12,7 @@ Each is an objective for :func:`brittle.models.train_model`, e.g.
 the linear-model alternative of Goodfellow's section 5, is ``train_model(..., l1=...)``.
 """
 
-from .adversarial import AttackTraining, EnsembleTraining, FGSMTraining
+from .adversarial import AttackTraining, EnsembleTraining, FGSMTraining, PGDTraining
 from .choose import DEFAULT_EPS, DEFENSES, DefenseOptions, build_objective
 from .distillation import TemperatureCrossEntropy, describe_distillation, soft_labels
 from .mixture import MixedObjective
@@ -26,6 +27,7 @@ __all__ = [
     "FGSMTraining",
     "MixedObjective",
     "NoiseTraining",
+    "PGDTraining",
     "TemperatureCrossEntropy",
     "build_objective",
     "describe_distillation",

@@ -2,9 +2,12 @@
 
 - :class:`FGSMTraining` (Goodfellow, Shlens & Szegedy 2015, section 6):
   x' = clip(x + eps * sign(grad_x J(theta, x, y))), the gradient of the clean pass itself.
-- :class:`AttackTraining`: x' from any fixed-budget attack of brittle on the model being
-  trained, e.g. PGD without early stopping (Madry et al. 2018: the end of a k-step ascent
-  from a random start) or JSMA (Papernot et al. 2016's suggested defence).
+- :class:`PGDTraining` (Madry et al. 2018): min_theta E max_{||delta|| <= eps}
+  J(theta, x + delta, y), the inner maximum by k projected steps from a uniform random start,
+  every sample for all k steps (the end of the ascent, not the first point that fools it).
+- :class:`AttackTraining`: x' from any fixed-budget attack of brittle through the attack
+  base (which re-checks each result: two more forward passes a step), e.g. JSMA (Papernot
+  et al. 2016's suggested defence).
 - :class:`EnsembleTraining` (Tramer et al. 2018): part of each batch's examples crafted by
   FGSM on fixed pre-trained models instead of the current one, which decouples the examples
   from the model being trained.
@@ -18,12 +21,16 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from brittle.attacks import FGSM
 from brittle.attacks.base import FixedBudgetAttack, TargetSpec
+from brittle.attacks.fgsm import steepest_ascent
 from brittle.classifier import Classifier, Mode
 from brittle.errors import InputError
+from brittle.perturbation import broadcast_view, project
+from brittle.threat import Norm
 
 from .mixture import MixedObjective
 
@@ -41,6 +48,78 @@ class FGSMTraining(MixedObjective):
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, grad: Tensor | None) -> Tensor:
         assert grad is not None
         return x + self.eps * grad.sign()
+
+
+class PGDTraining(MixedObjective):
+    """Madry et al.'s adversarial training with a k-step PGD on the current weights:
+
+        x_0 = Proj(x + u), u uniform in the eps-ball (``random_start``),
+        x_{i+1} = Proj_{B_eps(x) ∩ box}(x_i + a * s(grad_x J(theta, x_i, y))),
+
+    ``s`` the sign (Linf) or grad / ||grad||_2 (L2), ``a`` = ``step_size`` or 2.5 eps / k, and
+    the training loss at x_k. ``alpha`` defaults to 0, Madry's objective (the clean loss is
+    then only estimated for the progress bar); alpha > 0 mixes it in as Goodfellow does, at
+    the cost of a clean pass. The ascent runs the model in ``mode`` (default ``"train"``)
+    with frozen parameters and norm layers that do not record its inputs; it is the attack
+    loop of :class:`~brittle.attacks.PGD` without the attack base's clean prediction and
+    re-check, which a training step does not need (two forward passes saved a step).
+    """
+
+    name = "pgd"
+
+    def __init__(
+        self,
+        eps: float,
+        steps: int = 7,
+        step_size: float | None = None,
+        alpha: float = 0.0,
+        bounds: tuple[float, float] = (0.0, 1.0),
+        norm: str | Norm = "linf",
+        random_start: bool = True,
+        mode: Mode = "train",
+    ) -> None:
+        super().__init__(eps, alpha, bounds)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise InputError(f"steps must be an integer >= 1, got {steps!r}")
+        self.norm = Norm.parse(norm)
+        if self.norm not in (Norm.LINF, Norm.L2):
+            raise InputError(f"PGD training works in linf or l2, got {self.norm.value}")
+        self.steps = steps
+        self.step_size = 2.5 * self.eps / steps if step_size is None else step_size
+        self.random_start, self.mode = random_start, mode
+
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, grad: Tensor | None) -> Tensor:
+        clf = self.classifier(model)
+        with clf.evaluation(self.mode):
+            x_adv = project(x, x + self._start(x), self.norm, self.eps, clf.bounds)
+            for _ in range(self.steps):
+                x_adv.requires_grad_(True)
+                loss = F.cross_entropy(clf.logits(x_adv), y)
+                (g,) = torch.autograd.grad(loss, x_adv)
+                moved = x_adv.detach() + self.step_size * steepest_ascent(g, self.norm)
+                x_adv = project(x, moved, self.norm, self.eps, clf.bounds)
+        return x_adv
+
+    def _start(self, x: Tensor) -> Tensor:
+        """A uniform draw in the eps-ball per sample (zero without ``random_start``), from the
+        global generator that :func:`~brittle.models.train_model` seeds."""
+        if not self.random_start:
+            return torch.zeros_like(x)
+        if self.norm is Norm.LINF:
+            return self.eps * (2 * torch.rand_like(x) - 1)
+        direction = torch.randn_like(x)
+        direction = direction / broadcast_view(direction.flatten(1).norm(dim=1), x)
+        radius = torch.rand(len(x), device=x.device) ** (1 / x[0].numel())
+        return self.eps * broadcast_view(radius, x) * direction
+
+    def _details(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "step_size": self.step_size,
+            "norm": self.norm.value,
+            "random_start": self.random_start,
+            "mode": self.mode,
+        }
 
 
 class AttackTraining(MixedObjective):
@@ -73,14 +152,11 @@ class AttackTraining(MixedObjective):
         super().__init__(float(attack.eps), alpha, bounds)
         self.attack, self.mode, self.target = attack, mode, target
         self.name = name or attack.name.lower()
-        self._classifier: Classifier | None = None
         self._steps = 0
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, grad: Tensor | None) -> Tensor:
-        clf = self._classifier
-        if clf is None or clf.module is not model:
-            clf = Classifier(model, bounds=self.bounds, mode=self.mode)
-            self._classifier = clf
+        clf = self.classifier(model)
+        clf.mode = self.mode
         ids = torch.arange(len(x), device=x.device) + self._steps * len(x)
         self._steps += 1
         return self.attack(clf, x, y, self.target, ids=ids).x_adv

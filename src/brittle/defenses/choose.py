@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from brittle.attacks import JSMA, PGD
+from brittle.attacks import JSMA
 from brittle.errors import InputError
 
-from .adversarial import AttackTraining, EnsembleTraining, FGSMTraining
+from .adversarial import AttackTraining, EnsembleTraining, FGSMTraining, PGDTraining
 from .distillation import TemperatureCrossEntropy, check_temperature
 from .mixture import MixedObjective, check_alpha, check_eps
 from .noise import NoiseTraining
@@ -33,6 +33,9 @@ DEFAULT_EPS = {
 """The papers' MNIST budgets, used when ``eps`` is not given: Goodfellow's 0.25 (Linf), Madry
 et al.'s 0.3 (Linf), Papernot et al.'s Upsilon = 14.5% of the features (L0, JSMA)."""
 DEFAULT_PGD_STEPS = 7
+DEFAULT_ALPHA = {"pgd": 0.0}
+"""The weight of the clean loss when ``alpha`` is not given: 0 for pgd (Madry et al. train on
+the adversarial examples alone), Goodfellow's 0.5 for the others."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,7 @@ def build_objective(
         assert options.temperature is not None
         return TemperatureCrossEntropy(options.temperature)
     eps = DEFAULT_EPS[name] if options.eps is None else options.eps
-    alpha = 0.5 if options.alpha is None else options.alpha
+    alpha = DEFAULT_ALPHA.get(name, 0.5) if options.alpha is None else options.alpha
     if name == "fgsm":
         return FGSMTraining(eps, alpha, bounds)
     if name in ("noise-sign", "noise-uniform"):
@@ -106,6 +109,5 @@ def build_objective(
         return EnsembleTraining(eps, static, alpha, bounds, sources=list(options.static))
     if name == "pgd":
         steps = DEFAULT_PGD_STEPS if options.steps is None else options.steps
-        attack = PGD(eps, steps=steps, step_size=options.step_size, early_stop=False)
-        return AttackTraining(attack, alpha, bounds, name="pgd")
+        return PGDTraining(eps, steps, options.step_size, alpha, bounds)
     return AttackTraining(JSMA(eps), alpha, bounds, target="random", name="jsma")
