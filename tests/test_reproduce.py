@@ -23,7 +23,7 @@ from brittle.cli import ERROR_EXIT, STORAGE_EXIT, main
 from brittle.data import load_dataset
 from brittle.errors import InputError, StorageError
 from brittle.models import load_classifier
-from brittle.reproduce import REPRODUCTIONS, papernot2016
+from brittle.reproduce import REPRODUCTIONS, cache, papernot2016
 from brittle.tasks.lock import folder_lock
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -253,7 +253,7 @@ def test_bad_sizes_exit_2_before_any_training(
 def test_a_folder_in_use_is_refused_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(papernot2016, "load_dataset", lambda *a, **k: pytest.fail("did work"))
+    monkeypatch.setattr(cache, "load_dataset", lambda *a, **k: pytest.fail("did work"))
     with folder_lock(tmp_path):
         with pytest.raises(StorageError, match="in use"):
             tasks.reproduce("papernot2016", tmp_path, **TINY)

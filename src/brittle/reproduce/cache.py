@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from brittle.data import Dataset
+from brittle.data import Dataset, load_dataset
 from brittle.errors import BrittleError, InputError
 from brittle.models import accuracy, load_checkpoint, save_checkpoint
 
@@ -40,6 +40,33 @@ def check_size(n: int, available: int, option: str, dataset: str) -> None:
             f"{option} {n} is more than the {available} images of {dataset}; give {option} "
             f"{available} or less"
         )
+
+
+def load_splits(
+    dataset: str | None,
+    data_dir: str | Path | None,
+    n_train: int | None,
+    seed: int,
+    counts: Mapping[str, int],
+    epochs: int,
+) -> tuple[Dataset, Dataset]:
+    """The training and test splits of a reproduction, checked before any work.
+
+    ``dataset`` defaults to MNIST when ``data_dir`` is given, else ``auto`` (MNIST if found,
+    the bundled ``mnist5k`` otherwise). Each count of ``counts`` (an option's name and its
+    value) must fit in the test split; ``n_train`` training images are drawn with ``seed``
+    (all when ``None``); ``epochs`` must be at least 1.
+    """
+    name = dataset or ("mnist" if data_dir is not None else "auto")
+    train, test = load_dataset(name, "train", data_dir), load_dataset(name, "test", data_dir)
+    for option, n in counts.items():
+        check_size(n, len(test), option, test.name)
+    if n_train is not None:
+        check_size(n_train, len(train), "--n-train", train.name)
+        train = train.subset(n_train, seed)
+    if epochs < 1:
+        raise InputError(f"--epochs must be at least 1, got {epochs}")
+    return train, test
 
 
 def digest(data: Dataset) -> str:

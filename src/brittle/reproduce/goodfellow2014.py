@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from brittle.attacks import FGSM, AttackResult
 from brittle.classifier import Classifier
-from brittle.data import Dataset, load_dataset
+from brittle.data import Dataset
 from brittle.defenses import FGSMTraining, MixedObjective, NoiseTraining
 from brittle.errors import InputError
 from brittle.metrics import (
@@ -63,7 +63,7 @@ from brittle.models import (
 )
 
 from . import figures
-from .cache import bundled_note, cached, check_size, data_info, digest, parameters, save_trained
+from .cache import bundled_note, cached, data_info, digest, load_splits, parameters, save_trained
 from .report import Figure, Reproduction, Row
 
 Log = Callable[[str], None]
@@ -244,22 +244,16 @@ def run(
     """
     say = log or (lambda message: None)
     device = device or torch.device("cpu")
-    name = dataset or ("mnist" if data_dir is not None else "auto")
     epochs = DEFAULT_EPOCHS if epochs is None else epochs
-    started = time.perf_counter()
-    train_set, test_set = (
-        load_dataset(name, "train", data_dir),
-        load_dataset(name, "test", data_dir),
-    )
-    n_images = len(test_set) if n_images is None else n_images
     n_second = DEFAULT_SECOND if n_second is None else n_second
-    check_size(n_images, len(test_set), "--n-images", test_set.name)
-    check_size(n_second, len(test_set), "--n-second", test_set.name)
-    if n_train is not None:
-        check_size(n_train, len(train_set), "--n-train", train_set.name)
-        train_set = train_set.subset(n_train, seed)
-    if epochs < 1:
-        raise InputError(f"--epochs must be at least 1, got {epochs}")
+    started = time.perf_counter()
+    counts = (
+        {"--n-second": n_second}
+        if n_images is None
+        else {"--n-images": n_images, "--n-second": n_second}
+    )
+    train_set, test_set = load_splits(dataset, data_dir, n_train, seed, counts, epochs)
+    n_images = len(test_set) if n_images is None else n_images
     _check_three_and_seven(train_set)
     about = data_info(train_set, test_set, data_dir)
     attacked = test_set.subset(n_images)

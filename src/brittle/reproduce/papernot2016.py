@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 from brittle.attacks import JSMA, AttackResult
 from brittle.attacks.targets import all_other_targets
 from brittle.classifier import Classifier
-from brittle.data import Dataset, load_dataset
+from brittle.data import Dataset
 from brittle.errors import InputError
 from brittle.metrics import (
     adjacent_pixel_score,
@@ -65,7 +65,7 @@ from brittle.models import accuracy, build_model, train_model
 from brittle.perturbation import max_features
 
 from . import figures
-from .cache import bundled_note, cached, check_size, data_info, parameters, save_trained
+from .cache import bundled_note, cached, data_info, load_splits, parameters, save_trained
 from .report import Figure, Reproduction, Row
 
 Log = Callable[[str], None]
@@ -235,21 +235,10 @@ def run(
     n_images = DEFAULT_IMAGES if n_images is None else n_images
     n_second = DEFAULT_SECOND if n_second is None else n_second
     epochs = DEFAULT_EPOCHS if epochs is None else epochs
-    name = dataset or ("mnist" if data_dir is not None else "auto")
     started = time.perf_counter()
     timing: dict[str, float] = {}
-
-    train_set, test_set = (
-        load_dataset(name, "train", data_dir),
-        load_dataset(name, "test", data_dir),
-    )
-    check_size(n_images, len(test_set), "--n-images", test_set.name)
-    check_size(n_second, len(test_set), "--n-second", test_set.name)
-    if n_train is not None:
-        check_size(n_train, len(train_set), "--n-train", train_set.name)
-        train_set = train_set.subset(n_train, seed)
-    if epochs < 1:
-        raise InputError(f"--epochs must be at least 1, got {epochs}")
+    counts = {"--n-images": n_images, "--n-second": n_second}
+    train_set, test_set = load_splits(dataset, data_dir, n_train, seed, counts, epochs)
     about = data_info(train_set, test_set, data_dir)
 
     models: dict[str, Trained] = {}
