@@ -7,11 +7,15 @@ task returns (:mod:`.output`); a handler's docstring is its command's ``--help``
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import brittle
 from brittle import tasks
 from brittle.attacks.registry import DEFAULT_EPS
+from brittle.data import DATASET_NAMES
+from brittle.generators import GENERATORS
 from brittle.reproduce.report import show_value
 
 from . import output
@@ -28,7 +32,17 @@ from .options import (
     target_request,
     training_request,
 )
-from .parser import Formatter, Parser, add_command, budgets, integer, number, paths
+from .parser import (
+    Formatter,
+    Parser,
+    UsageError,
+    add_command,
+    budgets,
+    choice,
+    integer,
+    number,
+    paths,
+)
 
 
 def train(args: argparse.Namespace) -> int:
@@ -170,6 +184,41 @@ def transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def generator(args: argparse.Namespace) -> int:
+    """Train a generator of images (a VAE) for the in-distribution bounds: `generator train`.
+
+    A generator maps latents z ~ N(0, I_d) to images; its checkpoint is as safe as a model's
+    (no pickles) and loads with brittle.generators.load_generator.
+    """
+    raise UsageError("brittle generator needs a command: train (see brittle generator --help)")
+
+
+def generator_train(args: argparse.Namespace) -> int:
+    """Train a VAE on a data set's training images; save a checkpoint with its metadata.
+
+    The VAE's decoder g maps latents z ~ N(0, I_d) of --latent-dim d to images in [0, 1];
+    training maximises the evidence lower bound (Bernoulli likelihood). The checkpoint
+    records the data set, the epochs, the seed and the final loss (the negative ELBO, in nats
+    per image). The latent dimension, the hyper-parameters and the place of --out are checked
+    before any data are loaded.
+    """
+    outcome = tasks.generator_train(
+        latent_dim=args.latent_dim,
+        arch=args.arch,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        n_train=args.n_train,
+        out=args.out,
+        **common_request(args),
+        progress=output.progress_bars(),
+    )
+    output.print_generator(outcome)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command; attack options come from the attacks' declarations."""
     parser = Parser(
@@ -252,9 +301,142 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reproduce_options(reproducing)
     transferring = add_command(commands, "transfer", transfer, "--models A.pt,B.pt,... [options]")
     _add_transfer_options(transferring, eps_help)
-    for command in (training, attacking, evaluating, demoing, reproducing, transferring):
+    generating = add_command(commands, "generator", generator, "COMMAND [options]")
+    generator_training = _add_generator_commands(generating)
+    bounding = add_command(commands, "bound", bound, "--generator G --model M --json OUT [options]")
+    _add_bound_options(bounding)
+    for command in (
+        training,
+        attacking,
+        evaluating,
+        demoing,
+        reproducing,
+        transferring,
+        generator_training,
+        bounding,
+    ):
         add_common(command)
     return parser
+
+
+def _add_bound_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``bound``: the generator, the classifier, the sizes and the JSON."""
+    for flag, text in (
+        ("--generator", "Generator checkpoint (brittle generator train)."),
+        ("--model", "Classifier checkpoint (brittle train)."),
+    ):
+        parser.add_argument(flag, type=Path, required=True, metavar="PATH", help=text)
+    parser.add_argument(
+        "--json",
+        type=Path,
+        required=True,
+        metavar="PATH",
+        help="Write the figures here (and the HTML page beside it).",
+    )
+    sizes: list[tuple[str, Callable[[str], Any], Any, str, str]] = [
+        ("--n", integer, 500, "N", "Generated samples robustness is measured on (default: 500)."),
+        (
+            "--n-samples",
+            integer,
+            10_000,
+            "N",
+            "Samples for the class probabilities (default: 10,000).",
+        ),
+        (
+            "--quantile",
+            number,
+            0.5,
+            "Q",
+            "Quantile of robustness bounded, in (0, 1) (default: 0.5).",
+        ),
+        (
+            "--confidence",
+            number,
+            0.95,
+            "X",
+            "Confidence of the probabilities' intervals (default: 0.95).",
+        ),
+        (
+            "--lipschitz",
+            number,
+            None,
+            "L",
+            "The generator's Lipschitz constant (default: estimated).",
+        ),
+    ]
+    for flag, convert, default, metavar, text in sizes:
+        parser.add_argument(flag, type=convert, default=default, metavar=metavar, help=text)
+
+
+def bound(args: argparse.Namespace) -> int:
+    """Bound the robustness any classifier can reach on a generator's data (Fawzi et al. 2018).
+
+    Theorem 1 bounds P(r <= eta) from below for every classifier, from the class
+    probabilities on the generator's samples and its Lipschitz constant; the bound at the
+    quantile (the median by default) is the most robustness any classifier can have there.
+    Beside it, the model's r_Z, r_in and r_unc measured on generated samples. Writes --json
+    and an HTML page beside it; the places, the checkpoints and their shapes are checked first.
+    """
+    outcome = tasks.bound(
+        generator=args.generator,
+        model=args.model,
+        json_path=args.json,
+        n=args.n,
+        n_samples=args.n_samples,
+        quantile=args.quantile,
+        confidence=args.confidence,
+        lipschitz=args.lipschitz,
+        seed=args.seed,
+        device=args.device,
+    )
+    output.print_bound(outcome)
+    return 0
+
+
+def _add_generator_commands(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The sub-commands of ``generator`` (``train``); returns that of ``generator train``."""
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    training = add_command(
+        commands, "train", generator_train, "--latent-dim D --out PATH [options]"
+    )
+    training.usage = "brittle generator train --latent-dim D --out PATH [options]"
+    training.set_defaults(command="generator train")
+    training.add_argument(
+        "--latent-dim",
+        type=integer,
+        default=16,
+        metavar="D",
+        help="Dimension d of the latent space, at least 1 (default: 16).",
+    )
+    training.add_argument(
+        "--arch",
+        type=choice(tuple(GENERATORS)),
+        default="vae",
+        metavar="NAME",
+        help=f"Generator: {', '.join(GENERATORS)} (default: vae).",
+    )
+    training.add_argument(
+        "--dataset",
+        default="auto",
+        metavar="NAME",
+        help=f"{', '.join(DATASET_NAMES)} (default: auto, MNIST if found, else mnist5k).",
+    )
+    add_data_dir(training)
+    settings: list[tuple[str, Callable[[str], Any], Any, str, str]] = [
+        ("--epochs", integer, 20, "N", "Passes over the training data (default: 20)."),
+        ("--batch-size", integer, 128, "N", "Samples per batch (default: 128)."),
+        ("--lr", number, 1e-3, "X", "Adam's learning rate (default: 0.001)."),
+        ("--n-train", integer, None, "N", "Training samples, at least 1 (default: all)."),
+    ]
+    for flag, convert, default, metavar, text in settings:
+        training.add_argument(flag, type=convert, default=default, metavar=metavar, help=text)
+    training.add_argument(
+        "--out",
+        type=Path,
+        metavar="PATH",
+        help="Where to write the checkpoint (default: runs/<arch><latent-dim>.pt).",
+    )
+    return training
 
 
 def _add_transfer_options(parser: argparse.ArgumentParser, eps_help: str) -> None:

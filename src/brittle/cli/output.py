@@ -73,6 +73,20 @@ def print_trained(outcome: tasks.TrainOutcome) -> None:
     print(f"checkpoint: {outcome.path}")
 
 
+def print_generator(outcome: tasks.GeneratorOutcome) -> None:
+    """What ``generator train`` did: the generator, its data, the final loss and its parts,
+    and where the checkpoint is."""
+    meta = outcome.meta
+    parts = ", ".join(f"{name} {value:.2f}" for name, value in meta["final_parts"].items())
+    print(
+        f"trained {meta['arch']} (latent dimension {meta['latent_dim']}) on {meta['n_train']} "
+        f"samples of {meta['dataset']} for {meta['epochs']} epoch(s) in "
+        f"{outcome.history.seconds:.1f} s: final loss {meta['final_loss']:.2f} nats per image "
+        f"(negative ELBO; {parts})"
+    )
+    print(f"checkpoint: {outcome.path}")
+
+
 def print_attack(outcome: tasks.AttackOutcome) -> None:
     """The attack's summary, one field a line, its warnings and the files written."""
     summary = outcome.summary
@@ -189,3 +203,29 @@ def _print_places(**places: Path | None) -> None:
     width = max((len(name) for name in written), default=0) + 1
     for name, path in written.items():
         print(f"{name + ':':<{width}} {path}")
+
+
+def print_bound(outcome: tasks.BoundOutcome) -> None:
+    """The bounds beside the measured medians, the checks, and where the files went."""
+    data = outcome.analysis.as_json()
+    q = data["quantile"]
+    print(f"bounds at the quantile {q:g} (any classifier) and the model's measured medians:")
+    for name, bound_key, median_key in (
+        ("r_Z  ", "bound_latent_median", "median_r_z"),
+        ("r_in ", "bound_input_median", "median_r_in"),
+        ("r_unc", "bound_input_median", "median_r_unc"),
+    ):
+        b, m = data[bound_key], data[median_key]
+        print(
+            f"  {name}  bound {_num(b['raw'])} ({_num(b['normalised'])} normalised)  "
+            f"measured {_num(m['raw'])} ({_num(m['normalised'])} normalised)"
+        )
+    print(f"  Lipschitz constant of the generator: {data['lipschitz']:.4g}")
+    for what, ok in data["checks"].items():
+        print(f"  {'ok  ' if ok else 'FAIL'}  {what}")
+    print(f"json: {outcome.json}")
+    print(f"html: {outcome.html}")
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"

@@ -9,6 +9,12 @@ network (``arch``, ``arch_kwargs``, ``input_shape``, ``num_classes``) and how to
 (``bounds``, ``preprocessing``), plus provenance (dataset, classes, accuracy, seed, epochs,
 brittle version, creation time).
 
+A checkpoint holds one :class:`Kind` of network, named by the metadata's ``kind``:
+``"classifier"`` (files without the field are classifiers) or ``"generator"``
+(:mod:`brittle.generators.checkpoint`). :func:`save_module` and :func:`load_module` do the
+work for any kind; :func:`save_checkpoint` and :func:`load_checkpoint` are the classifiers'.
+A file of another kind than the one asked for is refused with what it is and how to load it.
+
 An untrusted file must not exhaust memory either: before any real network is built, the
 architecture its metadata name is built on the meta device (shapes only, no memory) and must
 match the file's tensors name by name and shape by shape, so a forged ``hidden=[10**6, 10**6]``
@@ -25,7 +31,8 @@ import pickle
 import reprlib
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,55 +48,78 @@ from .zoo import ARCHITECTURES, build_model
 
 FORMAT = "brittle-checkpoint"
 VERSION = 1
-REQUIRED = ("arch", "input_shape", "num_classes")
 
-_RESAVE = "Re-save the model with save_checkpoint, which records the arguments it was built with"
-_CONVERT = (
-    "build the model with brittle.models.build_model(arch, input_shape, num_classes), load "
-    "the weights into it with model.load_state_dict(...), and save it with "
-    "brittle.models.save_checkpoint(path, model, meta)"
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of network a checkpoint can hold, and how to rebuild it from its metadata.
+
+    ``fields`` are the attributes besides ``arch`` and ``arch_kwargs`` that the network
+    records and the metadata need (``input_shape`` and ``num_classes`` for a classifier);
+    ``architectures`` the names ``arch`` may take; ``build(meta)`` the network they describe
+    (called on the meta device too, to check shapes without allocating). ``builder``,
+    ``saver`` and ``convert`` are for messages: what builds such a network, what saves it,
+    and how to turn foreign weights into a checkpoint.
+    """
+
+    name: str
+    fields: tuple[str, ...]
+    architectures: Mapping[str, Any]
+    build: Callable[[Mapping[str, Any]], nn.Module]
+    builder: str
+    saver: str
+    convert: str
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """The metadata every checkpoint of this kind holds."""
+        return ("arch", *self.fields)
+
+
+_MAKE = {
+    "classifier": ("brittle.models.load_checkpoint", "`brittle train --out PATH`"),
+    "generator": (
+        "brittle.generators.load_generator",
+        "`brittle generator train --latent-dim 16 --out PATH`",
+    ),
+}
+"""For each kind: the function that loads it and the command that makes one."""
+
+
+def _build_classifier(meta: Mapping[str, Any]) -> nn.Module:
+    return build_model(
+        meta["arch"], meta["input_shape"], meta["num_classes"], **meta["arch_kwargs"]
+    )
+
+
+CLASSIFIER = Kind(
+    name="classifier",
+    fields=("input_shape", "num_classes"),
+    architectures=ARCHITECTURES,
+    build=_build_classifier,
+    builder="brittle.models.build_model",
+    saver="save_checkpoint",
+    convert=(
+        "build the model with brittle.models.build_model(arch, input_shape, num_classes), load "
+        "the weights into it with model.load_state_dict(...), and save it with "
+        "brittle.models.save_checkpoint(path, model, meta)"
+    ),
 )
+"""The classifiers of the zoo (:mod:`brittle.models.zoo`)."""
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: Mapping[str, Any]) -> Path:
     """Save ``model``'s state_dict and ``meta`` to ``path``; return the path.
 
     ``arch``, ``arch_kwargs``, ``input_shape`` and ``num_classes`` default to those a zoo
-    model records; ``brittle_version`` and ``created`` (ISO time, UTC) are filled in. The
-    metadata must be JSON-serialisable and name a known architecture whose state_dict matches
-    the model's, so that :func:`load_checkpoint` can rebuild it. Parent folders are created.
-    The file is written atomically: on failure (a full disk, say) a
-    :class:`~brittle.errors.StorageError` is raised and a previous file at ``path`` is kept.
+    model records; ``kind`` (``"classifier"``), ``brittle_version`` and ``created`` (ISO
+    time, UTC) are filled in. The metadata must be JSON-serialisable and name a known
+    architecture whose state_dict matches the model's, so that :func:`load_checkpoint` can
+    rebuild it. Parent folders are created. The file is written atomically: on failure (a
+    full disk, say) a :class:`~brittle.errors.StorageError` is raised and a previous file at
+    ``path`` is kept.
     """
-    full = {
-        key: getattr(model, key)
-        for key in ("arch", "arch_kwargs", "input_shape", "num_classes")
-        if hasattr(model, key)
-    }
-    for key, value in meta.items():
-        if key in full and _jsonable(value) != _jsonable(full[key]):
-            raise CheckpointError(
-                f"meta[{key!r}] = {value!r} but the model has {key} = {full[key]!r}; "
-                f"drop {key!r} from meta to use the model's"
-            )
-        full[key] = value
-    full.setdefault("arch_kwargs", {})
-    full["brittle_version"] = brittle.__version__
-    full["created"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    _check_meta(full)
-    try:
-        meta_json = json.dumps(full, sort_keys=True)
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(
-            f"checkpoint metadata must be JSON-serialisable (numbers, strings, lists, dicts): "
-            f"{err}. Convert tensors and arrays with .tolist()"
-        ) from err
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    _check_state_dict(state, json.loads(meta_json))
-    payload = {"format": FORMAT, "version": VERSION, "state_dict": state, "meta_json": meta_json}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return Path(path)
+    return save_module(path, model, meta, CLASSIFIER)
 
 
 def load_checkpoint(
@@ -98,22 +128,73 @@ def load_checkpoint(
     """Rebuild the network saved at ``path`` and return it (in eval mode) with its metadata.
 
     Raises :class:`CheckpointError` if the file is missing, is not a brittle checkpoint (a raw
-    state_dict, say), carries pickled objects other than tensors, names an unknown
-    architecture, or holds weights that do not fit it. The fit is checked before the network
-    is built, so metadata that describe a bigger network than the file holds never allocate it.
+    state_dict, say), holds a generator, carries pickled objects other than tensors, names an
+    unknown architecture, or holds weights that do not fit it. The fit is checked before the
+    network is built, so metadata that describe a bigger network than the file holds never
+    allocate it.
     """
-    payload = _read(Path(path))
-    meta = _parse_meta(payload, path)
-    state = payload["state_dict"]
-    _check_file_weights(state, meta, path)
-    model = _rebuild(meta)
+    return load_module(path, CLASSIFIER, device)
+
+
+def save_module(path: str | Path, module: nn.Module, meta: Mapping[str, Any], kind: Kind) -> Path:
+    """Save ``module``, a network of ``kind``, with ``meta`` (see :func:`save_checkpoint`).
+
+    ``arch``, ``arch_kwargs`` and ``kind.fields`` default to the module's attributes of those
+    names, and must equal them when ``meta`` gives them too.
+    """
+    full = {
+        key: getattr(module, key)
+        for key in ("arch", "arch_kwargs", *kind.fields)
+        if hasattr(module, key)
+    }
+    for key, value in meta.items():
+        if key in full and _jsonable(value) != _jsonable(full[key]):
+            raise CheckpointError(
+                f"meta[{key!r}] = {value!r} but the model has {key} = {full[key]!r}; "
+                f"drop {key!r} from meta to use the model's"
+            )
+        full[key] = value
+    if full.setdefault("kind", kind.name) != kind.name:
+        raise CheckpointError(
+            f"meta['kind'] = {full['kind']!r} but {kind.saver} saves a {kind.name}; drop "
+            "'kind' from meta"
+        )
+    full.setdefault("arch_kwargs", {})
+    full["brittle_version"] = brittle.__version__
+    full["created"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    _check_meta(full, kind)
     try:
-        model.load_state_dict(state)
+        meta_json = json.dumps(full, sort_keys=True)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"checkpoint metadata must be JSON-serialisable (numbers, strings, lists, dicts): "
+            f"{err}. Convert tensors and arrays with .tolist()"
+        ) from err
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    _check_state_dict(state, json.loads(meta_json), kind)
+    payload = {"format": FORMAT, "version": VERSION, "state_dict": state, "meta_json": meta_json}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_module(
+    path: str | Path, kind: Kind, device: str | torch.device | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the network of ``kind`` saved at ``path``; it and its metadata (see
+    :func:`load_checkpoint`). A checkpoint of another kind is refused."""
+    payload = _read(Path(path), kind)
+    meta = _parse_meta(payload, path, kind)
+    state = payload["state_dict"]
+    _check_file_weights(state, meta, path, kind)
+    module = _rebuild(meta, kind)
+    try:
+        module.load_state_dict(state)
     except RuntimeError as err:
-        raise CheckpointError(f"{path}: {_misfit(meta)}: {err}. {_RESAVE}") from err
-    model.to(torch.device(device) if device is not None else "cpu")
-    model.eval()
-    return model, meta
+        raise CheckpointError(f"{path}: {_misfit(meta, kind)}: {err}. {_resave(kind)}") from err
+    module.to(torch.device(device) if device is not None else "cpu")
+    module.eval()
+    return module, meta
 
 
 def load_classifier(path: str | Path, device: str | torch.device | None = None) -> Classifier:
@@ -130,14 +211,14 @@ def load_classifier(path: str | Path, device: str | torch.device | None = None) 
     )
 
 
-def _read(path: Path) -> Any:
+def _read(path: Path, kind: Kind) -> Any:
     if not path.is_file():
         what = "is a folder" if path.is_dir() else "does not exist"
         raise CheckpointError(
-            f"checkpoint {path} {what}; give the path of a file written by save_checkpoint "
-            "(e.g. from `brittle train`)"
+            f"checkpoint {path} {what}; give the path of a file written by {kind.saver} "
+            f"(e.g. from {_MAKE[kind.name][1]})"
         )
-    _check_archive(path)
+    _check_archive(path, kind)
     try:
         with warnings.catch_warnings():
             # torch warns about foreign pickles (e.g. "pickle protocol 4") before failing;
@@ -148,13 +229,13 @@ def _read(path: Path) -> Any:
         if not zipfile.is_zipfile(path):  # torch.save writes zip archives
             raise CheckpointError(
                 f"{path} is not a readable PyTorch file (not a torch.save archive); "
-                "give the path of a file written by save_checkpoint"
+                f"give the path of a file written by {kind.saver}"
             ) from err
         raise CheckpointError(
             f"{path} holds pickled Python objects other than tensors, and was refused: "
             "unpickling an untrusted file can run arbitrary code, so brittle only loads "
             f"with torch.load(weights_only=True). If you trust the file, load it yourself, "
-            f"then re-save the model's state_dict with brittle's save_checkpoint: {_CONVERT}. "
+            f"then re-save the model's state_dict with brittle's {kind.saver}: {kind.convert}. "
             f"(pickle said: {str(err).splitlines()[0]})"
         ) from err
     except Exception as err:  # torch raises many types on a corrupt or foreign file
@@ -164,7 +245,7 @@ def _read(path: Path) -> Any:
         ) from err
 
 
-def _check_archive(path: Path) -> None:
+def _check_archive(path: Path, kind: Kind) -> None:
     """Refuse a zip archive with compressed records before ``torch.load`` expands them.
 
     ``torch.save`` stores records uncompressed, so what loading allocates is bounded by the
@@ -186,11 +267,11 @@ def _check_archive(path: Path) -> None:
         raise CheckpointError(
             f"{path} holds compressed records ({', '.join(packed[:3])}), which torch.save never "
             "writes and which could expand to far more memory than the file's size; it was "
-            "refused. Give the path of a file written by save_checkpoint"
+            f"refused. Give the path of a file written by {kind.saver}"
         )
 
 
-def _parse_meta(payload: Any, path: str | Path) -> dict[str, Any]:
+def _parse_meta(payload: Any, path: str | Path, kind: Kind) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         if (
             isinstance(payload, dict)
@@ -199,10 +280,10 @@ def _parse_meta(payload: Any, path: str | Path) -> dict[str, Any]:
         ):
             raise CheckpointError(
                 f"{path} is a raw state_dict, not a brittle checkpoint: it has the weights but "
-                f"not the architecture needed to rebuild the model. To convert it, {_CONVERT}"
+                f"not the architecture needed to rebuild the model. To convert it, {kind.convert}"
             )
         raise CheckpointError(
-            f"{path} is not a brittle checkpoint (no 'format': {FORMAT!r} entry); {_CONVERT}"
+            f"{path} is not a brittle checkpoint (no 'format': {FORMAT!r} entry); {kind.convert}"
         )
     if payload.get("version") != VERSION:
         raise CheckpointError(
@@ -213,36 +294,57 @@ def _parse_meta(payload: Any, path: str | Path) -> dict[str, Any]:
         meta = json.loads(payload["meta_json"])
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: the checkpoint's metadata are missing or corrupt") from err
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: the checkpoint's metadata are corrupt (not a mapping)")
     if not isinstance(payload.get("state_dict"), dict):
         raise CheckpointError(f"{path}: the checkpoint has no state_dict")
+    _check_kind(meta, path, kind)
     try:
-        _check_meta(meta)
+        _check_meta(meta, kind)
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from err
     return dict(meta)
 
 
-def _check_meta(meta: Mapping[str, Any]) -> None:
-    missing = [key for key in REQUIRED if key not in meta]
+def _check_kind(meta: Mapping[str, Any], path: str | Path, kind: Kind) -> None:
+    """Refuse a checkpoint of another kind than ``kind``, saying what it is and how to load it
+    (metadata without ``kind`` are a classifier's: files written before the field)."""
+    found = meta.get("kind", CLASSIFIER.name)
+    if found == kind.name:
+        return
+    if not isinstance(found, str) or found not in _MAKE:
+        raise CheckpointError(
+            f"{path}: the checkpoint's metadata name an unknown kind {found!r}; brittle "
+            f"checkpoints hold a {' or a '.join(_MAKE)}"
+        )
+    loader, _ = _MAKE[found]
+    _, make = _MAKE[kind.name]
+    details = ", ".join(f"{key} {meta[key]!r}" for key in ("arch", "latent_dim") if key in meta)
+    raise CheckpointError(
+        f"{path} is a {found} checkpoint ({details}), not a {kind.name}: load it with "
+        f"{loader}. To make a {kind.name}, run {make} (or save one with {kind.saver})"
+    )
+
+
+def _check_meta(meta: Mapping[str, Any], kind: Kind) -> None:
+    missing = [key for key in kind.required if key not in meta]
     if missing:
         raise CheckpointError(
-            f"checkpoint metadata lack {', '.join(missing)}; pass them in meta (a zoo model "
-            "from build_model records them itself)"
+            f"checkpoint metadata lack {', '.join(missing)}; pass them in meta (a network "
+            f"from {kind.builder} records them itself)"
         )
-    if meta["arch"] not in ARCHITECTURES:
+    if meta["arch"] not in kind.architectures:
         raise CheckpointError(
-            f"unknown architecture {meta['arch']!r}; brittle checkpoints hold the zoo's "
-            f"networks: {', '.join(ARCHITECTURES)}"
+            f"unknown architecture {meta['arch']!r}; brittle {kind.name} checkpoints hold: "
+            f"{', '.join(kind.architectures)}"
         )
     if not isinstance(meta.get("arch_kwargs", {}), dict):
         raise CheckpointError(f"arch_kwargs must be a dict, got {meta['arch_kwargs']!r}")
 
 
-def _rebuild(meta: Mapping[str, Any]) -> nn.Module:
+def _rebuild(meta: Mapping[str, Any], kind: Kind) -> nn.Module:
     try:
-        return build_model(
-            meta["arch"], meta["input_shape"], meta["num_classes"], **meta["arch_kwargs"]
-        )
+        return kind.build(meta)
     except (BrittleError, TypeError, OverflowError, RuntimeError) as err:
         reason = str(err).splitlines()[0]  # torch appends a C++ stack trace to some errors
         raise CheckpointError(
@@ -250,11 +352,11 @@ def _rebuild(meta: Mapping[str, Any]) -> nn.Module:
         ) from err
 
 
-def _architecture_shapes(meta: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+def _architecture_shapes(meta: Mapping[str, Any], kind: Kind) -> dict[str, tuple[int, ...]]:
     """Name and shape of every tensor of the network ``meta`` describe, built on the meta
     device: no memory is allocated and no weight initialised, whatever sizes ``meta`` name."""
     with torch.device("meta"):
-        return {k: tuple(v.shape) for k, v in _rebuild(meta).state_dict().items()}
+        return {k: tuple(v.shape) for k, v in _rebuild(meta, kind).state_dict().items()}
 
 
 def _shape_differences(
@@ -264,20 +366,20 @@ def _shape_differences(
     return sorted(set(shapes.items()) ^ set(wanted.items()))[:4]
 
 
-def _check_state_dict(state: Mapping[str, Tensor], meta: Mapping[str, Any]) -> None:
-    """Refuse to save weights that :func:`load_checkpoint` could not load back."""
+def _check_state_dict(state: Mapping[str, Tensor], meta: Mapping[str, Any], kind: Kind) -> None:
+    """Refuse to save weights that :func:`load_module` could not load back."""
     shapes = {k: tuple(v.shape) for k, v in state.items()}
-    diff = _shape_differences(shapes, _architecture_shapes(meta))
+    diff = _shape_differences(shapes, _architecture_shapes(meta, kind))
     if diff:
         raise CheckpointError(
             f"the model's weights do not match architecture {meta['arch']!r} with "
             f"arch_kwargs={meta['arch_kwargs']} (differences, name and shape: {diff}); save a "
-            "model built with brittle.models.build_model, with meta naming how it was built"
+            f"model built with {kind.builder}, with meta naming how it was built"
         )
 
 
 def _check_file_weights(
-    state: Mapping[Any, Any], meta: Mapping[str, Any], path: str | Path
+    state: Mapping[Any, Any], meta: Mapping[str, Any], path: str | Path, kind: Kind
 ) -> None:
     """Refuse, before building the network, weights that do not fit the file's metadata.
 
@@ -291,41 +393,46 @@ def _check_file_weights(
     if not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
         raise CheckpointError(
             f"{path}: the checkpoint's state_dict holds entries that are not named tensors; "
-            "give the path of a file written by save_checkpoint"
+            f"give the path of a file written by {kind.saver}"
         )
     sizes = sum(len(v) for v in meta["arch_kwargs"].values() if isinstance(v, list))
     if sizes > len(state):
         raise CheckpointError(
-            f"{path}: {_misfit(meta)}: the metadata name {sizes:,} layer sizes but the file "
-            f"holds {len(state)} tensors (the file is damaged or forged). {_RESAVE}"
+            f"{path}: {_misfit(meta, kind)}: the metadata name {sizes:,} layer sizes but the "
+            f"file holds {len(state)} tensors (the file is damaged or forged). {_resave(kind)}"
         )
     try:
-        wanted = _architecture_shapes(meta)
+        wanted = _architecture_shapes(meta, kind)
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from err
     needed = sum(math.prod(shape) for shape in wanted.values())
     held = sum(v.numel() for v in state.values())
     if needed > held:
         raise CheckpointError(
-            f"{path}: {_misfit(meta)}: the metadata describe a network of {needed:,} weights "
-            f"but the file holds {held:,}, so it was refused before building the network (the "
-            f"file is damaged or forged). {_RESAVE}"
+            f"{path}: {_misfit(meta, kind)}: the metadata describe a network of {needed:,} "
+            f"weights but the file holds {held:,}, so it was refused before building the "
+            f"network (the file is damaged or forged). {_resave(kind)}"
         )
     diff = _shape_differences({k: tuple(v.shape) for k, v in state.items()}, wanted)
     if diff:
         raise CheckpointError(
-            f"{path}: {_misfit(meta)} (differences, name and shape: {diff}). {_RESAVE}"
+            f"{path}: {_misfit(meta, kind)} (differences, name and shape: {diff}). {_resave(kind)}"
         )
 
 
-def _misfit(meta: Mapping[str, Any]) -> str:
+def _misfit(meta: Mapping[str, Any], kind: Kind) -> str:
     """The start of every message about weights that do not fit ``meta`` (sizes shortened:
     a forged list of sizes may be long)."""
+    fields = "".join(f", {key}={reprlib.repr(meta[key])}" for key in kind.fields)
     return (
         f"the saved weights do not fit architecture {meta['arch']!r} with "
-        f"arch_kwargs={reprlib.repr(meta['arch_kwargs'])}, input_shape="
-        f"{reprlib.repr(meta['input_shape'])}, num_classes={meta['num_classes']!r}"
+        f"arch_kwargs={reprlib.repr(meta['arch_kwargs'])}{fields}"
     )
+
+
+def _resave(kind: Kind) -> str:
+    """The end of every message about weights that do not fit their metadata."""
+    return f"Re-save the model with {kind.saver}, which records the arguments it was built with"
 
 
 def _jsonable(value: Any) -> Any:

@@ -22,6 +22,7 @@ from brittle.errors import InputError
 from .report import Figure, Reproduction, Row, write_reproduction
 
 REPRODUCTIONS: dict[str, str] = {
+    "fawzi2018": "brittle.reproduce.fawzi2018",
     "goodfellow2014": "brittle.reproduce.goodfellow2014",
     "papernot2016": "brittle.reproduce.papernot2016",
 }

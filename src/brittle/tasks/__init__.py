@@ -10,9 +10,11 @@ command line's, :mod:`brittle.cli`).
 
 from .adversary import TARGETS
 from .attack import AttackOutcome, attack, save_adversarial
+from .bound import BoundOutcome, bound
 from .common import DEFAULT_N, default_device, resolve_device
 from .demo import DEMO_EPS, DEMO_LR, DEMO_TRAIN, demo
 from .evaluate import DEFAULT_EPS_LIST, STORE_NAME, EvaluateOutcome, evaluate_model
+from .generator import GeneratorOutcome, generator_train
 from .reproduce import REPRODUCTION_NAMES, ReproduceOutcome, reproduce
 from .train import Recipe, TrainOutcome, train, train_on
 from .transfer import TransferOutcome, transfer
@@ -27,15 +29,19 @@ __all__ = [
     "STORE_NAME",
     "TARGETS",
     "AttackOutcome",
+    "BoundOutcome",
     "EvaluateOutcome",
+    "GeneratorOutcome",
     "Recipe",
     "ReproduceOutcome",
     "TrainOutcome",
     "TransferOutcome",
     "attack",
+    "bound",
     "default_device",
     "demo",
     "evaluate_model",
+    "generator_train",
     "reproduce",
     "resolve_device",
     "save_adversarial",

@@ -1,0 +1,40 @@
+"""A grid of generated samples, as PNG bytes (matplotlib's Agg canvas, no pyplot)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from brittle.errors import InputError
+from brittle.model import as_tensor
+from brittle.report.plots import to_png
+
+
+def sample_grid(x: Any, nrow: int = 10, title: str | None = None) -> bytes:
+    """Images ``x`` ``(N, C, H, W)`` in ``[0, 1]`` as one mosaic of ``nrow`` images a row,
+    with a thin white border between them; ``title`` above it. One or three channels."""
+    images = as_tensor(x, "x").detach().float().cpu().clamp(0, 1).numpy()
+    if images.ndim != 4 or len(images) == 0 or images.shape[1] not in (1, 3):
+        raise InputError(
+            f"x must be a non-empty batch (N, C, H, W) with 1 or 3 channels, got {images.shape}"
+        )
+    if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1:
+        raise InputError(f"nrow must be an integer >= 1, got {nrow!r}")
+    n, c, h, w = images.shape
+    cols, rows, pad = min(nrow, n), math.ceil(n / nrow), 1
+    mosaic = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad, 3))
+    for i, image in enumerate(images):
+        top, left = pad + (i // cols) * (h + pad), pad + (i % cols) * (w + pad)
+        mosaic[top : top + h, left : left + w] = (
+            image.transpose(1, 2, 0) if c == 3 else image[0, ..., None]
+        )
+    fig = Figure(figsize=(max(2.0, 0.45 * cols), max(2.0, 0.45 * rows) + 0.3), layout="constrained")
+    ax = fig.add_subplot()
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
+    return to_png(fig)

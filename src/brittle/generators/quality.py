@@ -1,0 +1,50 @@
+"""How recognisable a generator's samples are to a classifier trained on real data."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from brittle.classifier import Classifier
+from brittle.errors import InputError
+
+from .base import Generator
+
+
+def confident_share(
+    classifier: Classifier,
+    gen: Generator,
+    n: int = 10_000,
+    threshold: float = 0.9,
+    batch_size: int = 1000,
+    seed: int = 0,
+) -> float:
+    """The share of ``n`` samples ``x = g(z)``, ``z ~ N(0, I)``, that ``classifier`` gives a
+    class with softmax probability above ``threshold``:
+
+        (1 / n) * #{ i : max_k softmax(f(g(z_i)))_k > threshold }.
+
+    A generator whose samples look like the real data scores near the classifier's share on
+    real test images; blurry or in-between samples lower it. The latents are drawn with
+    ``seed`` on the generator's device, ``batch_size`` at a time. The generator's output
+    shape must be the classifier's input shape; it is checked before any sample is drawn.
+    """
+    for name, value in (("n", n), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+    if not 0 <= threshold < 1 or math.isnan(threshold):
+        raise InputError(f"threshold must be in [0, 1), got {threshold!r}")
+    wanted = classifier.input_shape
+    if wanted is not None and tuple(wanted) != tuple(gen.output_shape):
+        raise InputError(
+            f"the generator makes images of shape {tuple(gen.output_shape)} but the classifier "
+            f"takes {tuple(wanted)}; use a generator trained on the classifier's data"
+        )
+    draws = torch.Generator(device=gen.device).manual_seed(seed)
+    confident = torch.zeros((), dtype=torch.long, device=classifier.device)
+    for size in [batch_size] * (n // batch_size) + [n % batch_size] * (n % batch_size > 0):
+        _, x = gen.sample(size, draws)
+        top = classifier.predict_logits(x, batch_size).softmax(1).amax(1)
+        confident += (top > threshold).sum()
+    return int(confident) / n
