@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -38,6 +39,7 @@ from brittle.errors import BrittleError
 from brittle.generators import (
     VAE,
     LipschitzEstimate,
+    build_generator,
     confident_share,
     estimate_lipschitz,
     load_generator,
@@ -226,8 +228,8 @@ def _generator(
             log(f"reused {path}")
             return gen, True
     log(f"training a VAE (latent dimension {LATENT_DIM}) for {epochs} epoch(s)")
-    gen = VAE(LATENT_DIM, train.input_shape)
-    torch.manual_seed(seed)
+    gen = build_generator("vae", LATENT_DIM, train.input_shape, seed=seed)
+    assert isinstance(gen, VAE)
     history = train_generator(
         gen, train.x, epochs=epochs, seed=seed, device=device, progress=progress
     )
@@ -367,8 +369,6 @@ def _order_notes(found: dict[str, BoundAnalysis]) -> list[str]:
 
 
 def _figures(generator: VAE, found: dict[str, BoundAnalysis], seed: int) -> list[Figure]:
-    import numpy as np
-
     with torch.no_grad():
         _, x = generator.sample(64, generator=torch.Generator().manual_seed(seed))
     lenet = found["lenet"]
