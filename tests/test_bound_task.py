@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 from functools import cache
 from pathlib import Path
 
 import pytest
 
 from brittle import tasks
-from brittle.bounds import robustness_upper_bound
+from brittle.bounds import robustness_upper_bound, transfer_bound
 from brittle.cli import ERROR_EXIT, main
 from brittle.data import load_dataset
 from brittle.errors import CheckpointError, InputError
@@ -23,24 +24,28 @@ BOUND_TASK = importlib.import_module("brittle.tasks.bound")  # the module, not t
 
 
 @cache
-def _checkpoints(root: Path) -> tuple[Path, Path]:
+def _checkpoints(root: Path) -> tuple[Path, Path, Path]:
     train = load_dataset("digits", "train")
     gen = VAE(8, train.input_shape)
     train_generator(gen, train.x, epochs=2, progress=False)
     generator = save_generator(root / "vae.pt", gen, {"dataset": "digits", "epochs": 2, "seed": 0})
     model = tasks.train(dataset="digits", epochs=2, out=root / "m.pt", progress=False).path
-    return generator, model
+    second = tasks.train(
+        dataset="digits", arch="softmax", epochs=2, out=root / "s.pt", progress=False
+    ).path
+    return generator, model, second
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return _checkpoints(tmp_path_factory.mktemp("bound"))
+    return _checkpoints(tmp_path_factory.mktemp("bound"))[:2]
 
 
 @pytest.fixture(scope="module")
 def written(files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("out") / "bound.json"
     generator, model = files
+    second = generator.with_name("s.pt")
     assert (
         main(
             [
@@ -55,6 +60,10 @@ def written(files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) 
                 "40",
                 "--n-samples",
                 "2000",
+                "--theorem2",
+                "6",
+                "--second-model",
+                str(second),
             ]
         )
         == 0
@@ -103,6 +112,23 @@ def test_the_page_has_the_table_and_the_figures(written: dict) -> None:
     page = written["html"]
     assert "How far from the limit?" in page and page.count("<img") == 3
     assert "r_in (in-distribution)" in page
+    assert "Theorem 2: the classifier projected" in page and "Theorem 3: perturbations" in page
+
+
+def test_the_theorems_2_and_3_are_in_the_json(written: dict) -> None:
+    """Theorem 2's check on the asked samples; Theorem 3's bound at the corollary's median
+    radius in image space (L times sqrt(log(2 pi))), at delta's upper limit."""
+    data = written["json"]
+    theorem2 = data["theorem2"]
+    assert theorem2["n"] == 6 and len(theorem2["ratios"]) == 6
+    assert 0 <= theorem2["share_satisfied"] <= 1
+    theorem3 = data["theorem3"]
+    assert theorem3["eta"] == pytest.approx(data["lipschitz"] * math.sqrt(math.log(2 * math.pi)))
+    assert theorem3["delta_samples"] == 2000 and theorem3["n"] == 40
+    assert theorem3["bound_conservative"] == pytest.approx(
+        transfer_bound(theorem3["eta"], theorem3["delta_upper"], data["lipschitz"])
+    )
+    assert theorem3["second_model"].endswith("s.pt")
 
 
 def _no_work(*args: object, **kwargs: object) -> None:

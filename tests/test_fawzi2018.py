@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from brittle import tasks
+from brittle.bounds import transfer_bound
 from brittle.reproduce import fawzi2018
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -31,8 +32,35 @@ def test_the_report_has_the_fixed_rows(reproduced: tuple[Path, dict[str, Any]]) 
     for model in ("softmax", "mlp", "lenet", "lenet_advtrained"):
         for quantity in ("error_rate", "r_z", "r_in", "r_unc"):
             assert f"{model}_{quantity}" in ids
-    assert ids[-2:] == ["bound_r_z", "bound_r_in"]
+    assert ids[16:19] == ["bound_r_z", "bound_r_in", "lenet_theorem2_share"]
     assert "paper_svhn" in report["setting"] and "paper_cifar10" in report["setting"]
+    table = report["setting"]["ours_mnist_vae"]
+    assert list(table) == [
+        "upper bound",
+        *(fawzi2018.CLASSIFIERS[m].role for m in fawzi2018.MODEL_KEYS),
+    ]
+
+
+def test_the_theorems_rows_are_their_checks(reproduced: tuple[Path, dict[str, Any]]) -> None:
+    """Theorem 2's share and Theorem 3's bound and share are those of the checks in the JSON;
+    the bound is Theorem 3's closed form at delta's upper limit, below its value at delta."""
+    _, report = reproduced
+    rows = {row["id"]: row["ours"] for row in report["rows"]}
+    theorem2 = report["figures"]["theorem2"]
+    assert theorem2["n"] == min(TINY["n_images"], fawzi2018.THEOREM2_SAMPLES)
+    assert rows["lenet_theorem2_share"] == theorem2["share_satisfied"]
+    lipschitz = report["setting"]["generator"]["lipschitz"]
+    for f, h in fawzi2018.TRANSFER_PAIRS:
+        found = report["figures"]["theorem3"][f"{f}_{h}"]
+        assert found["delta_samples"] == TINY["n_second"]
+        assert found["delta"] <= found["delta_upper"]
+        assert found["bound_conservative"] == pytest.approx(
+            transfer_bound(found["eta"], found["delta_upper"], lipschitz)
+        )
+        assert found["bound_conservative"] <= found["bound"]
+        assert rows[f"theorem3_{f}_{h}_bound"] == pytest.approx(found["bound_conservative"])
+        assert rows[f"theorem3_{f}_{h}_share"] == found["share"]
+        assert 0 <= found["share"] <= 1
 
 
 def test_rows_are_the_analysis_and_r_unc_never_exceeds_r_in(
@@ -40,7 +68,8 @@ def test_rows_are_the_analysis_and_r_unc_never_exceeds_r_in(
 ) -> None:
     _, report = reproduced
     rows = {row["id"]: row["ours"] for row in report["rows"]}
-    for model, found in report["figures"].items():
+    for model in fawzi2018.MODEL_KEYS:
+        found = report["figures"][model]
         robustness = found["robustness"]
         assert rows[f"{model}_r_z"] == pytest.approx(robustness["r_Z"]["normalised_median"])
         assert rows[f"{model}_r_in"] == pytest.approx(robustness["r_in"]["normalised_median"])

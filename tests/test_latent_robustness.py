@@ -31,6 +31,8 @@ from brittle.bounds.robustness import (
     sample_latents,
     unconstrained_robustness,
 )
+from brittle.bounds.theorems import transfer_bound
+from brittle.bounds.transferability import theorem3_check
 from brittle.errors import GradientError, InputError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -413,3 +415,37 @@ def test_common_perturbations_of_two_parallel_half_spaces() -> None:
     assert both["delta"] == pytest.approx(float((~agree).float().mean()), abs=1e-6)
     assert both["share"] == pytest.approx(float(exact.float().mean()), abs=0.01)
     json.dumps(both, allow_nan=False)
+
+
+def test_theorem3_check_is_the_bound_at_the_measured_disagreement() -> None:
+    """theorem3_check: delta counted on its own draws, its one-sided Clopper-Pearson limit
+    (closed form 1 - (1 - c)^(1/n) when no disagreement is seen), Theorem 3's bound at both,
+    and the share the joint attack finds, at the corollary's median radius by default."""
+    geo = geometry(b=0.3)
+    other = geometry(b=0.6)
+    lipschitz = 0.05  # A has orthonormal columns scaled by 0.05: ||A r|| = 0.05 ||r||
+    same = theorem3_check(
+        geo.classifier, geo.classifier, geo.generator, 200, lipschitz=lipschitz, n_samples=500
+    )
+    assert same["delta"] == 0.0
+    assert same["delta_upper"] == pytest.approx(1 - 0.05 ** (1 / 500))
+    assert same["eta"] == pytest.approx(lipschitz * math.sqrt(math.log(2 * math.pi)))
+    assert same["bound"] == pytest.approx(0.5)
+    assert same["bound_conservative"] == pytest.approx(
+        transfer_bound(same["eta"], same["delta_upper"], lipschitz)
+    )
+    both = theorem3_check(
+        geo.classifier, other.classifier, geo.generator, 200, lipschitz=lipschitz, n_samples=500
+    )
+    x = geo.generator(sample_latents(500, D, seed=1))
+    disagree = (x.flatten(1) @ geo.w_image + geo.b_image >= 0) != (
+        x.flatten(1) @ other.w_image + other.b_image >= 0
+    )
+    assert both["delta"] == pytest.approx(float(disagree.float().mean()))
+    assert both["delta"] < both["delta_upper"] < 1
+    assert both["bound"] == pytest.approx(transfer_bound(both["eta"], both["delta"], lipschitz))
+    assert both["bound_conservative"] <= both["bound"]
+    assert both["attack_reaches_bound"] == (both["share"] >= both["bound_conservative"])
+    json.dumps(both, allow_nan=False)
+    with pytest.raises(InputError, match="confidence"):
+        theorem3_check(geo.classifier, geo.classifier, geo.generator, 10, confidence=1.5)

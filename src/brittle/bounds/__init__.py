@@ -8,6 +8,7 @@ measured robustness r_Z, r_in and r_unc of a classifier on the generator's sampl
 - :func:`latent_robustness`, :func:`in_distribution_robustness`,
   :func:`unconstrained_robustness` and :func:`estimate_all` (:mod:`.robustness`);
 - :class:`ProjectedClassifier` and :func:`theorem2_check` (Theorem 2, :mod:`.projected`);
+- :func:`theorem3_check` (Theorem 3 on samples, :mod:`.transferability`);
 - :func:`analyse`: the bounds beside the measured robustness (:mod:`.analysis`).
 """
 
@@ -33,6 +34,7 @@ from .theorems import (
     robustness_upper_bound_interval,
     transfer_bound,
 )
+from .transferability import theorem3_check
 
 __all__ = [
     "BoundAnalysis",
@@ -53,6 +55,7 @@ __all__ = [
     "robustness_upper_bound",
     "robustness_upper_bound_interval",
     "theorem2_check",
+    "theorem3_check",
     "transfer_bound",
     "unconstrained_robustness",
 ]

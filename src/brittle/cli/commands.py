@@ -363,9 +363,25 @@ def _add_bound_options(parser: argparse.ArgumentParser) -> None:
             "L",
             "The generator's Lipschitz constant (default: estimated).",
         ),
+        (
+            "--theorem2",
+            integer,
+            20,
+            "N",
+            "Generated samples of Theorem 2's check on the projected classifier (0: skip; "
+            "default: 20).",
+        ),
     ]
     for flag, convert, default, metavar, text in sizes:
         parser.add_argument(flag, type=convert, default=default, metavar=metavar, help=text)
+    parser.add_argument(
+        "--second-model",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="A second classifier: Theorem 3's bound on perturbations that fool both, beside "
+        "the share an attack on both finds.",
+    )
 
 
 def bound(args: argparse.Namespace) -> int:
@@ -386,6 +402,8 @@ def bound(args: argparse.Namespace) -> int:
         quantile=args.quantile,
         confidence=args.confidence,
         lipschitz=args.lipschitz,
+        theorem2=args.theorem2,
+        second_model=args.second_model,
         seed=args.seed,
         device=args.device,
     )

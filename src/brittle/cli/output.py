@@ -223,9 +223,26 @@ def print_bound(outcome: tasks.BoundOutcome) -> None:
     print(f"  Lipschitz constant of the generator: {data['lipschitz']:.4g}")
     for what, ok in data["checks"].items():
         print(f"  {'ok  ' if ok else 'FAIL'}  {what}")
+    if outcome.theorem2 is not None:
+        t2 = outcome.theorem2
+        print(
+            f"Theorem 2 (projected classifier): r_unc >= r_in / 2 on "
+            f"{_percent(t2['share_satisfied'])} of {t2['n']} samples"
+        )
+    if outcome.theorem3 is not None:
+        t3 = outcome.theorem3
+        print(
+            f"Theorem 3 (with {t3['second_model']}): delta {_percent(t3['delta'])}; at ||v|| <= "
+            f"{t3['eta']:.4g} the bound {_percent(t3['bound_conservative'])}, an attack on "
+            f"both found {_percent(t3['share'])}"
+        )
     print(f"json: {outcome.json}")
     print(f"html: {outcome.html}")
 
 
 def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"

@@ -19,6 +19,7 @@ output folder and reused while their recipes hold.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +32,9 @@ from torch import nn
 
 from brittle.bounds.analysis import DEFAULT_SAMPLES, BoundAnalysis, analyse
 from brittle.bounds.plots import bound_cdf_plot, bound_vs_latent_dim_plot
+from brittle.bounds.projected import theorem2_check
 from brittle.bounds.theorems import in_distribution_bound
+from brittle.bounds.transferability import theorem3_check
 from brittle.classifier import Classifier
 from brittle.data import Dataset
 from brittle.defenses import PGDTraining
@@ -56,11 +59,14 @@ Log = Callable[[str], None]
 
 NAME = "fawzi2018"
 MODEL_KEYS = ("softmax", "mlp", "lenet", "lenet_advtrained")
+TRANSFER_PAIRS = (("lenet", "mlp"), ("lenet", "lenet_advtrained"))
+"""The pairs of classifiers whose common perturbations Theorem 3 bounds."""
 ROW_IDS = tuple(
     [f"{m}_{q}" for m in MODEL_KEYS for q in ("error_rate", "r_z", "r_in", "r_unc")]
-    + ["bound_r_z", "bound_r_in"]
+    + ["bound_r_z", "bound_r_in", "lenet_theorem2_share"]
+    + [f"theorem3_{f}_{h}_{q}" for f, h in TRANSFER_PAIRS for q in ("bound", "share")]
 )
-"""The fixed ids of this reproduction's rows (SPEC section 8)."""
+"""The fixed ids of this reproduction's rows (SPEC section 8, then Theorems 2 and 3)."""
 
 PAPER = {
     "key": NAME,
@@ -100,6 +106,8 @@ PGD_EPS, PGD_STEPS, PGD_ALPHA = 0.3, 7, 0.5
 """The PGD-trained LeNet: Madry's PGD-7 at Linf 0.3, mixed with the clean loss (alpha 0.5) so
 that two epochs from scratch train (the pure adversarial objective needs many more)."""
 QUALITY_SAMPLES = 2_000
+THEOREM2_SAMPLES = 50
+"""Generated samples of Theorem 2's check (each probe of f~ inverts the generator)."""
 BATCH_SIZE = 128
 
 
@@ -187,16 +195,45 @@ def run(
             seed=seed,
         )
         timing[f"robustness_{key}"] = time.perf_counter() - start
+    start = time.perf_counter()
+    say(f"Theorem 2: the projected LeNet on {min(n, THEOREM2_SAMPLES)} generated samples")
+    theorem2 = theorem2_check(models["lenet"][0], generator, min(n, THEOREM2_SAMPLES), seed=seed)
+    timing["theorem2"] = time.perf_counter() - start
+    start = time.perf_counter()
+    theorem3 = {}
+    for f, h in TRANSFER_PAIRS:
+        say(f"Theorem 3: perturbations common to {f} and {h} on {n} generated samples")
+        theorem3[f"{f}_{h}"] = theorem3_check(
+            models[f][0],
+            models[h][0],
+            generator,
+            n,
+            lipschitz=smooth.lipschitz,
+            n_samples=n_samples,
+            seed=seed,
+        )
+    timing["theorem3"] = time.perf_counter() - start
     timing["total"] = time.perf_counter() - started
-    rows = _rows(models, found)
+    rows = _rows(models, found, theorem2, theorem3)
     return Reproduction(
         name=NAME,
         paper=PAPER,
-        setting=_setting(about, models, found, generator, reused, epochs, seed, n, quality, smooth),
+        setting={
+            **_setting(about, models, found, generator, reused, epochs, seed, n, quality, smooth),
+            **_theorem_setting(theorem2, theorem3),
+        },
         rows=rows,
         figures=_figures(generator, found, seed),
-        figure_data={k: a.as_json() for k, a in found.items()},
-        notes=[*bundled_note(about, "Robustness figures"), *_order_notes(found)],
+        figure_data={
+            **{k: a.as_json() for k, a in found.items()},
+            "theorem2": theorem2,
+            "theorem3": theorem3,
+        },
+        notes=[
+            *bundled_note(about, "Robustness figures"),
+            *_order_notes(found),
+            *_theorem_notes(theorem2, theorem3),
+        ],
         timing=timing,
     )
 
@@ -304,7 +341,10 @@ def _classifier(
 
 # ------------------------------------------------------------------ report
 def _rows(
-    models: dict[str, tuple[Classifier, float, bool]], found: dict[str, BoundAnalysis]
+    models: dict[str, tuple[Classifier, float, bool]],
+    found: dict[str, BoundAnalysis],
+    theorem2: dict[str, Any],
+    theorem3: dict[str, dict[str, Any]],
 ) -> list[Row]:
     rows = []
     for key in MODEL_KEYS:
@@ -355,8 +395,80 @@ def _rows(
             lenet.bound_input.normalised,
             fraction=False,
         ),
+        Row(
+            "lenet_theorem2_share",
+            "Theorem 2, the LeNet projected on the generator's range: share of samples with "
+            "r_unc >= r_in / 2 (the theorem: all)",
+            None,
+            _nan(theorem2["share_satisfied"]),
+        ),
     ]
+    for f, h in TRANSFER_PAIRS:
+        found3 = theorem3[f"{f}_{h}"]
+        pair = f"{CLASSIFIERS[f].role} and {CLASSIFIERS[h].role}"
+        rows += [
+            Row(
+                f"theorem3_{f}_{h}_bound",
+                f"Theorem 3, {pair}: lower bound on P(one v, ||v|| <= {found3['eta']:.3g}, "
+                "fools both), at delta's upper limit",
+                None,
+                _nan(found3["bound_conservative"]),
+            ),
+            Row(
+                f"theorem3_{f}_{h}_share",
+                f"Theorem 3, {pair}: share of samples where an attack on both found such a v",
+                None,
+                found3["share"],
+            ),
+        ]
     return rows
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _theorem_setting(
+    theorem2: dict[str, Any], theorem3: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    keys2 = ("n", "share_satisfied", "violations", "agreement", "inversion_error_median")
+    return {
+        "theorem2_projected_lenet": {
+            **{k: theorem2[k] for k in keys2},
+            "method": theorem2["method"],
+        },
+        "theorem3_common_perturbations": {
+            pair: {
+                "eta": found["eta"],
+                "delta": found["delta"],
+                "delta_upper": found["delta_upper"],
+                "bound_at_delta": found["bound"],
+                "bound_at_delta_upper": found["bound_conservative"],
+                "share": found["share"],
+                "n": found["n"],
+            }
+            for pair, found in theorem3.items()
+        },
+    }
+
+
+def _theorem_notes(theorem2: dict[str, Any], theorem3: dict[str, dict[str, Any]]) -> list[str]:
+    notes = []
+    if theorem2["violations"]:
+        notes.append(
+            f"Theorem 2: {theorem2['violations']} of {theorem2['n']} samples have a measured "
+            "r_unc of the projected LeNet below r_in / 2 (tolerance "
+            f"{theorem2['tolerance']:.0%}); the theorem excludes it up to the inversion error "
+            f"(median {theorem2['inversion_error_median']:.3g})."
+        )
+    for pair, found in theorem3.items():
+        if not found["attack_reaches_bound"]:
+            notes.append(
+                f"Theorem 3, {pair}: the joint attack found a common perturbation on "
+                f"{found['share']:.1%} of the samples, below the bound "
+                f"{found['bound_conservative']:.1%}: a weak attack, or an underestimated L."
+            )
+    return notes
 
 
 def _order_notes(found: dict[str, BoundAnalysis]) -> list[str]:
@@ -462,7 +574,24 @@ def _setting(
             }
             for key, spec in CLASSIFIERS.items()
         },
-        "bounds": {
+        "ours_mnist_vae": {
+            "upper bound": {
+                "r_z": found["lenet"].bound_latent.normalised,
+                "r_in": found["lenet"].bound_input.normalised,
+                "r_unc": found["lenet"].bound_input.normalised,
+            },
+            **{
+                CLASSIFIERS[key].role: {
+                    "error_rate": 1 - models[key][1],
+                    "r_z": a.estimates.latent.normalised_median,
+                    "r_in": a.estimates.in_distribution.normalised_median,
+                    "r_unc": a.estimates.unconstrained.normalised_median,
+                }
+                for key, a in found.items()
+            },
+        },
+        **{f"paper_{k.split(' ')[0].lower().replace('-', '')}": v for k, v in PAPER_TABLES.items()},
+        "bounds_per_model": {
             key: {
                 "bound_r_z": a.bound_latent.normalised,
                 "bound_r_in": a.bound_input.normalised,
@@ -472,7 +601,6 @@ def _setting(
             }
             for key, a in found.items()
         },
-        **{f"paper_{k.split(' ')[0].lower().replace('-', '')}": v for k, v in PAPER_TABLES.items()},
         "sizes": {
             "robustness_samples": n,
             "class_probability_samples": found["lenet"].probabilities.n,

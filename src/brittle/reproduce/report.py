@@ -179,6 +179,15 @@ PERCENT_KEYS = frozenset(
         "gap_threshold",
         "vanishing_share",
         "vanishing_share_threshold",
+        "error_rate",
+        "share_satisfied",
+        "agreement",
+        "delta",
+        "delta_upper",
+        "bound_at_delta",
+        "bound_at_delta_upper",
+        "share",
+        "confident_share_lenet",
     }
 )
 """Setting fields that hold fractions, shown in percent."""

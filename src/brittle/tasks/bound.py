@@ -14,8 +14,10 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 import brittle
 from brittle.bounds.analysis import DEFAULT_SAMPLES, BoundAnalysis, analyse
 from brittle.bounds.plots import bound_cdf_plot, bound_vs_classes_plot
+from brittle.bounds.projected import theorem2_check
 from brittle.bounds.robustness import check_pair
 from brittle.bounds.theorems import in_distribution_bound
+from brittle.bounds.transferability import theorem3_check
 from brittle.errors import InputError
 from brittle.files import check_writable, write_text_atomic
 from brittle.generators import load_generator
@@ -27,9 +29,12 @@ from .common import check_count, resolve_device
 
 @dataclass(frozen=True)
 class BoundOutcome:
-    """The analysis and where its JSON and HTML went."""
+    """The analysis, Theorem 2's and Theorem 3's checks (``None`` when not asked for) and
+    where the JSON and HTML went."""
 
     analysis: BoundAnalysis
+    theorem2: dict[str, Any] | None
+    theorem3: dict[str, Any] | None
     json: Path
     html: Path
 
@@ -44,18 +49,26 @@ def bound(
     quantile: float = 0.5,
     confidence: float = 0.95,
     lipschitz: float | None = None,
+    theorem2: int = 20,
+    second_model: str | Path | None = None,
     seed: int = 0,
     device: str | None = None,
 ) -> BoundOutcome:
     """Bound the robustness any classifier can reach on ``generator``'s data and measure
     ``model``'s; write ``json_path`` and the HTML page beside it (same name, ``.html``).
 
-    Before any work: both places are checked writable, both checkpoints load (a classifier
-    and a generator, each refused if it is the other kind), the generator's output must be
-    the classifier's input shape, and the quantile must lie in (0, 1).
+    Theorem 2's check runs on ``theorem2`` generated samples (0: not run); with
+    ``second_model``, Theorem 3's bound on perturbations common to both models is set beside
+    the share an attack on both finds, on ``n`` samples.
+
+    Before any work: both places are checked writable, the checkpoints load (classifiers and
+    a generator, each refused if it is the other kind), the generator's output must be the
+    classifiers' input shape, and the quantile must lie in (0, 1).
     """
     check_count(n, "--n")
     check_count(n_samples, "--n-samples")
+    if theorem2 != 0:
+        check_count(theorem2, "--theorem2")
     if not 0 < quantile < 1:
         raise InputError(f"--quantile must be in (0, 1), got {quantile!r} (the median: 0.5)")
     json_out = check_writable(json_path, option="--json")
@@ -64,6 +77,9 @@ def bound(
     gen, gen_meta = load_generator(generator, torch_device)
     classifier = load_classifier(model, torch_device)
     check_pair(classifier, gen)
+    second = None if second_model is None else load_classifier(second_model, torch_device)
+    if second is not None:
+        check_pair(second, gen)
     found = analyse(
         classifier,
         gen,
@@ -74,16 +90,33 @@ def bound(
         lipschitz=lipschitz,
         seed=seed,
     )
+    checked2 = theorem2_check(classifier, gen, theorem2, seed=seed) if theorem2 else None
+    checked3 = None
+    if second is not None:
+        checked3 = theorem3_check(
+            classifier,
+            second,
+            gen,
+            n,
+            lipschitz=found.lipschitz,
+            n_samples=n_samples,
+            confidence=confidence,
+            seed=seed,
+        )
+        checked3["second_model"] = str(second_model)
     data = {
         "brittle_version": brittle.__version__,
         "generator": {"path": str(generator), **_provenance(gen_meta)},
         "model": str(model),
         "seed": seed,
         **found.as_json(),
+        "theorem2": checked2,
+        "theorem3": checked3,
     }
     write_json(json_out, data)
-    write_text_atomic(html_out, render(found, str(model), str(generator), json_out.name))
-    return BoundOutcome(found, json_out, html_out)
+    page = render(found, str(model), str(generator), json_out.name, checked2, checked3)
+    write_text_atomic(html_out, page)
+    return BoundOutcome(found, checked2, checked3, json_out, html_out)
 
 
 def _provenance(meta: dict[str, Any]) -> dict[str, Any]:
@@ -140,8 +173,16 @@ def figures(found: BoundAnalysis) -> list[tuple[str, bytes]]:
     ]
 
 
-def render(found: BoundAnalysis, model: str, generator: str, json_name: str) -> str:
-    """The HTML page of an analysis (figures embedded; user text escaped)."""
+def render(
+    found: BoundAnalysis,
+    model: str,
+    generator: str,
+    json_name: str,
+    theorem2: dict[str, Any] | None = None,
+    theorem3: dict[str, Any] | None = None,
+) -> str:
+    """The HTML page of an analysis and the theorems' checks (figures embedded; user text
+    escaped)."""
     env = Environment(
         loader=PackageLoader("brittle.report", "templates"),
         autoescape=select_autoescape(["html", "j2"]),
@@ -177,6 +218,16 @@ def render(found: BoundAnalysis, model: str, generator: str, json_name: str) -> 
         for e in (est.latent, est.in_distribution, est.unconstrained)
         if e.failures
     ]
+    if theorem2 is not None and theorem2["violations"]:
+        warnings.append(
+            f"Theorem 2: {theorem2['violations']} of {theorem2['n']} samples have a measured "
+            "r_unc of the projected classifier below r_in / 2"
+        )
+    if theorem3 is not None and not theorem3["attack_reaches_bound"]:
+        warnings.append(
+            "Theorem 3: the joint attack found common perturbations on fewer samples than the "
+            "bound promises (a weak attack, or an underestimated Lipschitz constant)"
+        )
     methods = [e.method for e in (est.latent, est.in_distribution, est.unconstrained)]
     return env.get_template("bound.html.j2").render(
         a=found,
@@ -189,6 +240,8 @@ def render(found: BoundAnalysis, model: str, generator: str, json_name: str) -> 
         model_name=model,
         generator_name=generator,
         json_name=json_name,
+        theorem2=theorem2,
+        theorem3=theorem3,
         num=_num,
         version=brittle.__version__,
     )
