@@ -110,9 +110,21 @@ def test_the_bounds_are_theorem_1_at_the_median(written: dict) -> None:
 
 def test_the_page_has_the_table_and_the_figures(written: dict) -> None:
     page = written["html"]
-    assert "How far from the limit?" in page and page.count("<img") == 3
+    assert "How far from the limit?" in page and page.count("<img") == 5
     assert "r_in (in-distribution)" in page
     assert "Theorem 2: the classifier projected" in page and "Theorem 3: perturbations" in page
+
+
+def test_the_generator_summary_is_in_the_json(written: dict) -> None:
+    """The share of confidently classified samples, and the empirical modulus of continuity
+    at 12 distances: positive, and larger at 2 sqrt(d) than at 0.01 (a generator that is not
+    constant moves its images further for larger latent moves)."""
+    gen = written["json"]["generator"]
+    assert 0 <= gen["confident_share"] <= 1 and gen["confidence_threshold"] == 0.9
+    modulus = gen["modulus_of_continuity"]
+    assert len(modulus["deltas"]) == len(modulus["omega"]) == 12
+    assert all(w > 0 for w in modulus["omega"])
+    assert modulus["omega"][-1] > modulus["omega"][0]
 
 
 def test_the_theorems_2_and_3_are_in_the_json(written: dict) -> None:

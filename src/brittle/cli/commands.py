@@ -492,17 +492,18 @@ def _add_reproduce_options(parser: argparse.ArgumentParser) -> None:
         (
             "--n-images",
             "Test images attacked (default: the reproduction's; goodfellow2014: all, "
-            "papernot2016: 1,000).",
+            "papernot2016: 1,000; fawzi2018: generated samples measured per model, 200).",
         ),
         (
             "--n-second",
             "Images of the second analyses: goodfellow2014's gradient-masking check "
-            "(default 500), papernot2016's runs that explain the gap (default 50).",
+            "(default 500), papernot2016's runs that explain the gap (default 50), "
+            "fawzi2018's samples for the class probabilities (default 10,000).",
         ),
         (
             "--epochs",
             "Training epochs (goodfellow2014: of the maxout networks, default 10; "
-            "papernot2016: of each LeNet, default 4).",
+            "papernot2016: of each LeNet, default 4; fawzi2018: of the VAE, default 30).",
         ),
     ]
     for flag, text in sizes:

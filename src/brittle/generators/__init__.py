@@ -13,8 +13,8 @@
 
 from .base import Generator
 from .checkpoint import GENERATOR, load_generator, save_generator
-from .figures import sample_grid
-from .quality import confident_share
+from .figures import modulus_plot, sample_grid
+from .quality import confident_share, is_confident
 from .registry import GENERATORS, build_generator
 from .smoothness import (
     Ascent,
@@ -27,6 +27,7 @@ from .smoothness import (
     pairwise_lipschitz,
     power_iteration,
 )
+from .summary import GeneratorSummary, summarise_generator
 from .train import elbo_loss, train_generator
 from .vae import VAE
 
@@ -36,19 +37,23 @@ __all__ = [
     "VAE",
     "Ascent",
     "Generator",
+    "GeneratorSummary",
     "LipschitzEstimate",
     "PairwiseRatios",
     "build_generator",
     "confident_share",
     "elbo_loss",
     "estimate_lipschitz",
+    "is_confident",
     "jacobian_spectral_norm",
     "lipschitz_ascent",
     "load_generator",
     "modulus_of_continuity",
+    "modulus_plot",
     "pairwise_lipschitz",
     "power_iteration",
     "sample_grid",
     "save_generator",
+    "summarise_generator",
     "train_generator",
 ]

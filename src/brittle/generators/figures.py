@@ -38,3 +38,24 @@ def sample_grid(x: Any, nrow: int = 10, title: str | None = None) -> bytes:
     if title:
         ax.set_title(title, fontsize=9)
     return to_png(fig)
+
+
+def modulus_plot(deltas: Any, omega: Any, lipschitz: float, title: str | None = None) -> bytes:
+    """The empirical modulus of continuity ``omega(delta)`` (:func:`~.smoothness.
+    modulus_of_continuity`) against the Lipschitz envelope ``L delta``, which lies above it
+    when ``L`` is right."""
+    t = as_tensor(deltas, "deltas").double().cpu().numpy()
+    w = as_tensor(omega, "omega").double().cpu().numpy()
+    if t.shape != w.shape or t.ndim != 1 or len(t) == 0:
+        raise InputError(
+            f"deltas and omega must be 1-D of the same length, got {t.shape} and {w.shape}"
+        )
+    fig = Figure(figsize=(5.0, 3.4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(t, w, "o-", label="empirical omega(delta): largest ||g(z) - g(z')||")
+    ax.plot(t, lipschitz * t, "--", label=f"L delta, L = {lipschitz:.4g}")
+    ax.set_xlabel("delta = ||z - z'|| (latent L2)")
+    ax.set_ylabel("image L2")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "Modulus of continuity of the generator", fontsize=10)
+    return to_png(fig)

@@ -45,6 +45,14 @@ def confident_share(
     confident = torch.zeros((), dtype=torch.long, device=classifier.device)
     for size in [batch_size] * (n // batch_size) + [n % batch_size] * (n % batch_size > 0):
         _, x = gen.sample(size, draws)
-        top = classifier.predict_logits(x, batch_size).softmax(1).amax(1)
-        confident += (top > threshold).sum()
+        confident += is_confident(classifier, x, threshold, batch_size).sum()
     return int(confident) / n
+
+
+def is_confident(
+    classifier: Classifier, x: torch.Tensor, threshold: float = 0.9, batch_size: int = 1000
+) -> torch.Tensor:
+    """Per image, whether ``max_k softmax(f(x))_k > threshold`` (a bool tensor ``(N,)``): on
+    real test images, the reference for :func:`confident_share`."""
+    top = classifier.predict_logits(x, batch_size).softmax(1).amax(1)
+    return top > threshold

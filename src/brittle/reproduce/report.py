@@ -188,6 +188,7 @@ PERCENT_KEYS = frozenset(
         "bound_at_delta_upper",
         "share",
         "confident_share_lenet",
+        "confident_share_lenet_real_test",
     }
 )
 """Setting fields that hold fractions, shown in percent."""

@@ -20,7 +20,7 @@ from brittle.bounds.theorems import in_distribution_bound
 from brittle.bounds.transferability import theorem3_check
 from brittle.errors import InputError
 from brittle.files import check_writable, write_text_atomic
-from brittle.generators import load_generator
+from brittle.generators import GeneratorSummary, load_generator, summarise_generator
 from brittle.models import load_classifier
 from brittle.report.content import write_json
 
@@ -33,6 +33,7 @@ class BoundOutcome:
     where the JSON and HTML went."""
 
     analysis: BoundAnalysis
+    generator: GeneratorSummary
     theorem2: dict[str, Any] | None
     theorem3: dict[str, Any] | None
     json: Path
@@ -90,6 +91,7 @@ def bound(
         lipschitz=lipschitz,
         seed=seed,
     )
+    summary = summarise_generator(gen, classifier, found.lipschitz, seed=seed)
     checked2 = theorem2_check(classifier, gen, theorem2, seed=seed) if theorem2 else None
     checked3 = None
     if second is not None:
@@ -106,7 +108,7 @@ def bound(
         checked3["second_model"] = str(second_model)
     data = {
         "brittle_version": brittle.__version__,
-        "generator": {"path": str(generator), **_provenance(gen_meta)},
+        "generator": {"path": str(generator), **_provenance(gen_meta), **summary.as_json()},
         "model": str(model),
         "seed": seed,
         **found.as_json(),
@@ -114,9 +116,9 @@ def bound(
         "theorem3": checked3,
     }
     write_json(json_out, data)
-    page = render(found, str(model), str(generator), json_out.name, checked2, checked3)
-    write_text_atomic(html_out, page)
-    return BoundOutcome(found, checked2, checked3, json_out, html_out)
+    names = (str(model), str(generator), json_out.name)
+    write_text_atomic(html_out, render(found, summary, names, checked2, checked3))
+    return BoundOutcome(found, summary, checked2, checked3, json_out, html_out)
 
 
 def _provenance(meta: dict[str, Any]) -> dict[str, Any]:
@@ -175,14 +177,15 @@ def figures(found: BoundAnalysis) -> list[tuple[str, bytes]]:
 
 def render(
     found: BoundAnalysis,
-    model: str,
-    generator: str,
-    json_name: str,
+    summary: GeneratorSummary,
+    names: tuple[str, str, str],
     theorem2: dict[str, Any] | None = None,
     theorem3: dict[str, Any] | None = None,
 ) -> str:
-    """The HTML page of an analysis and the theorems' checks (figures embedded; user text
-    escaped)."""
+    """The HTML page of an analysis, the generator's summary and the theorems' checks
+    (figures embedded; user text escaped); ``names``: the model, the generator and the JSON
+    file, as the user gave them."""
+    model, generator, json_name = names
     env = Environment(
         loader=PackageLoader("brittle.report", "templates"),
         autoescape=select_autoescape(["html", "j2"]),
@@ -236,7 +239,11 @@ def render(
         warnings=warnings,
         methods=methods,
         lipschitz_text=_lipschitz_text(found.lipschitz_method),
-        figures=[(c, base64.b64encode(png).decode("ascii")) for c, png in figures(found)],
+        figures=[
+            (c, base64.b64encode(png).decode("ascii"))
+            for c, png in (*summary.figures, *figures(found))
+        ],
+        summary=summary,
         model_name=model,
         generator_name=generator,
         json_name=json_name,
