@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PEERS := torchattacks==3.5.1 foolbox==3.3.4 eagerpy==0.30.0 adversarial-robustness-toolbox==1.20.1 advertorch==0.2.3
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean browser
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; run 'make PYTHON=python3 ...'"; exit 1; }
@@ -25,7 +25,14 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 demo: $(VENV)/.installed
 	$(BIN)/brittle demo --out runs/demo
 
-test: $(VENV)/.installed-test
+# the report's browser test drives Debian's chromium; without root or apt it skips and says why
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
+	  echo "chromium could not be installed: the browser tests will be skipped"
+
+test: $(VENV)/.installed-test browser
 	BRITTLE_DATA=$${BRITTLE_DATA:-$(CURDIR)/../shared/data} $(BIN)/python -m pytest -n 2 -q
 
 lint: $(VENV)/.installed-test

@@ -12,7 +12,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 import brittle
-from brittle.bounds.analysis import DEFAULT_SAMPLES, BoundAnalysis, analyse
+from brittle.bounds.analysis import DEFAULT_SAMPLES, Bound, BoundAnalysis, analyse
 from brittle.bounds.plots import bound_cdf_plot, bound_vs_classes_plot
 from brittle.bounds.projected import theorem2_check
 from brittle.bounds.robustness import check_pair
@@ -193,18 +193,20 @@ def render(
     )
     est = found.estimates
     rows = [
-        _row("r_Z (latent)", est.latent, found.bound_latent.raw, found.bound_latent.normalised),
+        _row("r_Z (latent)", est.latent, found.bound_latent, "bound_latent_median", "median_r_z"),
         _row(
             "r_in (in-distribution)",
             est.in_distribution,
-            found.bound_input.raw,
-            found.bound_input.normalised,
+            found.bound_input,
+            "bound_input_median",
+            "median_r_in",
         ),
         _row(
             "r_unc (unconstrained)",
             est.unconstrained,
-            found.bound_input.raw,
-            found.bound_input.normalised,
+            found.bound_input,
+            "bound_input_median",
+            "median_r_unc",
         ),
     ]
     probs = found.probabilities
@@ -254,11 +256,14 @@ def render(
     )
 
 
-def _row(name: str, estimate: Any, bound: float, bound_normalised: float) -> dict[str, Any]:
+def _row(name: str, estimate: Any, bound: Bound, bound_key: str, median_key: str) -> dict[str, Any]:
+    """A line of the page's table; ``*_key``: where its numbers are in the JSON."""
     return {
         "name": name,
-        "bound": bound,
-        "bound_normalised": bound_normalised,
+        "bound": bound.raw,
+        "bound_normalised": bound.normalised,
+        "bound_key": bound_key,
+        "median_key": median_key,
         "raw": estimate.median,
         "normalised": estimate.normalised_median,
         "by": estimate.normalised_by,
