@@ -19,7 +19,6 @@ from brittle.data import load_dataset
 from brittle.generators import VAE, save_generator, train_generator
 from brittle.report.plots import to_png
 from brittle.reproduce.report import Figure, Reproduction, Row, write_reproduction
-
 from pagecheck import browser_path, check_page, json_at
 
 pytestmark = [
