@@ -24,6 +24,8 @@ SMALL: dict[str, dict[str, Any]] = {
     "deepfool": {"steps": 4, "candidates": 3},
     "simba": {"eps": 1.2, "max_queries": 40},
     "jsma": {"eps": 0.05, "theta": 0.5},
+    "apgd": {"eps": 0.12, "steps": 4},
+    "apgd-t": {"eps": 0.12, "steps": 4, "n_target_classes": 2},
 }
 """Parameters that make each registered attack quick on 8x8 digits. Fixed-budget budgets keep
 every point an attack queries within L2 distance 0.12 * 8 = 0.96 (Linf over 64 features) or

@@ -94,7 +94,8 @@ def test_interrupted_run_resumes_without_repeating_work(data, tmp_path: Path) ->
         _run(data, store, log, limit=3)
     assert log["calls"] == 3
     with ResultStore(path) as store:
-        assert len(store.done("k", EPS[0])) == 3 * BATCH  # the batch in flight was lost
+        (key,) = {row[0] for row in store.rows("SELECT attack FROM samples")}
+        assert len(store.done("k", key, EPS[0])) == 3 * BATCH  # the batch in flight was lost
 
     rest = {"calls": 0, "samples": 0}
     with ResultStore(path) as store:
@@ -136,17 +137,17 @@ def test_stored_summary_matches_the_direct_attack(data, tmp_path: Path) -> None:
     assert (kept.adversarial - kept.clean).abs().max() <= 0.2 + 1e-6
 
 
-def test_store_keeps_min_eps_and_upgrades_old_files(data, tmp_path: Path) -> None:
+def test_store_keeps_min_eps_and_refuses_old_files(data, tmp_path: Path) -> None:
     """Minimize's per-sample smallest eps (inf where not fooled) survives the store; a store
-    written before the column existed gets it, NULL in its old rows."""
+    of schema 1 (keyed by run_key, eps, idx) is refused, never upgraded nor changed."""
     from brittle.attacks.minimize import Minimize
 
     classifier, x, y = data
     result = Minimize(FGSM(0.5), high=0.5, tolerance=1e-2)(classifier, x[:8], y[:8])
     assert result.min_eps is not None
     with ResultStore(tmp_path / "m.sqlite") as store:
-        store.insert("a", 0.5, list(range(8)), result)
-        stored = store.result("a", 0.5).min_eps
+        store.insert("a", "m", 0.5, list(range(8)), result)
+        stored = store.result("a", "m", 0.5).min_eps
     assert stored is not None and torch.equal(stored, result.min_eps.double())
 
     old = tmp_path / "old.sqlite"
@@ -161,10 +162,10 @@ def test_store_keeps_min_eps_and_upgrades_old_files(data, tmp_path: Path) -> Non
         db.execute(
             "INSERT INTO samples VALUES ('a', 0.5, 0, 1, NULL, 1, 2, 1, 0.9, 0, 0, 0, 0, 1, 2)"
         )
-    with ResultStore(old) as store:
-        assert store.result("a", 0.5).min_eps is None
-        store.insert("a", 0.5, list(range(8)), result)
-        assert store.result("a", 0.5).min_eps is not None
+    before = old.read_bytes()
+    with pytest.raises(InputError, match="result store of schema 1"):
+        ResultStore(old)
+    assert old.read_bytes() == before
 
 
 def test_run_attack_in_batches_equals_one_batch(data) -> None:
@@ -194,11 +195,12 @@ def test_a_batch_is_stored_all_or_nothing(data, tmp_path: Path) -> None:
     result = FGSM(0.1)(classifier, x[:4], y[:4])
     with ResultStore(tmp_path / "t.sqlite") as store:
         with pytest.raises(InputError):
-            store.insert("k", 0.1, [0, 1, 2], result)
-        assert store.done("k", 0.1) == set()
-        store.insert("k", 0.1, [0, 1, 2, 3], result)
-        assert store.done("k", 0.1) == {0, 1, 2, 3}
-        assert store.done("k", 0.2) == set() and store.done("other", 0.1) == set()
+            store.insert("k", "a", 0.1, [0, 1, 2], result)
+        assert store.done("k", "a", 0.1) == set()
+        store.insert("k", "a", 0.1, [0, 1, 2, 3], result)
+        assert store.done("k", "a", 0.1) == {0, 1, 2, 3}
+        assert store.done("k", "a", 0.2) == set() and store.done("other", "a", 0.1) == set()
+        assert store.done("k", "b", 0.1) == set()
     with sqlite3.connect(tmp_path / "t.sqlite") as db:
         assert db.execute("SELECT COUNT(*) FROM samples").fetchone() == (4,)
 
@@ -286,8 +288,8 @@ def _rows(path: Path) -> list[tuple[Any, ...]]:
     """Every stored per-sample row but the timing, in key order."""
     with sqlite3.connect(path) as db:
         return db.execute(
-            "SELECT eps, idx, y, target, pred_clean, pred_adv, success, l0, l1, l2, linf, "
-            "gradients, queries FROM samples ORDER BY eps, idx"
+            "SELECT eps, sample_id, y, target, pred_clean, pred_adv, success, l0, l1, l2, linf, "
+            "gradients, queries FROM samples ORDER BY eps, sample_id"
         ).fetchall()
 
 
@@ -348,3 +350,80 @@ def test_the_report_shows_values_as_a_reader_expects(data, tmp_path: Path) -> No
     assert "channels: 16, 32" in body and ">no<" in body and ">none<" in body
     assert '<div class="scroll"><table>' in body and "overflow-x: auto" in html
     assert "non-finite outputs" in body
+
+
+def test_robust_accuracy_interval_is_clopper_pearson_on_the_counts(data, tmp_path: Path) -> None:
+    """The interval equals the exact binomial one, from the beta quantiles of the counts."""
+    from scipy.stats import beta
+
+    from brittle.eval import clopper_pearson
+
+    classifier, x, y = data
+    with ResultStore(tmp_path / "ci.sqlite") as store:
+        evaluation = evaluate(
+            classifier, FGSM, x, y, [0.0, 0.05, 0.3], batch_size=16, store=store,
+            run_key="r", progress=False,
+        )  # fmt: skip
+    for summary in evaluation.summaries:
+        k, n = summary["robust_count"], summary["n"]
+        assert k == round(summary["robust_accuracy"] * n)
+        low = beta.ppf(0.025, k, n - k + 1) if k > 0 else 0.0
+        high = beta.ppf(0.975, k + 1, n - k) if k < n else 1.0
+        assert summary["robust_ci_low"] == pytest.approx(low, abs=1e-9)
+        assert summary["robust_ci_high"] == pytest.approx(high, abs=1e-9)
+        assert summary["robust_ci_low"] <= summary["robust_accuracy"] <= summary["robust_ci_high"]
+    assert clopper_pearson(0, 0) != clopper_pearson(0, 0)  # nan: no samples, no interval
+    assert clopper_pearson(0, 10)[0] == 0.0 and clopper_pearson(10, 10)[1] == 1.0
+
+
+def test_the_worst_case_is_the_per_sample_or_over_the_attacks(data, tmp_path: Path) -> None:
+    """Broken in the worst case exactly when some attack broke the sample; the first attack
+    that did is named; each attack's own rows are kept; the counts add up."""
+    from dataclasses import replace
+
+    from brittle.eval.runner import WORST_CASE, single_plan
+
+    classifier, x, y = data
+    plans = [
+        single_plan(lambda e: FGSM(e), 0.1),
+        replace(single_plan(lambda e: PGD(e, steps=2), 0.1), label="pgd-2"),
+        replace(single_plan(lambda e: PGD(e, steps=10), 0.1), label="pgd-10"),
+    ]
+    ids = torch.arange(1000, 1000 + N)
+    with ResultStore(tmp_path / "w.sqlite") as store:
+        evaluation = evaluate(
+            classifier, plans, x, y, [0.02, 0.08], batch_size=9, store=store, run_key="r",
+            ids=ids, progress=False,
+        )  # fmt: skip
+        for i, eps in enumerate(evaluation.eps):
+            rows = [store.result("r", p.key, eps, ids.tolist()) for p in plans]
+            broken = torch.stack([r.correct_clean & (r.pred_adv != r.y) for r in rows])
+            case = evaluation.worst[i]
+            assert torch.equal(case.broken, broken)
+            assert torch.equal(case.robust, rows[0].correct_clean & ~broken.any(dim=0))
+            for j in range(N):
+                hit = [p.label for p, b in zip(plans, broken[:, j], strict=True) if b]
+                assert case.broken_by[j] == (hit[0] if hit else None)
+            summary = evaluation.summaries[i]
+            assert summary["attack"] == WORST_CASE
+            assert summary["robust_count"] == int(case.robust.sum())
+            assert sum(summary["broken_by"].values()) == int(broken.any(dim=0).sum())
+            alone = [int((broken[a] & (broken.sum(dim=0) == 1)).sum()) for a in range(3)]
+            assert list(summary["broken_alone"].values()) == alone
+            assert summary["gradient_evaluations"] == sum(int(r.gradients.sum()) for r in rows)
+            for p, r in zip(plans, rows, strict=True):
+                own = evaluation.per_attack[p.label][i]
+                assert own["robust_accuracy"] == pytest.approx(float(r.robust.float().mean()))
+                assert summary["robust_accuracy"] <= own["robust_accuracy"] + 1e-12
+    report = build_report(
+        evaluation,
+        threat=ThreatModel(eps=0.08),
+        model={"arch": "tiny"},
+        dataset={"name": "random", "split": "test", "n": N},
+        attack={"name": "worst case", "params": {}},
+    )
+    assert set(report["per_attack"]) == {p.label for p in plans}
+    assert report["results"][-1]["broken_by"] == evaluation.summaries[-1]["broken_by"]
+    assert report["confidence"]["level"] == 0.95
+    paths = write_report(tmp_path, report, evaluation, classes=["a", "b", "c", "d"])
+    assert json.loads(paths.json.read_text())["results"][0]["robust_ci_low"] is not None

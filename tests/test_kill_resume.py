@@ -16,8 +16,8 @@ from brittle.cli import main
 
 CLI = [sys.executable, "-c", "import sys; from brittle.cli import main; sys.exit(main())"]
 ROWS = (
-    "SELECT eps, idx, y, target, pred_clean, pred_adv, success, gradients, queries "
-    "FROM samples ORDER BY eps, idx"
+    "SELECT eps, sample_id, y, target, pred_clean, pred_adv, success, gradients, queries "
+    "FROM samples ORDER BY eps, sample_id"
 )
 
 

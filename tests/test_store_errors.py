@@ -41,17 +41,17 @@ def batches() -> list[Batch]:
 
 def _store_all(store: ResultStore, batches: list[Batch], key: str = "k", eps: float = EPS) -> int:
     """Store the batches not stored yet, as a rerun of the evaluation does; return how many."""
-    done = store.done(key, eps)
+    done = store.done(key, "fgsm", eps)
     todo = [b for b in batches if not set(b[0]) <= done]
     for index, result, x in todo:
-        store.insert(key, eps, index, result, x=x, examples=N)
+        store.insert(key, "fgsm", eps, index, result, x=x, keep=range(N))
     return len(todo)
 
 
 def _content(path: Path) -> tuple[list[tuple[Any, ...]], int, int]:
     """The stored samples, the number of batches and of examples, read by another connection."""
     with closing(sqlite3.connect(path)) as db:
-        samples = db.execute("SELECT * FROM samples ORDER BY run_key, eps, idx").fetchall()
+        samples = db.execute("SELECT * FROM samples ORDER BY run, eps, sample_id").fetchall()
         (n_batches,) = db.execute("SELECT COUNT(*) FROM batches").fetchone()
         (n_examples,) = db.execute("SELECT COUNT(*) FROM examples").fetchone()
     return samples, n_batches, n_examples
@@ -104,7 +104,7 @@ def test_a_full_disk_keeps_the_committed_batches_and_a_rerun_completes(
         store._db.execute(f"PRAGMA max_page_count = {pages}")
         with pytest.raises(StorageError) as info:
             _store_all(store, batches)
-        assert store.done("k", EPS) == set(batches[0][0])
+        assert store.done("k", "fgsm", EPS) == set(batches[0][0])
     message = str(info.value)
     assert "\n" not in message and str(path) in message and "disk is full" in message
     assert "every batch committed before is kept" in message
@@ -179,7 +179,7 @@ def test_failed_reads_are_storage_errors(tmp_path: Path, batches: list[Batch]) -
         )
         for read in (store.done, store.examples):
             with pytest.raises(StorageError, match=r"cannot read the result store .* I/O error"):
-                read("k", EPS)
+                read("k", "fgsm", EPS)
         store._db = store._db._db  # type: ignore[attr-defined]
 
 

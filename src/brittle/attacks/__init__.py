@@ -1,5 +1,6 @@
 """Attacks: every one is called as ``attack(model, x, y, target=None, *, eps, ids, criterion)``."""
 
+from .apgd import APGD, APGDT
 from .base import Attack, AttackRun, FixedBudgetAttack, MinimizationAttack
 from .cw import CarliniWagnerL2
 from .deepfool import DeepFool
@@ -14,6 +15,8 @@ from .simba import SimBA
 from .worst_case import Smallest, WorstCase
 
 __all__ = [
+    "APGD",
+    "APGDT",
     "BIM",
     "FGSM",
     "JSMA",

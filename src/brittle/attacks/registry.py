@@ -19,6 +19,8 @@ _PATHS: dict[str, str] = {
     "fgsm": "brittle.attacks.fgsm:FGSM",
     "bim": "brittle.attacks.iterative:BIM",
     "pgd": "brittle.attacks.iterative:PGD",
+    "apgd": "brittle.attacks.apgd:APGD",
+    "apgd-t": "brittle.attacks.apgd:APGDT",
     "mifgsm": "brittle.attacks.mifgsm:MIFGSM",
     "lbfgs": "brittle.attacks.lbfgs:LBFGS",
     "cw": "brittle.attacks.cw:CarliniWagnerL2",

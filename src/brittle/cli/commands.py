@@ -13,7 +13,7 @@ from typing import Any
 
 import brittle
 from brittle import tasks
-from brittle.attacks.registry import DEFAULT_EPS
+from brittle.attacks.registry import DEFAULT_EPS, attack_names
 from brittle.data import DATASET_NAMES
 from brittle.generators import GENERATORS
 from brittle.reproduce.report import show_value
@@ -90,27 +90,118 @@ def attack(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    """Evaluate an attack over budgets; write results.sqlite, report.json and report.html.
+    """Evaluate attacks over budgets; write results.sqlite, report.json and report.html.
 
-    Rerunning the same command resumes: samples already in results.sqlite are not attacked
-    again. The --out folder is locked while the evaluation runs: a second evaluation into
-    it is refused at once, with the pid, command and start time of the first.
+    One attack (--attack NAME), or several (--attack repeated, or --attacks A,B), each with
+    its own parameters as NAME:PARAM=VALUE:... (pgd:steps=40:restarts=2); the parameter
+    options (--steps 40) go to every listed attack that takes them. With several attacks
+    each budget's row is the per-sample worst case: a sample is broken when any attack breaks
+    it, and the table says which attack broke it first. Robust accuracy is printed with its
+    95% Clopper-Pearson interval.
+
+    Every per-sample result is stored as soon as its batch is done. Rerunning the same
+    command resumes, whatever the batch size: samples already in results.sqlite are not
+    attacked again; --resume DIR does the same with the options saved in DIR's store (only
+    --batch-size, --device and --export may be given; an option that contradicts the saved
+    ones is refused). The --out folder is locked while the evaluation runs: a second
+    evaluation into it is refused at once, with the pid, command and start time of the
+    first. --export also writes the tables (samples, worst_case, results) as CSV and JSON.
     """
-    try:
-        outcome = tasks.evaluate_model(
-            **target_request(args),
-            **attack_request(args),
-            **common_request(args),
-            out=args.out,
-            eps_list=args.eps,
-            progress=output.progress_bars(),
-            log=print,
+    given = _explicit(args)
+    folder = args.resume if args.resume is not None else args.out
+    if folder is None:
+        raise UsageError(
+            "give --out DIR (a new evaluation) or --resume DIR (see brittle evaluate --help)"
         )
+    if args.resume is not None and args.out is not None and args.out != args.resume:
+        raise UsageError(
+            "--resume DIR is the evaluation's folder: drop --out, or give the same DIR"
+        )
+    try:
+        if args.resume is not None:
+            outcome = tasks.resume_evaluation(
+                args.resume,
+                _evaluate_request(args, given),
+                batch_size=args.batch_size,
+                device=args.device,
+                export=args.export,
+                progress=output.progress_bars(),
+                log=print,
+            )
+        else:
+            outcome = tasks.evaluate_model(
+                **_evaluate_request(args, None),
+                device=args.device,
+                batch_size=args.batch_size,
+                out=args.out,
+                export=args.export,
+                progress=output.progress_bars(),
+                log=print,
+            )
     except KeyboardInterrupt:
-        output.print_interrupted(args.out / tasks.STORE_NAME)
+        output.print_interrupted(folder / tasks.STORE_NAME)
         return INTERRUPTED_EXIT
     output.print_report(outcome)
     return 0
+
+
+class _Unset:
+    """An option's default that was not given on the command line (for --resume)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+def _mark_defaults(parser: argparse.ArgumentParser) -> None:
+    """Wrap every default of ``parser`` in :class:`_Unset`, so that the handler knows which
+    options were given (argparse leaves a non-string default as it is)."""
+    for action in parser._actions:
+        if action.default not in (argparse.SUPPRESS, None) and action.dest != "help":
+            action.default = _Unset(action.default)
+
+
+def _explicit(args: argparse.Namespace) -> set[str]:
+    """The options given on the command line (a default of ``None`` counts as not given);
+    unwraps the others' defaults in ``args``."""
+    given = set()
+    for name, value in vars(args).items():
+        if isinstance(value, _Unset):
+            setattr(args, name, value.value)
+        elif value is not None:
+            given.add(name)
+    return given
+
+
+_OPTION_OF = {"attack_name": "attacks", "attacks": "attacks", "eps": "eps_list"}
+"""The keyword of :func:`brittle.tasks.evaluate_model` an evaluate option sets (the others:
+the same name; declared attack parameters: ``params``)."""
+
+
+def _evaluate_request(args: argparse.Namespace, given: set[str] | None) -> dict[str, Any]:
+    """The keyword arguments of ``evaluate_model`` (all of them, or with ``given`` only
+    those the command line stated, for --resume to check against the saved ones)."""
+    names = list(args.attack_name or []) + list(args.attacks or [])
+    request = {
+        **target_request(args),
+        **attack_request(argparse.Namespace(**{**vars(args), "attack_name": "fgsm"})),
+        "attacks": names or ["fgsm"],
+        "eps_list": args.eps,
+        "seed": args.seed,
+    }
+    del request["attack"], request["batch_size"]
+    if given is None:
+        return request
+    stated: dict[str, Any] = {}
+    for dest in given:
+        if dest.startswith(("param.", "search.")):
+            stated["params"] = request["params"]
+        elif dest in request or dest in _OPTION_OF:
+            name = _OPTION_OF.get(dest, dest)
+            stated[name] = request[name]
+    return stated
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -255,9 +346,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluating.add_argument(
         "--out",
         type=Path,
-        required=True,
         metavar="DIR",
-        help="Folder of results.sqlite and the report.",
+        help="Folder of results.sqlite and the report (one evaluated run per folder).",
+    )
+    evaluating.add_argument(
+        "--resume",
+        type=Path,
+        metavar="DIR",
+        help="Finish the evaluation in DIR with the options saved in its results.sqlite.",
+    )
+    evaluating.add_argument(
+        "--export",
+        action="store_true",
+        help="Also write the tables samples, worst_case and results as DIR/NAME.csv and "
+        "DIR/NAME.json.",
     )
     add_target(evaluating)
     budgets_help = ",".join(f"{e:g}" for e in tasks.DEFAULT_EPS_LIST)
@@ -270,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
             "help": f"Comma-separated budgets (default: {budgets_help}).",
         },
     )
+    _add_attack_list(evaluating)
 
     demoing.add_argument(
         "--out",
@@ -305,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     generator_training = _add_generator_commands(generating)
     bounding = add_command(commands, "bound", bound, "--generator G --model M --json OUT [options]")
     _add_bound_options(bounding)
+    comparing = add_command(commands, "compare", compare, "RUN1 RUN2 ... --out DIR")
+    _add_compare_options(comparing)
     for command in (
         training,
         attacking,
@@ -316,7 +421,59 @@ def build_parser() -> argparse.ArgumentParser:
         bounding,
     ):
         add_common(command)
+    _mark_defaults(evaluating)
     return parser
+
+
+def _add_attack_list(parser: argparse.ArgumentParser) -> None:
+    """Make ``--attack`` of ``evaluate`` repeatable and add ``--attacks A,B,...``."""
+    old = next(a for a in parser._actions if a.dest == "attack_name")
+    group = next(g for g in parser._action_groups if old in g._group_actions)
+    group.conflict_handler = "resolve"  # the new --attack replaces the one-attack option
+    item = "NAME or NAME:PARAM=VALUE:... (e.g. pgd:steps=40:restarts=2)"
+    group.add_argument(
+        "--attack",
+        dest="attack_name",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help=f"An attack: {item}; repeat it for several (default: fgsm). One of "
+        f"{', '.join(attack_names())}.",
+    )
+    group.add_argument(
+        "--attacks",
+        type=lambda text: [part.strip() for part in text.split(",") if part.strip()],
+        default=None,
+        metavar="A,B,...",
+        help=f"Several attacks, comma-separated, each {item}.",
+    )
+
+
+def compare(args: argparse.Namespace) -> int:
+    """Compare evaluated runs side by side: robust accuracy per eps, curves and agreement.
+
+    Each RUN is the --out folder of a `brittle evaluate`. Writes compare.json and
+    compare.html into --out: a table of robust accuracy per eps with its 95% Clopper-Pearson
+    interval, the robust-accuracy-versus-eps curves of every run, and for each pair of runs
+    the shares of samples broken by both, by one only, and by neither, on the sample ids and
+    budgets the runs share. Runs that share no sample id or no budget are refused.
+    """
+    outcome = tasks.compare(args.runs, out=args.out)
+    output.print_compare(outcome)
+    return 0
+
+
+def _add_compare_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "runs", type=Path, nargs="+", metavar="RUN", help="The --out folders of evaluations."
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="Folder of compare.json and compare.html.",
+    )
 
 
 def _add_bound_options(parser: argparse.ArgumentParser) -> None:

@@ -115,12 +115,87 @@ def _print_masking(check: dict[str, Any]) -> None:
 
 
 def print_report(outcome: tasks.EvaluateOutcome) -> None:
-    """The evaluation's threat model, per-budget table, warnings and files."""
+    """The evaluation's threat model, per-budget table (the worst case over the attacks when
+    there are several, then each attack's robust accuracy), warnings and files."""
     report = outcome.report
     print(f"threat model: {report['threat_model']['description']}")
-    _print_table(report["results"])
+    per_attack = report.get("per_attack", {})
+    if len(per_attack) > 1:
+        print(
+            f"worst case of {', '.join(per_attack)} (a sample is broken when any attack breaks "
+            "it; first: how many each attack broke first):"
+        )
+    _print_table(report["results"], several=len(per_attack) > 1)
+    if len(per_attack) > 1:
+        print("robust accuracy of each attack alone:")
+        _print_per_attack(report["results"], per_attack)
     print_warnings(report["warnings"])
-    _print_places(report=outcome.paths.html, json=outcome.paths.json, store=outcome.store)
+    places: dict[str, Path | None] = {
+        "report": outcome.paths.html,
+        "json": outcome.paths.json,
+        "store": outcome.store,
+    }
+    if outcome.exported:
+        places["tables"] = outcome.exported[0].parent
+    _print_places(**places)
+
+
+def _interval(row: dict[str, Any]) -> str:
+    """Robust accuracy's interval, ``[94.1, 97.3]`` (percent), n/a when undefined."""
+    low, high = row.get("robust_ci_low"), row.get("robust_ci_high")
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        return "n/a"
+    return f"[{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def _print_per_attack(
+    rows: Sequence[dict[str, Any]], per_attack: dict[str, list[dict[str, Any]]]
+) -> None:
+    heads = ["eps", *per_attack]
+    cells = [
+        [
+            fmt("eps", row["eps"]),
+            *(
+                f"{fmt('robust_accuracy', p[i]['robust_accuracy'])} {_interval(p[i])}"
+                for p in per_attack.values()
+            ),
+        ]
+        for i, row in enumerate(rows)
+    ]
+    _print_cells(heads, cells)
+
+
+def print_compare(outcome: tasks.CompareOutcome) -> None:
+    """The comparison: robust accuracy per run and eps on the shared samples, the per-pair
+    agreement, and the files written."""
+    content = outcome.content
+    eps = content["eps"]
+    print(
+        f"robust accuracy on the shared samples ({content['confidence']['method']} "
+        f"{fmt('success_rate', content['confidence']['level'])} intervals):"
+    )
+    heads = ["run", *(f"eps={e:g} ({content['shared_samples'][f'{e:g}']})" for e in eps)]
+    cells = [
+        [
+            run["name"],
+            *(
+                f"{fmt('robust_accuracy', row['shared_robust_accuracy'])} "
+                f"{_interval({'robust_ci_low': row['shared_ci_low'], 'robust_ci_high': row['shared_ci_high']})}"
+                for row in run["rows"]
+            ),
+        ]
+        for run in content["runs"]
+    ]
+    _print_cells(heads, cells)
+    print("broken in both / only the first / only the second / neither:")
+    for pair in content["agreement"]:
+        for row in pair["rows"]:
+            shares = " / ".join(
+                fmt("success_rate", row[k])
+                for k in ("both", "only_first", "only_second", "neither")
+            )
+            print(f"  {pair['first']} vs {pair['second']} at eps={row['eps']:g}: {shares}")
+    _print_places(json=outcome.json, html=outcome.html)
 
 
 def print_headline(outcome: tasks.EvaluateOutcome) -> None:
@@ -188,9 +263,25 @@ def print_warnings(warnings: Sequence[str]) -> None:
         print(f"warning: {warning}")
 
 
-def _print_table(rows: Sequence[dict[str, Any]]) -> None:
+def _print_table(rows: Sequence[dict[str, Any]], several: bool = False) -> None:
+    """The per-budget table: :data:`_TABLE`'s columns, robust accuracy's 95% interval after
+    it, and with ``several`` attacks how many samples each broke first."""
     keys, heads = list(_TABLE), list(_TABLE.values())
-    cells = [[fmt(k, row[k]) for k in keys] for row in rows]
+    at = keys.index("robust_accuracy") + 1
+    heads.insert(at, "95% CI")
+    cells = []
+    for row in rows:
+        cell = [fmt(k, row[k]) for k in keys]
+        cell.insert(at, _interval(row))
+        if several:
+            cell.append(", ".join(f"{k} {v}" for k, v in row["broken_by"].items()))
+        cells.append(cell)
+    if several:
+        heads.append("first")
+    _print_cells(heads, cells)
+
+
+def _print_cells(heads: Sequence[str], cells: Sequence[Sequence[str]]) -> None:
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
     print("  ".join(h.rjust(w) for h, w in zip(heads, widths, strict=True)))
     for c in cells:

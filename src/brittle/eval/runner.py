@@ -1,10 +1,13 @@
 """Running attacks over data sets in batches, and evaluations over several budgets that resume.
 
 :func:`run_attack` attacks a data set batch by batch and joins the results.
-:func:`evaluate` does so at each budget ``eps``, writes every batch to a
-:class:`~brittle.eval.store.ResultStore` as soon as it is done, skips the samples the store
-already holds, and summarises each budget from the stored rows only, so a resumed run
-reports exactly what an uninterrupted one would.
+:func:`evaluate` runs one attack, or a list of them (:class:`AttackPlan`), at each budget
+``eps``; writes every batch to a :class:`~brittle.eval.store.ResultStore` as soon as it is
+done, skips the samples the store already holds, and summarises each budget from the stored
+rows only, so a resumed run reports exactly what an uninterrupted one would. With several
+attacks, each budget is also summarised by the **worst case** per sample: a sample is broken
+when any attack broke it (the per-sample OR), and the report says which attack did first.
+Robust accuracy comes with its Clopper-Pearson interval (:func:`clopper_pearson`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -20,15 +23,51 @@ from torch import Tensor
 from tqdm import tqdm
 
 from brittle.attacks.base import Attack, TargetSpec, check_ids
+from brittle.attacks.registry import describe_attack
 from brittle.attacks.result import AttackResult
 from brittle.classifier import Classifier
 from brittle.errors import InputError
 from brittle.model import as_tensor
 
-from .store import ResultStore
+from .store import ResultStore, attack_key
 
 DEFAULT_EXAMPLES = 8
 """How many samples (the first ones) have their images kept for the report, per budget."""
+CONFIDENCE = 0.95
+"""The confidence level of the robust-accuracy intervals."""
+WORST_CASE = "worst case"
+"""The label of the per-sample worst case over an evaluation's attacks."""
+
+
+def clopper_pearson(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) interval of a proportion with ``k`` successes in ``n``
+    trials at ``confidence``; ``(nan, nan)`` when ``n`` is 0."""
+    if n == 0:
+        return float("nan"), float("nan")
+    from scipy.stats import binomtest
+
+    interval = binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="exact")
+    return float(interval.low), float(interval.high)
+
+
+@dataclass(frozen=True)
+class AttackPlan:
+    """One attack of an evaluation: its label, its spec (the store's key) and its builder.
+
+    ``build(eps)`` makes the attack at budget ``eps``; ``spec`` is JSON-ready and says what
+    the attack is without its budget (name, declared parameters, the targets), so that the
+    same spec means the same per-sample results; ``target`` is the targets it aims at.
+    """
+
+    label: str
+    spec: dict[str, Any]
+    build: Callable[[float], Attack]
+    target: TargetSpec = None
+
+    @property
+    def key(self) -> str:
+        """The attack's key in the store (:func:`~brittle.eval.store.attack_key`)."""
+        return attack_key(self.spec)
 
 
 @dataclass(frozen=True)
@@ -44,12 +83,32 @@ class Examples:
 
 
 @dataclass(frozen=True)
+class WorstCase:
+    """The worst case over the attacks at one budget, per sample (in evaluation order).
+
+    ``broken[a, i]``: attack ``a`` broke sample ``i`` (classified correctly before, not after);
+    ``robust[i]``: correctly classified and broken by none; ``broken_by[i]``: the label of the
+    first attack (in the evaluation's order) that broke it, ``None`` if none did.
+    """
+
+    ids: Tensor
+    correct_clean: Tensor
+    broken: Tensor
+    robust: Tensor
+    broken_by: list[str | None]
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """Per-budget summaries of one run, with the images kept for its report.
 
-    ``summaries[i]`` is :meth:`AttackResult.summary` of budget ``eps[i]`` computed from the
-    stored rows; ``reused`` counts the (budget, sample) pairs found in the store and
-    ``attacked`` those attacked by this call, which took ``seconds``.
+    ``summaries[i]`` summarises budget ``eps[i]`` from the stored rows: with one attack its
+    :meth:`AttackResult.summary`, with several the worst case over them; each has
+    ``robust_count`` and the Clopper-Pearson interval of robust accuracy (``robust_ci_low``,
+    ``robust_ci_high``, at :data:`CONFIDENCE`). ``per_attack[label][i]`` is each attack's own
+    summary, ``worst[i]`` the per-sample worst case. ``reused`` counts the (attack, budget,
+    sample) results found in the store and ``attacked`` those attacked by this call, which
+    took ``seconds``.
     """
 
     run_key: str
@@ -61,6 +120,11 @@ class Evaluation:
     reused: int
     attacked: int
     seconds: float
+    attacks: list[str] = field(default_factory=list)
+    per_attack: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    worst: list[WorstCase] = field(default_factory=list)
+    ids: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    keys: dict[str, str] = field(default_factory=dict)
 
 
 def _check_batch(x: Any, y: Any, batch_size: int) -> tuple[Tensor, Tensor]:
@@ -116,22 +180,22 @@ def run_attack(
     return AttackResult.concat(results)
 
 
-def _examples(store: ResultStore, key: str, eps: float, rows: AttackResult) -> Examples:
-    indices, clean, adversarial = store.examples(key, eps)
-    pick = torch.tensor(indices, dtype=torch.long)
-    return Examples(
-        indices=indices,
-        y=rows.y[pick],
-        pred_adv=rows.pred_adv[pick],
-        success=rows.success[pick],
-        clean=clean,
-        adversarial=adversarial,
-    )
+def single_plan(
+    attack_factory: Callable[[float], Attack], eps: float, target: TargetSpec = None
+) -> AttackPlan:
+    """The plan of one attack built by ``attack_factory(eps)``: labelled by the attack's
+    name, its spec the attack's declared parameters (of the attack at ``eps``) without the
+    budget, and the targets."""
+    probe = attack_factory(eps)
+    spec = describe_attack(probe)
+    spec["params"].pop("eps", None)
+    spec["target"] = target if isinstance(target, str) or target is None else "given"
+    return AttackPlan(label=probe.name, spec=spec, build=attack_factory, target=target)
 
 
 def evaluate(
     classifier: Classifier,
-    attack_factory: Callable[[float], Attack],
+    attacks: Callable[[float], Attack] | Sequence[AttackPlan],
     x: Tensor,
     y: Tensor,
     eps_list: Sequence[float],
@@ -144,51 +208,249 @@ def evaluate(
     progress: bool = True,
     examples: int = DEFAULT_EXAMPLES,
 ) -> Evaluation:
-    """Attack ``x`` at each budget in ``eps_list`` (sorted), resuming from ``store``.
+    """Attack ``x`` with each attack at each budget in ``eps_list`` (sorted), resuming.
 
-    ``attack_factory(eps)`` builds the attack of budget ``eps``; each call is also held to
+    ``attacks`` is one attack factory (``factory(eps)`` builds the attack of budget ``eps``;
+    ``target`` its targets) or a list of :class:`AttackPlan`. Each call is also held to
     ``eps``, so a minimal-perturbation attack counts as a success only within the budget.
-    Samples already stored under ``(run_key, eps)`` are not attacked again. Every batch is
-    stored as soon as it is done; the summaries are computed from the stored rows. ``ids``
-    seed the samples' random draws as in :func:`run_attack`, so a resumed run draws what an
-    uninterrupted one would.
+    Samples already stored under ``(run_key, attack, eps)`` are not attacked again. Every
+    batch is stored as soon as it is done (one transaction); the summaries are computed from
+    the stored rows. ``ids`` are the samples' ids in their data set (the store's key, unique;
+    default ``arange(len(x))``); they seed the samples' random draws as in
+    :func:`run_attack`, so a resumed run, whatever its batch size, draws what an
+    uninterrupted one would. The images of the first ``examples`` samples are kept.
     """
     x, y = _check_batch(x, y, batch_size)
     ids = check_ids(ids, len(x), x.device)
+    id_list = [int(i) for i in ids.tolist()]
+    if len(set(id_list)) != len(id_list):
+        raise InputError("the sample ids must be distinct: they key the per-sample results")
     budgets = sorted({float(e) for e in eps_list})
     if not budgets or any(not math.isfinite(e) or e < 0 for e in budgets):
         raise InputError(f"eps_list must hold finite budgets >= 0, got {list(eps_list)}")
-    attacks = {eps: attack_factory(eps) for eps in budgets}
-    pending = {eps: sorted(set(range(len(x))) - store.done(run_key, eps)) for eps in budgets}
+    plans = [single_plan(attacks, budgets[0], target)] if callable(attacks) else list(attacks)
+    if not plans:
+        raise InputError("give at least one attack to evaluate")
+    labels = [p.label for p in plans]
+    if len(set(labels)) != len(labels) or len({p.key for p in plans}) != len(plans):
+        raise InputError(f"each attack of an evaluation must be distinct, got {labels}")
+    keep = set(id_list[:examples])
+    pending: dict[tuple[int, float], list[int]] = {}
+    for eps in budgets:
+        for a, plan in enumerate(plans):
+            done = store.done(run_key, plan.key, eps)
+            pending[a, eps] = [i for i, sid in enumerate(id_list) if sid not in done]
     todo = sum(len(p) for p in pending.values())
     start = time.perf_counter()
     with tqdm(total=todo, desc="evaluate", unit="sample", disable=not progress) as bar:
         for eps in budgets:
-            attack = attacks[eps]
-            bar.set_postfix_str(f"{attack.name} eps={eps:g}")
-            for chunk in _chunks(pending[eps], batch_size):
-                index = torch.tensor(chunk, dtype=torch.long)
-                xb = x[index]
-                target_b = _batch_target(target, index)
-                result = attack(classifier, xb, y[index], target_b, eps=eps, ids=ids[index])
-                store.insert(run_key, eps, chunk, result, x=xb, examples=examples)
-                bar.update(len(chunk))
+            for a, plan in enumerate(plans):
+                if not pending[a, eps]:
+                    continue
+                attack = plan.build(eps)
+                bar.set_postfix_str(f"{plan.label} eps={eps:g}")
+                for chunk in _chunks(pending[a, eps], batch_size):
+                    index = torch.tensor(chunk, dtype=torch.long)
+                    xb = x[index]
+                    target_b = _batch_target(plan.target, index)
+                    result = attack(classifier, xb, y[index], target_b, eps=eps, ids=ids[index])
+                    chunk_ids = [id_list[i] for i in chunk]
+                    store.insert(
+                        run_key,
+                        plan.key,
+                        eps,
+                        chunk_ids,
+                        result,
+                        attack_name=plan.label,
+                        x=xb,
+                        keep=keep,
+                    )
+                    bar.update(len(chunk))
     seconds = time.perf_counter() - start
-    summaries, kept = [], []
-    for eps in budgets:
-        attack = attacks[eps]
-        rows = replace(store.result(run_key, eps), attack=attack.name, norm=attack.norm.value)
-        summaries.append(rows.summary())
-        kept.append(_examples(store, run_key, eps, rows))
-    first = attacks[budgets[0]]
-    return Evaluation(
-        run_key=run_key,
-        attack=first.name,
-        norm=first.norm.value,
-        eps=budgets,
-        summaries=summaries,
-        examples=kept,
-        reused=len(budgets) * len(x) - todo,
+    return summarise(
+        store,
+        run_key,
+        plans,
+        budgets,
+        id_list,
+        examples=examples,
+        reused=len(budgets) * len(plans) * len(x) - todo,
         attacked=todo,
         seconds=seconds,
     )
+
+
+def summarise(
+    store: ResultStore,
+    run_key: str,
+    plans: Sequence[AttackPlan],
+    budgets: Sequence[float],
+    ids: Sequence[int],
+    *,
+    examples: int = DEFAULT_EXAMPLES,
+    reused: int = 0,
+    attacked: int = 0,
+    seconds: float = 0.0,
+) -> Evaluation:
+    """The :class:`Evaluation` of the stored rows of ``plans`` at ``budgets`` on ``ids``."""
+    norms = {p.label: p.build(budgets[0]).norm.value for p in plans}
+    per_attack: dict[str, list[dict[str, Any]]] = {p.label: [] for p in plans}
+    summaries, kept, worst = [], [], []
+    for eps in budgets:
+        rows = [
+            replace(store.result(run_key, p.key, eps, ids), attack=p.label, norm=norms[p.label])
+            for p in plans
+        ]
+        for plan, result in zip(plans, rows, strict=True):
+            per_attack[plan.label].append(_with_interval(result.summary(), result.robust))
+        case, picked = worst_case(rows, [p.label for p in plans])
+        worst.append(case)
+        summaries.append(
+            _worst_summary(rows, case, picked) if len(plans) > 1 else per_attack[plans[0].label][-1]
+        )
+        kept.append(_examples(store, run_key, plans, eps, picked, case, ids[:examples]))
+    first = plans[0].label
+    return Evaluation(
+        run_key=run_key,
+        attack=first if len(plans) == 1 else " + ".join(p.label for p in plans),
+        norm=norms[first],
+        eps=list(budgets),
+        summaries=summaries,
+        examples=kept,
+        reused=reused,
+        attacked=attacked,
+        seconds=seconds,
+        attacks=[p.label for p in plans],
+        per_attack=per_attack,
+        worst=worst,
+        ids=torch.tensor(list(ids), dtype=torch.long),
+        keys={p.label: p.key for p in plans},
+    )
+
+
+def worst_case(results: Sequence[AttackResult], labels: Sequence[str]) -> tuple[WorstCase, Tensor]:
+    """The per-sample worst case over ``results`` (one per attack, rows in the same order),
+    and which result each sample's worst case is taken from.
+
+    A sample is broken by an attack when it was classified correctly before and is not after
+    (what robust accuracy counts); the worst case breaks it when any attack does (the OR over
+    the attacks), and its row is the first attack's that broke it (else the first that met
+    its goal, else the first attack's).
+    """
+    first = results[0]
+    correct = first.correct_clean
+    broken = torch.stack([correct & (r.pred_adv != r.y) for r in results])
+    success = torch.stack([r.success for r in results])
+    any_broken = broken.any(dim=0)
+    picked = torch.where(
+        any_broken,
+        broken.int().argmax(dim=0),
+        torch.where(success.any(dim=0), success.int().argmax(dim=0), 0),
+    )
+    broken_by = [labels[int(a)] if b else None for a, b in zip(picked, any_broken, strict=True)]
+    case = WorstCase(
+        ids=first.ids,
+        correct_clean=correct,
+        broken=broken,
+        robust=correct & ~any_broken,
+        broken_by=broken_by,
+    )
+    return case, picked
+
+
+def _pick(results: Sequence[AttackResult], picked: Tensor) -> AttackResult:
+    """Per sample, the row of ``results[picked[i]]``; the clean prediction of the first."""
+    rows = torch.arange(len(picked))
+    fields: dict[str, Any] = {}
+    for name in (
+        "success",
+        "pred_adv",
+        "confidence_adv",
+        "l0",
+        "l1",
+        "l2",
+        "linf",
+        "nonfinite",
+        "exhausted",
+    ):
+        fields[name] = torch.stack([getattr(r, name) for r in results])[picked, rows]
+    targets = [r.target for r in results]
+    if all(t is not None for t in targets):
+        fields["target"] = torch.stack(targets)[picked, rows]  # type: ignore[arg-type]
+    else:
+        fields["target"] = None
+    fields["min_eps"] = None
+    fields["gradients"] = torch.stack([r.gradients for r in results]).sum(dim=0)
+    fields["queries"] = torch.stack([r.queries for r in results]).sum(dim=0)
+    fields["verification_queries"] = torch.stack([r.verification_queries for r in results]).sum(
+        dim=0
+    )
+    fields["seconds"] = float(sum(r.seconds for r in results))
+    return replace(results[0], attack=WORST_CASE, **fields)
+
+
+def _with_interval(summary: dict[str, Any], robust: Tensor) -> dict[str, Any]:
+    """``summary`` with the robust count and the Clopper-Pearson interval of robust accuracy."""
+    k, n = int(robust.sum()), len(robust)
+    low, high = clopper_pearson(k, n)
+    return {**summary, "robust_count": k, "robust_ci_low": low, "robust_ci_high": high}
+
+
+def _worst_summary(
+    results: Sequence[AttackResult], case: WorstCase, picked: Tensor
+) -> dict[str, Any]:
+    """The summary of the worst case: the picked rows' numbers, every attack's cost, and how
+    many samples each attack broke first and alone."""
+    labels = [r.attack for r in results]
+    combined = _pick(results, picked)
+    summary = _with_interval(combined.summary(), case.robust)
+    first = {label: 0 for label in labels}
+    for label in case.broken_by:
+        if label is not None:
+            first[label] += 1
+    alone = case.broken & (case.broken.sum(dim=0, keepdim=True) == 1)
+    summary["broken_by"] = first
+    summary["broken_alone"] = {label: int(alone[a].sum()) for a, label in enumerate(labels)}
+    return summary
+
+
+def _examples(
+    store: ResultStore,
+    run_key: str,
+    plans: Sequence[AttackPlan],
+    eps: float,
+    picked: Tensor,
+    case: WorstCase,
+    kept_ids: Sequence[int],
+) -> Examples:
+    """The kept images at ``eps``: for each of the first samples, those of the attack its
+    worst case is taken from."""
+    images = [dict(_by_id(*store.examples(run_key, p.key, eps))) for p in plans]
+    position = {int(sid): i for i, sid in enumerate(case.ids.tolist())}
+    found = [sid for sid in kept_ids if all(sid in im for im in images)]
+    if not found:
+        return Examples(
+            [], torch.zeros(0), torch.zeros(0), torch.zeros(0), torch.zeros(0), torch.zeros(0)
+        )
+    rows = [position[sid] for sid in found]
+    chosen = [int(picked[i]) for i in rows]
+    results = [store.result(run_key, p.key, eps, found) for p in plans]
+    pick = torch.tensor(chosen)
+    cols = torch.arange(len(found))
+    pred_adv = torch.stack([r.pred_adv for r in results])[pick, cols]
+    success = torch.stack([r.success for r in results])[pick, cols]
+    clean = torch.stack([images[a][sid][0] for a, sid in zip(chosen, found, strict=True)])
+    adversarial = torch.stack([images[a][sid][1] for a, sid in zip(chosen, found, strict=True)])
+    return Examples(
+        indices=list(found),
+        y=results[0].y,
+        pred_adv=pred_adv,
+        success=success,
+        clean=clean,
+        adversarial=adversarial,
+    )
+
+
+def _by_id(ids: list[int], clean: Tensor, adversarial: Tensor) -> Iterator[tuple[int, Any]]:
+    for i, sid in enumerate(ids):
+        yield sid, (clean[i], adversarial[i])

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import brittle
-from brittle.eval.runner import Evaluation
+from brittle.eval.runner import CONFIDENCE, Evaluation
 from brittle.eval.sanity import sanity_warnings
 from brittle.files import write_text_atomic
 from brittle.metrics.masking import MaskingCheck
@@ -36,8 +36,15 @@ COLUMNS = (
     "nonfinite_outputs",
     "n",
     "seconds",
+    "robust_count",
+    "robust_ci_low",
+    "robust_ci_high",
 )
-"""The per-budget columns of the report's table, in order."""
+"""The per-budget columns of the report's table, in order (the last three: the number of
+robust samples and the Clopper-Pearson interval of robust accuracy, at ``confidence``)."""
+WORST_CASE_COLUMNS = ("broken_by", "broken_alone")
+"""The per-budget columns of the worst case over several attacks: how many samples each
+attack broke first (in the evaluation's order), and alone."""
 
 
 def threat_section(threat: ThreatModel, eps: list[float]) -> dict[str, Any]:
@@ -62,18 +69,36 @@ def build_report(
     dataset: dict[str, Any],
     attack: dict[str, Any],
     masking: MaskingCheck | None = None,
+    attacks: list[dict[str, Any]] | None = None,
+    run: dict[str, Any] | None = None,
+    store: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report of ``evaluation`` under ``threat``.
 
     ``model``, ``dataset`` and ``attack`` describe what was evaluated (checkpoint metadata,
-    data set name/split/size/seed, :func:`~brittle.attacks.registry.describe_attack`).
-    ``masking``, the gradient-masking check of a defended model, adds ``gradient_masking``
-    (its numbers) and its warnings after the sanity checks'; without it there is no such key.
+    data set name/split/size/seed, :func:`~brittle.attacks.registry.describe_attack`; with
+    several attacks, the worst case of them). ``results`` has one row per budget (the
+    worst case over the attacks when there are several, with ``broken_by`` and
+    ``broken_alone``), ``per_attack`` each attack's own rows, and every row the
+    Clopper-Pearson interval of robust accuracy at ``confidence``. ``attacks`` lists each
+    attack's label, store key and spec; ``run`` is the run's identity and ``store`` where the
+    per-sample results are. ``masking``, the gradient-masking check of a defended model,
+    adds ``gradient_masking`` (its numbers) and its warnings after the sanity checks';
+    without it there is no such key.
     """
+    several = len(evaluation.attacks) > 1
+    columns = (*COLUMNS, *WORST_CASE_COLUMNS) if several else COLUMNS
     rows = [
-        {key: s.get(key, e) for key in COLUMNS}
+        {key: s.get(key, e) for key in columns}
         for e, s in zip(evaluation.eps, evaluation.summaries, strict=True)
     ]
+    per_attack = {
+        label: [
+            {key: s.get(key, e) for key in COLUMNS}
+            for e, s in zip(evaluation.eps, summaries, strict=True)
+        ]
+        for label, summaries in evaluation.per_attack.items()
+    }
     report: dict[str, Any] = {
         "brittle_version": brittle.__version__,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -82,13 +107,18 @@ def build_report(
         "model": model,
         "dataset": dataset,
         "attack": attack,
+        "attacks": attacks or [],
+        "confidence": {"level": CONFIDENCE, "method": "Clopper-Pearson (exact binomial)"},
         "results": rows,
+        "per_attack": per_attack,
         "timing": {
             "attack_seconds": sum(float(s["seconds"]) for s in evaluation.summaries),
             "session_seconds": evaluation.seconds,
             "samples_reused": evaluation.reused,
             "samples_attacked": evaluation.attacked,
         },
+        "run": run or {},
+        "store": store or {},
         "warnings": sanity_warnings(evaluation.eps, evaluation.summaries),
     }
     if masking is not None:

@@ -12,8 +12,15 @@ from .adversary import TARGETS
 from .attack import AttackOutcome, attack, save_adversarial
 from .bound import BoundOutcome, bound
 from .common import DEFAULT_N, default_device, resolve_device
+from .compare import CompareOutcome, compare
 from .demo import DEMO_EPS, DEMO_LR, DEMO_TRAIN, demo
-from .evaluate import DEFAULT_EPS_LIST, STORE_NAME, EvaluateOutcome, evaluate_model
+from .evaluate import (
+    DEFAULT_EPS_LIST,
+    STORE_NAME,
+    EvaluateOutcome,
+    evaluate_model,
+    resume_evaluation,
+)
 from .generator import GeneratorOutcome, generator_train
 from .reproduce import REPRODUCTION_NAMES, ReproduceOutcome, reproduce
 from .train import Recipe, TrainOutcome, train, train_on
@@ -30,6 +37,7 @@ __all__ = [
     "TARGETS",
     "AttackOutcome",
     "BoundOutcome",
+    "CompareOutcome",
     "EvaluateOutcome",
     "GeneratorOutcome",
     "Recipe",
@@ -38,12 +46,14 @@ __all__ = [
     "TransferOutcome",
     "attack",
     "bound",
+    "compare",
     "default_device",
     "demo",
     "evaluate_model",
     "generator_train",
     "reproduce",
     "resolve_device",
+    "resume_evaluation",
     "save_adversarial",
     "train",
     "train_on",
