@@ -17,8 +17,10 @@ from brittle.attacks.base import AttackRun
 from brittle.attacks.fgsm import FGSM
 from brittle.attacks.iterative import PGD
 from brittle.errors import InputError
-from brittle.eval import ResultStore, evaluate, run_attack, run_key, sanity_warnings
-from brittle.eval.runner import Evaluation
+from brittle.eval import ResultStore, evaluate, run_attack, run_key
+from brittle.eval.probes import probe_checks
+from brittle.eval.runner import Evaluation, single_plan
+from brittle.eval.sanity import sweep_checks
 from brittle.report import build_report, write_report
 
 N, BATCH, EPS = 40, 8, [0.1, 0.3]
@@ -215,29 +217,35 @@ def _summary(robust: float, success: float) -> dict[str, float]:
     return {"robust_accuracy": robust, "success_rate": success}
 
 
+def _warnings(eps: list[float], rows: list[dict[str, Any]]) -> list[str]:
+    return [c.message for c in sweep_checks(eps, rows) if c.warned]
+
+
 def test_nonfinite_outputs_are_a_warning() -> None:
     rows = [
         {"robust_accuracy": 0.5, "success_rate": 1.0, "nonfinite_outputs": 0},
         {"robust_accuracy": 0.0, "success_rate": 1.0, "nonfinite_outputs": 3},
     ]
-    (warning,) = sanity_warnings([0.1, 0.2], rows)
+    (warning,) = _warnings([0.1, 0.2], rows)
     assert "NaN or inf outputs on 3" in warning and "eps=0.2" in warning
 
 
-def test_sanity_warnings() -> None:
-    assert sanity_warnings([0.1, 0.3], [_summary(0.5, 0.4), _summary(0.0, 1.0)]) == []
-    rising = sanity_warnings([0.1, 0.3], [_summary(0.2, 0.8), _summary(0.4, 1.0)])
+def test_the_sweep_checks_pass_or_warn_with_their_numbers() -> None:
+    checks = sweep_checks([0.1, 0.3], [_summary(0.5, 0.4), _summary(0.0, 1.0)])
+    assert [c.status for c in checks] == ["passed", "passed"]
+    assert checks[0].numbers == {"eps": [0.1, 0.3], "robust_accuracy": [0.5, 0.0]}
+    rising = _warnings([0.1, 0.3], [_summary(0.2, 0.8), _summary(0.4, 1.0)])
     assert len(rising) == 1 and "rises" in rising[0]
-    short = sanity_warnings([0.1, 0.3], [_summary(0.5, 0.4), _summary(0.3, 0.7)])
-    assert len(short) == 1 and "not 100%" in short[0]
 
 
 def test_report_files_have_the_numbers_and_the_warnings(data, tmp_path: Path) -> None:
     classifier, x, y = data
+    # one step of 1e-6 from the clean input: FGSM is stronger, and the check says so
+    plan = single_plan(lambda e: PGD(e, steps=1, step_size=1e-6, random_start=False), 0.01)
     with ResultStore(tmp_path / "results.sqlite") as store:
         evaluation = evaluate(
             classifier,
-            FGSM,
+            [plan],
             x,
             y,
             [0.01, 0.05],
@@ -247,12 +255,14 @@ def test_report_files_have_the_numbers_and_the_warnings(data, tmp_path: Path) ->
             progress=False,
         )
     threat = ThreatModel(eps=0.05)
+    checks = probe_checks(classifier, evaluation, [plan], x, y, torch.arange(N), goal=threat.goal)
     report = build_report(
         evaluation,
         threat=threat,
         model={"arch": "tiny"},
         dataset={"name": "random", "split": "test", "n": N},
         attack={"name": "FGSM", "params": {"norm": "linf"}},
+        checks=checks,
     )
     paths = write_report(tmp_path, report, evaluation, classes=["a", "b", "c", "d"])
     saved = json.loads(paths.json.read_text())
@@ -264,7 +274,11 @@ def test_report_files_have_the_numbers_and_the_warnings(data, tmp_path: Path) ->
     for key in ("clean_accuracy", "success_rate", "robust_accuracy", "mean_linf"):
         assert key in row
     assert row["robust_accuracy"] == pytest.approx(evaluation.summaries[-1]["robust_accuracy"])
-    assert saved["warnings"], "FGSM at eps=0.05 cannot fool every sample of this model"
+    single = next(c for c in saved["sanity_checks"] if c["name"] == "single_step")
+    assert single["status"] == "warning", "FGSM breaks what a step of 1e-6 cannot"
+    assert saved["warnings"] == [
+        c["message"] for c in saved["sanity_checks"] if c["status"] == "warning"
+    ]
     html = paths.html.read_text()
     assert "Warning:" in html and html.count("data:image/png;base64,") == 2
     assert threat.describe().replace("<", "&lt;") in html

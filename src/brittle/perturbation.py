@@ -36,6 +36,18 @@ def clip(x: Tensor, bounds: Bounds) -> Tensor:
     return x.clamp(low, high)
 
 
+def box_diameter(norm: Norm, bounds: tuple[float, float], features: int) -> float:
+    """The largest perturbation the box allows in ``norm``: the budget of an unbounded attack."""
+    width = bounds[1] - bounds[0]
+    sizes = {
+        Norm.LINF: width,
+        Norm.L2: width * features**0.5,
+        Norm.L1: width * features,
+        Norm.L0: 1.0,  # every feature
+    }
+    return sizes[norm]
+
+
 def max_features(fraction: float, num_features: int) -> int:
     """Number of features a budget of ``fraction`` of ``num_features`` allows (rounded down)."""
     return math.floor(fraction * num_features + _L0_ROUNDING_SLACK)

@@ -15,6 +15,7 @@ import brittle
 from brittle import tasks
 from brittle.attacks.registry import DEFAULT_EPS, attack_names
 from brittle.data import DATASET_NAMES
+from brittle.eval.suite import SUITES
 from brittle.generators import GENERATORS
 from brittle.reproduce.report import show_value
 
@@ -187,7 +188,9 @@ def _evaluate_request(args: argparse.Namespace, given: set[str] | None) -> dict[
     request = {
         **target_request(args),
         **attack_request(argparse.Namespace(**{**vars(args), "attack_name": "fgsm"})),
-        "attacks": names or ["fgsm"],
+        "attacks": names or (None if args.suite else ["fgsm"]),
+        "suite": args.suite,
+        "generator": args.generator,
         "eps_list": args.eps,
         "seed": args.seed,
     }
@@ -361,6 +364,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="Also write the tables samples, worst_case and results as DIR/NAME.csv and "
         "DIR/NAME.json.",
     )
+    evaluating.add_argument(
+        "--generator",
+        type=Path,
+        metavar="PATH",
+        help="A generator checkpoint (brittle generator train) of the data: the report adds, "
+        "per eps, the most robust accuracy any classifier can have on its data (Fawzi et al. "
+        "2018, Theorem 1).",
+    )
     add_target(evaluating)
     budgets_help = ",".join(f"{e:g}" for e in tasks.DEFAULT_EPS_LIST)
     add_attack_options(
@@ -446,6 +457,14 @@ def _add_attack_list(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="A,B,...",
         help=f"Several attacks, comma-separated, each {item}.",
+    )
+    group.add_argument(
+        "--suite",
+        choices=SUITES,
+        default=None,
+        help="A suite of attacks chosen from the threat model instead of --attack: standard "
+        "is APGD-CE, then APGD-T (DLR) and SimBA (score-based) on the samples still standing; "
+        "per sample the worst case (linf or l2, untargeted).",
     )
 
 

@@ -1,5 +1,6 @@
 """Evaluations over budgets that can stop and resume: per-sample store, runner, checks."""
 
+from .probes import probe_checks
 from .runner import (
     AttackPlan,
     Evaluation,
@@ -10,7 +11,7 @@ from .runner import (
     run_attack,
     worst_case,
 )
-from .sanity import sanity_warnings
+from .sanity import SanityCheck, sweep_checks
 from .store import SCHEMA_VERSION, ResultStore, attack_key, file_sha256, run_key
 
 __all__ = [
@@ -19,13 +20,15 @@ __all__ = [
     "Evaluation",
     "Examples",
     "ResultStore",
+    "SanityCheck",
     "WorstCase",
     "attack_key",
     "clopper_pearson",
     "evaluate",
     "file_sha256",
+    "probe_checks",
     "run_attack",
     "run_key",
-    "sanity_warnings",
+    "sweep_checks",
     "worst_case",
 ]

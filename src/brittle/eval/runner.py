@@ -63,6 +63,7 @@ class AttackPlan:
     spec: dict[str, Any]
     build: Callable[[float], Attack]
     target: TargetSpec = None
+    survivors_only: bool = False
 
     @property
     def key(self) -> str:
@@ -72,14 +73,33 @@ class AttackPlan:
 
 @dataclass(frozen=True)
 class Examples:
-    """The kept images of one budget: sample indices, labels, predictions and inputs."""
+    """The kept images of one budget: sample ids, labels, predictions with their softmax
+    confidences, and inputs. ``confidence_clean`` is NaN where the clean scores are not
+    known (:func:`summarise` reads the store only; :func:`evaluate` runs the model)."""
 
     indices: list[int]
     y: Tensor
+    pred_clean: Tensor
+    confidence_clean: Tensor
     pred_adv: Tensor
+    confidence_adv: Tensor
     success: Tensor
     clean: Tensor
     adversarial: Tensor
+
+    @staticmethod
+    def empty() -> Examples:
+        """No kept image."""
+        none = torch.zeros(0)
+        return Examples([], none, none, none, none, none, none, none, none)
+
+    def with_clean_scores(self, classifier: Classifier) -> Examples:
+        """These examples with the classifier's clean predictions and their confidences."""
+        if not self.indices:
+            return self
+        probs = classifier.predict_logits(self.clean).softmax(dim=1).cpu()
+        confidence, pred = probs.max(dim=1)
+        return replace(self, pred_clean=pred, confidence_clean=confidence)
 
 
 @dataclass(frozen=True)
@@ -108,7 +128,8 @@ class Evaluation:
     ``robust_ci_high``, at :data:`CONFIDENCE`). ``per_attack[label][i]`` is each attack's own
     summary, ``worst[i]`` the per-sample worst case. ``reused`` counts the (attack, budget,
     sample) results found in the store and ``attacked`` those attacked by this call, which
-    took ``seconds``.
+    took ``seconds``. ``y`` are the samples' labels (in ``ids``' order) and ``pred_adv[i]``
+    the predictions on the adversarial inputs at ``eps[i]`` (of the worst case).
     """
 
     run_key: str
@@ -125,6 +146,8 @@ class Evaluation:
     worst: list[WorstCase] = field(default_factory=list)
     ids: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     keys: dict[str, str] = field(default_factory=dict)
+    y: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    pred_adv: list[Tensor] = field(default_factory=list)
 
 
 def _check_batch(x: Any, y: Any, batch_size: int) -> tuple[Tensor, Tensor]:
@@ -234,17 +257,29 @@ def evaluate(
     labels = [p.label for p in plans]
     if len(set(labels)) != len(labels) or len({p.key for p in plans}) != len(plans):
         raise InputError(f"each attack of an evaluation must be distinct, got {labels}")
+    if plans[0].survivors_only:
+        raise InputError(
+            f"the first attack of an evaluation ({plans[0].label}) attacks every sample; only "
+            "later ones can attack the samples still standing"
+        )
     keep = set(id_list[:examples])
-    pending: dict[tuple[int, float], list[int]] = {}
-    for eps in budgets:
-        for a, plan in enumerate(plans):
-            done = store.done(run_key, plan.key, eps)
-            pending[a, eps] = [i for i, sid in enumerate(id_list) if sid not in done]
+    pending = {
+        (a, eps): _not_done(store.done(run_key, plan.key, eps), id_list)
+        for eps in budgets
+        for a, plan in enumerate(plans)
+    }
     todo = sum(len(p) for p in pending.values())
+    attacked = 0
     start = time.perf_counter()
     with tqdm(total=todo, desc="evaluate", unit="sample", disable=not progress) as bar:
         for eps in budgets:
             for a, plan in enumerate(plans):
+                if plan.survivors_only and pending[a, eps]:
+                    standing = _standing(store, run_key, plans[:a], eps, id_list)
+                    chosen = [i for i in pending[a, eps] if id_list[i] in standing]
+                    bar.total -= len(pending[a, eps]) - len(chosen)
+                    bar.refresh()
+                    pending[a, eps] = chosen
                 if not pending[a, eps]:
                     continue
                 attack = plan.build(eps)
@@ -265,19 +300,43 @@ def evaluate(
                         x=xb,
                         keep=keep,
                     )
+                    attacked += len(chunk)
                     bar.update(len(chunk))
     seconds = time.perf_counter() - start
-    return summarise(
+    held = sum(
+        len(store.done(run_key, p.key, eps) & set(id_list)) for p in plans for eps in budgets
+    )
+    evaluation = summarise(
         store,
         run_key,
         plans,
         budgets,
         id_list,
         examples=examples,
-        reused=len(budgets) * len(plans) * len(x) - todo,
-        attacked=todo,
+        reused=held - attacked,
+        attacked=attacked,
         seconds=seconds,
     )
+    kept = [ex.with_clean_scores(classifier) for ex in evaluation.examples]
+    return replace(evaluation, examples=kept)
+
+
+def _not_done(done: set[int], ids: Sequence[int]) -> list[int]:
+    """The positions of the ``ids`` that ``done`` does not hold."""
+    return [i for i, sid in enumerate(ids) if sid not in done]
+
+
+def _standing(
+    store: ResultStore, run_key: str, earlier: Sequence[AttackPlan], eps: float, ids: Sequence[int]
+) -> set[int]:
+    """The ids still standing at ``eps`` after the ``earlier`` attacks: classified correctly
+    and broken by none of them (each read on the samples it holds; rows it holds beyond
+    those it attacked here are of samples already fallen, so they change nothing)."""
+    standing = set(ids)
+    for plan in earlier:
+        done = store.done(run_key, plan.key, eps)
+        standing -= _fallen(store.result(run_key, plan.key, eps, [s for s in ids if s in done]))
+    return standing
 
 
 def summarise(
@@ -295,20 +354,28 @@ def summarise(
     """The :class:`Evaluation` of the stored rows of ``plans`` at ``budgets`` on ``ids``."""
     norms = {p.label: p.build(budgets[0]).norm.value for p in plans}
     per_attack: dict[str, list[dict[str, Any]]] = {p.label: [] for p in plans}
-    summaries, kept, worst = [], [], []
+    summaries, kept, worst, adversarial = [], [], [], []
     for eps in budgets:
-        rows = [
-            replace(store.result(run_key, p.key, eps, ids), attack=p.label, norm=norms[p.label])
-            for p in plans
-        ]
-        for plan, result in zip(plans, rows, strict=True):
+        own: list[AttackResult] = []
+        standing = set(ids)
+        for plan in plans:
+            wanted = [sid for sid in ids if sid in standing] if plan.survivors_only else ids
+            rows_of = store.result(run_key, plan.key, eps, wanted)
+            own.append(replace(rows_of, attack=plan.label, norm=norms[plan.label]))
+            standing -= _fallen(rows_of)
+        for plan, result in zip(plans, own, strict=True):
             per_attack[plan.label].append(_with_interval(result.summary(), result.robust))
+        rows = [own[0], *(_aligned(r, own[0], ids) for r in own[1:])]
         case, picked = worst_case(rows, [p.label for p in plans])
         worst.append(case)
+        combined = _pick(rows, picked) if len(plans) > 1 else rows[0]
+        adversarial.append(combined.pred_adv)
         summaries.append(
-            _worst_summary(rows, case, picked) if len(plans) > 1 else per_attack[plans[0].label][-1]
+            _worst_summary(rows, case, combined)
+            if len(plans) > 1
+            else per_attack[plans[0].label][-1]
         )
-        kept.append(_examples(store, run_key, plans, eps, picked, case, ids[:examples]))
+        kept.append(_examples(store, run_key, plans, eps, picked, combined, ids[:examples]))
     first = plans[0].label
     return Evaluation(
         run_key=run_key,
@@ -325,7 +392,51 @@ def summarise(
         worst=worst,
         ids=torch.tensor(list(ids), dtype=torch.long),
         keys={p.label: p.key for p in plans},
+        y=rows[0].y,
+        pred_adv=adversarial,
     )
+
+
+def _fallen(rows: AttackResult) -> set[int]:
+    """The ids of ``rows`` no longer standing: misclassified before or after the attack."""
+    down = ~rows.correct_clean | (rows.pred_adv != rows.y)
+    return {sid for sid, d in zip(rows.ids.tolist(), down.tolist(), strict=True) if d}
+
+
+def _aligned(result: AttackResult, base: AttackResult, ids: Sequence[int]) -> AttackResult:
+    """``result`` on every sample of ``base`` (whose ids are ``ids``), in its order: a
+    sample ``result`` does not hold (a survivors-only attack did not attack it) gets a row
+    that breaks nothing and costs nothing, so that it never counts in the worst case."""
+    if len(result) == len(base):
+        return result
+    held = {int(sid): i for i, sid in enumerate(result.ids.tolist())}
+    missing = torch.tensor([sid not in held for sid in ids], dtype=torch.bool)
+    skipped = base.select(missing)
+    k = len(skipped)
+    zero, none = torch.zeros(k), torch.zeros(k, dtype=torch.long)
+    filler = replace(
+        skipped,
+        success=torch.zeros(k, dtype=torch.bool),
+        pred_adv=skipped.y.clone(),
+        confidence_adv=torch.full((k,), float("nan")),
+        l0=zero,
+        l1=zero,
+        l2=zero,
+        linf=zero,
+        gradients=none,
+        queries=none,
+        verification_queries=none,
+        nonfinite=torch.zeros(k, dtype=torch.bool),
+        exhausted=torch.zeros(k, dtype=torch.bool),
+        target=None if result.target is None else torch.full((k,), -1, dtype=torch.long),
+        min_eps=None if result.min_eps is None else torch.full((k,), math.inf),
+        attack=result.attack,
+        norm=result.norm,
+        seconds=0.0,
+    )
+    joined = AttackResult.concat([result, filler])
+    position = {sid: i for i, sid in enumerate(joined.ids.tolist())}
+    return joined.select(torch.tensor([position[int(sid)] for sid in ids], dtype=torch.long))
 
 
 def worst_case(results: Sequence[AttackResult], labels: Sequence[str]) -> tuple[WorstCase, Tensor]:
@@ -397,12 +508,11 @@ def _with_interval(summary: dict[str, Any], robust: Tensor) -> dict[str, Any]:
 
 
 def _worst_summary(
-    results: Sequence[AttackResult], case: WorstCase, picked: Tensor
+    results: Sequence[AttackResult], case: WorstCase, combined: AttackResult
 ) -> dict[str, Any]:
-    """The summary of the worst case: the picked rows' numbers, every attack's cost, and how
-    many samples each attack broke first and alone."""
+    """The summary of the worst case (``combined``, the picked rows, with every attack's
+    cost): its numbers, and how many samples each attack broke first and alone."""
     labels = [r.attack for r in results]
-    combined = _pick(results, picked)
     summary = _with_interval(combined.summary(), case.robust)
     first = {label: 0 for label in labels}
     for label in case.broken_by:
@@ -420,34 +530,28 @@ def _examples(
     plans: Sequence[AttackPlan],
     eps: float,
     picked: Tensor,
-    case: WorstCase,
+    combined: AttackResult,
     kept_ids: Sequence[int],
 ) -> Examples:
     """The kept images at ``eps``: for each of the first samples, those of the attack its
-    worst case is taken from."""
+    worst case is taken from (``picked``; ``combined`` holds the picked rows)."""
     images = [dict(_by_id(*store.examples(run_key, p.key, eps))) for p in plans]
-    position = {int(sid): i for i, sid in enumerate(case.ids.tolist())}
-    found = [sid for sid in kept_ids if all(sid in im for im in images)]
+    position = {int(sid): i for i, sid in enumerate(combined.ids.tolist())}
+    found = [sid for sid in kept_ids if sid in images[int(picked[position[sid]])]]
     if not found:
-        return Examples(
-            [], torch.zeros(0), torch.zeros(0), torch.zeros(0), torch.zeros(0), torch.zeros(0)
-        )
-    rows = [position[sid] for sid in found]
-    chosen = [int(picked[i]) for i in rows]
-    results = [store.result(run_key, p.key, eps, found) for p in plans]
-    pick = torch.tensor(chosen)
-    cols = torch.arange(len(found))
-    pred_adv = torch.stack([r.pred_adv for r in results])[pick, cols]
-    success = torch.stack([r.success for r in results])[pick, cols]
-    clean = torch.stack([images[a][sid][0] for a, sid in zip(chosen, found, strict=True)])
-    adversarial = torch.stack([images[a][sid][1] for a, sid in zip(chosen, found, strict=True)])
+        return Examples.empty()
+    rows = torch.tensor([position[sid] for sid in found], dtype=torch.long)
+    chosen = [images[int(picked[i])][sid] for i, sid in zip(rows.tolist(), found, strict=True)]
     return Examples(
         indices=list(found),
-        y=results[0].y,
-        pred_adv=pred_adv,
-        success=success,
-        clean=clean,
-        adversarial=adversarial,
+        y=combined.y[rows],
+        pred_clean=combined.pred_clean[rows],
+        confidence_clean=torch.full((len(found),), float("nan")),
+        pred_adv=combined.pred_adv[rows],
+        confidence_adv=combined.confidence_adv[rows],
+        success=combined.success[rows],
+        clean=torch.stack([clean for clean, _ in chosen]),
+        adversarial=torch.stack([adv for _, adv in chosen]),
     )
 
 

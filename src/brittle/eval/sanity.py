@@ -1,53 +1,103 @@
-"""Sanity checks against gradient masking on an evaluation's numbers (SPEC section 4).
+"""Sanity checks against gradient masking (SPEC section 4), each passed or a warning.
 
-Athalye et al. (2018) list signs that an evaluation measures a masked gradient rather than
-robustness. The ones an epsilon sweep can show: robust accuracy that rises with the budget,
-and success that does not reach 100% as the budget grows. A failed check is returned as a
-warning for the report to show, never dropped.
+Athalye, Carlini & Wagner (2018) and Croce & Hein (2020, AutoAttack) list signs that an
+evaluation measures a masked gradient rather than robustness. Each check here is a
+:class:`SanityCheck`: passed, a warning with the numbers behind it and what to do, or not
+run with the reason. A warning is shown in the report, never dropped.
+
+This module holds the checks an epsilon sweep's numbers can answer: robust accuracy never
+rises with the budget, and the model's outputs stay finite. Those that query the model
+(iterative against single step, success at an unbounded budget, random noise, gradients,
+randomness, black box against white box) are in :mod:`brittle.eval.probes`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
+Status = Literal["passed", "warning", "not run"]
+PASSED: Status = "passed"
+WARNING: Status = "warning"
+NOT_RUN: Status = "not run"
 _TOLERANCE = 1e-9
 
 
-def sanity_warnings(eps: list[float], summaries: list[dict[str, Any]]) -> list[str]:
-    """Warnings for the per-budget ``summaries`` (ascending ``eps``); empty when all pass."""
-    warnings = []
-    robust = [s["robust_accuracy"] for s in summaries]
-    for i in range(1, len(eps)):
-        if robust[i] > robust[i - 1] + _TOLERANCE:
-            warnings.append(
-                f"robust accuracy rises from {robust[i - 1]:.1%} at eps={eps[i - 1]:g} to "
-                f"{robust[i]:.1%} at eps={eps[i]:g}: a larger budget should never help the "
-                "model. The attack is not finding the adversarial examples it should "
-                "(masked gradients, or too few steps); try an iterative attack such as PGD."
-            )
-    if summaries:
-        top = summaries[-1]["success_rate"]
-        if math.isnan(top):
-            warnings.append(
-                "the model classifies none of the evaluated samples correctly, so the attack's "
-                "success rate is undefined; check the model and the data set"
-            )
-        elif top < 1 - _TOLERANCE:
-            warnings.append(
-                f"success rate at the largest budget eps={eps[-1]:g} is {top:.1%}, not 100%. "
-                "Either the budget is still small for this model, or its gradients are masked "
-                "and the attack underestimates it; add larger budgets or try a stronger attack "
-                "(PGD with restarts)."
-            )
-    for e, s in zip(eps, summaries, strict=True):
-        if s.get("nonfinite_outputs"):
-            warnings.append(
-                f"the model returned NaN or inf outputs on {s['nonfinite_outputs']} of the "
-                f"adversarial inputs at eps={e:g}: they count as not robust (a non-finite "
-                "output is never a correct answer); check the model on such inputs"
-            )
-    return warnings
+@dataclass(frozen=True)
+class SanityCheck:
+    """One check: its id, a title saying what must hold, its status, a message (for a
+    warning: the numbers and what to do; for a check not run: why) and its numbers."""
+
+    name: str
+    title: str
+    status: Status
+    message: str
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def warned(self) -> bool:
+        return self.status == WARNING
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "status": self.status,
+            "message": self.message,
+            "numbers": self.numbers,
+        }
+
+
+def monotone_check(eps: list[float], summaries: list[dict[str, Any]]) -> SanityCheck:
+    """Robust accuracy never rises with the budget (``eps`` ascending): a larger budget
+    contains every perturbation of a smaller one, so a rise means the attack missed
+    adversarial examples it had found at the smaller budget."""
+    robust = [float(s["robust_accuracy"]) for s in summaries]
+    title = "Robust accuracy never rises as eps grows"
+    numbers = {"eps": list(eps), "robust_accuracy": robust}
+    rises = [i for i in range(1, len(eps)) if robust[i] > robust[i - 1] + _TOLERANCE]
+    if not rises:
+        return SanityCheck(
+            "monotone", title, PASSED, "robust accuracy falls or stays with eps", numbers
+        )
+    i = rises[0]
+    return SanityCheck(
+        "monotone",
+        title,
+        WARNING,
+        f"robust accuracy rises from {robust[i - 1]:.1%} at eps={eps[i - 1]:g} to "
+        f"{robust[i]:.1%} at eps={eps[i]:g}: a larger budget should never help the model. The "
+        "attack is not finding the adversarial examples it should (masked gradients, or too "
+        "few steps); try an iterative attack such as PGD or the standard suite.",
+        numbers,
+    )
+
+
+def finite_outputs_check(eps: list[float], summaries: list[dict[str, Any]]) -> SanityCheck:
+    """The model's outputs on the adversarial inputs are finite (a NaN or inf output counts
+    as not robust, but it is a fault of the model to report)."""
+    counts = [int(s.get("nonfinite_outputs") or 0) for s in summaries]
+    title = "Model outputs finite on the adversarial inputs"
+    numbers = {"eps": list(eps), "nonfinite_outputs": counts}
+    bad = [(e, c) for e, c in zip(eps, counts, strict=True) if c]
+    if not bad:
+        return SanityCheck("finite_outputs", title, PASSED, "every output is finite", numbers)
+    e, c = bad[0]
+    return SanityCheck(
+        "finite_outputs",
+        title,
+        WARNING,
+        f"the model returned NaN or inf outputs on {c} of the adversarial inputs at eps={e:g}: "
+        "they count as not robust (a non-finite output is never a correct answer); check the "
+        "model on such inputs",
+        numbers,
+    )
+
+
+def sweep_checks(eps: list[float], summaries: list[dict[str, Any]]) -> list[SanityCheck]:
+    """The checks of an epsilon sweep's per-budget ``summaries`` (ascending ``eps``)."""
+    return [monotone_check(eps, summaries), finite_outputs_check(eps, summaries)]
 
 
 def unbounded_failure_warnings(attack: str, success_rate: float) -> list[str]:

@@ -11,12 +11,17 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import platform
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 import brittle
 from brittle.eval.runner import CONFIDENCE, Evaluation
-from brittle.eval.sanity import sanity_warnings
+from brittle.eval.sanity import SanityCheck, sweep_checks
 from brittle.files import write_text_atomic
 from brittle.metrics.masking import MaskingCheck
 from brittle.threat import ThreatModel
@@ -72,6 +77,9 @@ def build_report(
     attacks: list[dict[str, Any]] | None = None,
     run: dict[str, Any] | None = None,
     store: dict[str, Any] | None = None,
+    checks: Sequence[SanityCheck] | None = None,
+    classes: Sequence[str] | None = None,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """The report of ``evaluation`` under ``threat``.
 
@@ -85,6 +93,13 @@ def build_report(
     per-sample results are. ``masking``, the gradient-masking check of a defended model,
     adds ``gradient_masking`` (its numbers) and its warnings after the sanity checks';
     without it there is no such key.
+
+    ``sanity_checks`` are ``checks`` (default: those of the sweep,
+    :func:`~brittle.eval.sanity.sweep_checks`), each passed, a warning or not run;
+    ``warnings`` holds the messages of those that warned, then any other warning.
+    ``confusion`` counts, at the largest budget, each (label, prediction on the adversarial
+    input) pair of the worst case, over ``classes`` (default: as many as the labels show);
+    ``environment`` is the versions and the ``device`` the numbers were computed with.
     """
     several = len(evaluation.attacks) > 1
     columns = (*COLUMNS, *WORST_CASE_COLUMNS) if several else COLUMNS
@@ -119,12 +134,44 @@ def build_report(
         },
         "run": run or {},
         "store": store or {},
-        "warnings": sanity_warnings(evaluation.eps, evaluation.summaries),
+        "environment": environment(device),
     }
+    if checks is None:
+        checks = sweep_checks(evaluation.eps, evaluation.summaries)
+    report["sanity_checks"] = [c.as_json() for c in checks]
+    report["warnings"] = [c.message for c in checks if c.warned]
+    if evaluation.pred_adv:
+        report["confusion"] = confusion(
+            evaluation.eps[-1], evaluation.y, evaluation.pred_adv[-1], classes
+        )
     if masking is not None:
         report["gradient_masking"] = masking.as_json()
         report["warnings"].extend(masking.warnings)
     return report
+
+
+def confusion(
+    eps: float, y: torch.Tensor, pred: torch.Tensor, classes: Sequence[str] | None
+) -> dict[str, Any]:
+    """The counts of (label, adversarial prediction) at budget ``eps``: ``matrix[i][j]``
+    samples of label ``i`` predicted ``j``."""
+    k = len(classes) if classes else int(max(int(y.max()), int(pred.max())) + 1)
+    counts = torch.bincount(y.long() * k + pred.long(), minlength=k * k).view(k, k)
+    names = list(classes) if classes else [str(i) for i in range(k)]
+    return {"eps": eps, "classes": names, "matrix": counts.tolist()}
+
+
+def environment(device: str | None = None) -> dict[str, Any]:
+    """The versions and the machine a report's numbers come from."""
+    return {
+        "brittle": brittle.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "device": device or "cpu",
+        "threads": torch.get_num_threads(),
+    }
 
 
 def finite(value: Any) -> Any:

@@ -21,7 +21,8 @@ from brittle.attacks.registry import accepted_parameters, attack_class, describe
 from brittle.criteria import TARGET_CHOICES
 from brittle.errors import InputError
 from brittle.eval.sanity import unbounded_failure_warnings
-from brittle.threat import Capability, Goal, Norm, ThreatModel
+from brittle.perturbation import box_diameter
+from brittle.threat import Capability, Goal, ThreatModel
 
 from .common import Target
 
@@ -44,18 +45,6 @@ def target_spec(targeted: bool, target: str | None) -> TargetSpec:
     if target not in TARGET_CHOICES:
         raise InputError(f"unknown target {target!r}: use one of {', '.join(TARGETS)}")
     return cast(TargetSpec, target)
-
-
-def box_diameter(norm: Norm, bounds: tuple[float, float], features: int) -> float:
-    """The largest perturbation the box allows in ``norm``: the budget of an unbounded attack."""
-    width = bounds[1] - bounds[0]
-    sizes = {
-        Norm.LINF: width,
-        Norm.L2: width * features**0.5,
-        Norm.L1: width * features,
-        Norm.L0: 1.0,  # every feature
-    }
-    return sizes[norm]
 
 
 def unbounded(attack: Attack, victim: Target) -> bool:

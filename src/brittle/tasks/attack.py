@@ -17,10 +17,11 @@ from brittle.eval.runner import run_attack
 from brittle.files import check_writable, write_atomic
 from brittle.metrics import source_target_matrices
 from brittle.metrics.masking import NORMS, MaskingCheck, gradient_masking_check
+from brittle.perturbation import box_diameter
 from brittle.report.content import threat_section, write_json
 from brittle.threat import Capability, Norm, ThreatModel
 
-from .adversary import EVERY_TARGET, box_diameter, prepare
+from .adversary import EVERY_TARGET, prepare
 from .common import Target, check_count, load_target
 
 MASKING_SAMPLES = 500

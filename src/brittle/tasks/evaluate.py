@@ -14,21 +14,26 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from brittle.attacks.base import Attack
 from brittle.attacks.registry import accepted_parameters, attack_class, minimize_parameters
+from brittle.bounds.accuracy import robust_accuracy_bound
 from brittle.data import load_dataset
 from brittle.errors import InputError
+from brittle.eval.probes import probe_checks
 from brittle.eval.runner import AttackPlan, Evaluation, evaluate
+from brittle.eval.sanity import sweep_checks
 from brittle.eval.store import SCHEMA_VERSION, ResultStore, run_key
+from brittle.eval.suite import suite_attacks
 from brittle.eval.tables import export_tables
 from brittle.files import check_writable
+from brittle.generators import load_generator
 from brittle.report.content import build_report
 from brittle.report.html import ReportPaths, write_report
-from brittle.threat import Capability, ThreatModel
+from brittle.threat import Capability, Goal, ThreatModel
 
 from .adversary import Adversary, prepare
 from .attack import defense_check
@@ -42,6 +47,8 @@ MNIST, in Linf)."""
 EVALUATION = ("evaluation", "evaluate")
 """The (kind, key) of the store's record of the evaluation's options (what ``--resume``
 reads)."""
+BOUND = "bound"
+"""The kind of the store's record of the bound on robust accuracy (key: the run)."""
 SUMMARY = "summary"
 """The kind of the store's record of a run's summary (key: the run)."""
 RESUME_FREE = frozenset({"batch_size", "device", "progress", "log", "export"})
@@ -65,15 +72,22 @@ class AttackItem:
     """One attack of an evaluation as asked for: its name, its own parameters, its label.
 
     From the text ``NAME[:PARAM=VALUE[:PARAM=VALUE...]]`` (``pgd:steps=40:restarts=2``) by
-    :func:`parse_attack`; the label is that text, normalised.
+    :func:`parse_attack`; the label is that text, normalised. ``survivors_only``: a suite's
+    attack that runs only on the samples its earlier attacks left standing.
     """
 
     name: str
     params: dict[str, Any]
     label: str
+    survivors_only: bool = False
 
     def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "params": self.params, "label": self.label}
+        return {
+            "name": self.name,
+            "params": self.params,
+            "label": self.label,
+            "survivors_only": self.survivors_only,
+        }
 
 
 def parse_attack(item: str | AttackItem | Mapping[str, Any]) -> AttackItem:
@@ -87,7 +101,12 @@ def parse_attack(item: str | AttackItem | Mapping[str, Any]) -> AttackItem:
     if isinstance(item, AttackItem):
         return item
     if isinstance(item, Mapping):
-        return AttackItem(str(item["name"]), dict(item.get("params") or {}), str(item["label"]))
+        return AttackItem(
+            str(item["name"]),
+            dict(item.get("params") or {}),
+            str(item["label"]),
+            bool(item.get("survivors_only", False)),
+        )
     name, *assignments = [part.strip() for part in str(item).split(":")]
     cls = attack_class(name)
     declared = {p.name: p for p in (*cls.params, *minimize_parameters())}
@@ -142,6 +161,8 @@ def evaluate_model(
     split: str = "test",
     attack: str = "fgsm",
     attacks: Sequence[str | AttackItem | Mapping[str, Any]] | None = None,
+    suite: str | None = None,
+    generator: str | Path | None = None,
     n: int | None = None,
     batch_size: int = 256,
     targeted: bool = False,
@@ -179,10 +200,18 @@ def evaluate_model(
     the same threat. Rerunning the same evaluation resumes it (``log`` says how much was
     found), whatever the batch size.
 
-    The report's warnings are the sanity checks of the sweep
-    (:func:`~brittle.eval.sanity.sanity_warnings`) and, for a minimal attack whose largest
-    budget is at least the box's diameter (no budget that binds), the warning that it left
-    correctly classified samples unbroken
+    ``suite`` (``"standard"``, :mod:`brittle.eval.suite`) replaces ``attacks``: the suite's
+    attacks for the stated threat, the later ones on the samples still standing, per sample
+    the worst case. ``generator``, a generator checkpoint of the data, adds ``bound`` to the
+    report: per budget the most robust accuracy any classifier can have on its data
+    (:func:`~brittle.bounds.accuracy.robust_accuracy_bound`), also kept in the store.
+
+    The report's ``sanity_checks`` are those of the sweep
+    (:func:`~brittle.eval.sanity.sweep_checks`) and those that query the model on the first
+    samples (:func:`~brittle.eval.probes.probe_checks`), each passed, a warning or not run;
+    its ``warnings`` are the messages of those that warned and, for a minimal attack whose
+    largest budget is at least the box's diameter (no budget that binds), the warning that it
+    left correctly classified samples unbroken
     (:func:`~brittle.eval.sanity.unbounded_failure_warnings`). A defended model (checkpoint
     metadata ``defense``) is also given a gradient-masking check on its first 500 samples
     at the largest budget of the first attack (:func:`~brittle.tasks.attack.defense_check`):
@@ -192,7 +221,10 @@ def evaluate_model(
     if not eps_list:
         raise InputError("give at least one budget in eps_list (e.g. --eps 0.1,0.2,0.3)")
     check_count(n, "--n")
-    items = [parse_attack(a) for a in (attacks if attacks else [attack])]
+    if suite is not None:
+        items = _suite_items(suite, attacks, params, threat, capability, targeted, target, minimize)
+    else:
+        items = [parse_attack(a) for a in (attacks if attacks else [attack])]
     labels = [item.label for item in items]
     if len(set(labels)) != len(labels):
         raise InputError(f"an attack is listed twice: {', '.join(labels)}")
@@ -206,6 +238,8 @@ def evaluate_model(
         "split": split,
         "n": n,
         "attacks": [item.as_json() for item in items],
+        "suite": suite,
+        "generator": None if generator is None else str(generator),
         "params": dict(params or {}),
         "eps_list": sorted({float(e) for e in eps_list}),
         "targeted": targeted,
@@ -237,6 +271,7 @@ def evaluate_model(
                 spec=adversary.describe(attack_at_max),
                 build=adversary.attack,
                 target=adversary.target,
+                survivors_only=item.survivors_only,
             )
             for item, (adversary, attack_at_max) in zip(items, built, strict=True)
         ]
@@ -263,12 +298,27 @@ def evaluate_model(
                 progress=progress,
             )
             masking = defense_check(victim, first_attack, batch_size, seed)
+            checks = [
+                *sweep_checks(evaluation.eps, evaluation.summaries),
+                *probe_checks(
+                    victim.classifier,
+                    evaluation,
+                    plans,
+                    victim.data.x,
+                    victim.data.y,
+                    victim.data.ids,
+                    goal=first.threat.goal,
+                    seed=seed,
+                    batch_size=batch_size,
+                ),
+            ]
             model_info = {k: v for k, v in victim.meta.items() if k != "classes"}
             if len(plans) == 1:
                 attack_info = plans[0].spec
             else:
                 attack_info = {
-                    "name": f"worst case of {', '.join(labels)}",
+                    "name": (f"{suite} suite: " if suite else "")
+                    + f"worst case of {', '.join(item.label for item in items)}",
                     "params": {plan.label: plan.spec["params"] for plan in plans},
                 }
             report = build_report(
@@ -278,13 +328,22 @@ def evaluate_model(
                 dataset=data_info,
                 attack=attack_info,
                 masking=masking,
-                attacks=[{"label": p.label, "key": p.key, **p.spec} for p in plans],
+                attacks=[
+                    {"label": p.label, "key": p.key, "survivors_only": p.survivors_only, **p.spec}
+                    for p in plans
+                ],
                 run=identity,
                 store={"path": str(store_path), "schema_version": SCHEMA_VERSION},
+                checks=checks,
+                classes=victim.data.classes,
+                device=str(victim.classifier.device),
             )
             for plan, (adversary, attack_at_max) in zip(plans, built, strict=True):
                 top = evaluation.per_attack[plan.label][-1]["success_rate"]
                 report["warnings"].extend(adversary.failure_warnings(attack_at_max, victim, top))
+            if generator is not None:
+                report["bound"] = _bound(generator, victim, evaluation, first.threat, seed)
+                store.put_record(BOUND, key, report["bound"])
             store.put_record(SUMMARY, key, _summary_record(report))
             exported = export_tables(store, evaluation, out) if export else ()
         paths = write_report(out, report, evaluation, victim.data.classes)
@@ -334,6 +393,8 @@ def resume_evaluation(
                 f"({flag} {_shown(name, options[name])}); drop it to resume, or evaluate into "
                 "a new --out"
             )
+    if options.get("suite"):
+        options["attacks"] = None
     threat = options.pop("threat")
     capability = Capability[str(options.pop("capability")).upper()]
     log(f"resuming the evaluation saved in {path}")
@@ -358,7 +419,7 @@ def _normal(name: str, value: Any) -> Any:
         return [parse_attack(a).as_json() for a in value]
     if name == "capability":
         return value.name.lower() if isinstance(value, Capability) else str(value).lower()
-    if name in ("model", "data_dir") and value is not None:
+    if name in ("model", "data_dir", "generator") and value is not None:
         return str(value)
     if name == "params":
         return {k: v for k, v in dict(value or {}).items() if v is not None}
@@ -372,6 +433,60 @@ def _shown(name: str, value: Any) -> str:
     if name == "eps_list":
         return ",".join(f"{e:g}" for e in value)
     return "(not given)" if value is None else str(value)
+
+
+def _bound(
+    generator: str | Path,
+    victim: Target,
+    evaluation: Evaluation,
+    threat: ThreatModel,
+    seed: int,
+) -> dict[str, Any]:
+    """The bound on robust accuracy at each budget on ``generator``'s data
+    (:func:`~brittle.bounds.accuracy.robust_accuracy_bound`), with the checkpoint's path."""
+    gen, meta = load_generator(generator, victim.classifier.device)
+    found = robust_accuracy_bound(victim.classifier, gen, evaluation.eps, threat.norm, seed=seed)
+    return {"generator": {"path": str(generator), **_generator_info(meta)}, **found}
+
+
+def _generator_info(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """What a report says of a generator checkpoint: its kind and what it was trained on."""
+    keys = ("arch", "latent_dim", "dataset", "epochs", "sha256")
+    return {k: meta[k] for k in keys if k in meta}
+
+
+def _suite_items(
+    suite: str,
+    attacks: Sequence[Any] | None,
+    params: Mapping[str, Any] | None,
+    threat: ThreatModel | None,
+    capability: Capability,
+    targeted: bool,
+    target: str | None,
+    minimize: bool,
+) -> list[AttackItem]:
+    """The attacks of ``suite`` (:func:`~brittle.eval.suite.suite_attacks`) for the threat
+    the options state; refused with a list of attacks, a targeted goal or ``minimize``."""
+    if attacks:
+        raise InputError("give either --suite or --attack, not both: a suite is its own attacks")
+    if (
+        targeted
+        or target is not None
+        or minimize
+        or (threat is not None and threat.goal is not Goal.UNTARGETED)
+    ):
+        raise InputError(
+            f"the {suite} suite is untargeted and of fixed budgets; drop --targeted, --target "
+            "and --minimize, or list the attacks with --attack"
+        )
+    norm = (params or {}).get("norm") or (threat.norm.value if threat else "linf")
+    granted = threat.capability if threat else capability
+    items = []
+    for member in suite_attacks(suite, norm, granted):
+        item = parse_attack(member.label)
+        params_in_norm = {**item.params, "norm": norm}
+        items.append(replace(item, params=params_in_norm, survivors_only=member.survivors_only))
+    return items
 
 
 def _threat_json(threat: ThreatModel) -> dict[str, Any]:

@@ -1,0 +1,378 @@
+"""Sanity checks that query the model, on the first samples of an evaluation.
+
+Athalye, Carlini & Wagner (2018, section 6) and Croce & Hein (2020) name the signs of an
+evaluation that measures a masked gradient, not robustness. Each is a
+:class:`~brittle.eval.sanity.SanityCheck` here, run on the first :data:`PROBE_SAMPLES` samples
+and compared with the evaluation's per-sample worst case on the same samples:
+
+- **iterative vs single step**: FGSM at each budget must not leave fewer samples robust than
+  the evaluation's attacks (an iterative attack can take FGSM's step first);
+- **unbounded budget**: the first attack at the box's diameter, where every input of the box
+  is allowed and so every sample can be misclassified, must succeed on all of them;
+- **random noise**: :data:`NOISE_DRAWS` uniform draws from the ball of the largest budget must
+  not leave fewer samples robust than the attacks;
+- **gradients**: the input gradient of the cross-entropy is finite, and vanishes on fewer
+  than :data:`VANISHING_SHARE` of the correctly classified samples;
+- **randomised model**: two forward passes on the same inputs give the same outputs (else
+  one gradient is one draw: the attack needs expectation over transformation);
+- **black box vs white box**: a gradient-free attack of the evaluation breaks no sample that
+  every gradient attack left standing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from brittle.attacks import FGSM
+from brittle.attacks.iterative import random_offset
+from brittle.classifier import Classifier
+from brittle.metrics.masking import input_gradient_norms
+from brittle.perturbation import box_diameter, clip
+from brittle.randomness import per_sample
+from brittle.threat import Capability, Goal, Norm
+
+from .runner import AttackPlan, Evaluation, run_attack
+from .sanity import NOT_RUN, PASSED, WARNING, SanityCheck
+
+PROBE_SAMPLES = 500
+"""How many samples (the first ones) the checks that query the model run on."""
+NOISE_DRAWS = 10
+"""Random draws per sample of the noise check."""
+VANISHING_GRADIENT = 1e-12
+"""A gradient has vanished when its L1 norm is at most this."""
+VANISHING_SHARE = 0.5
+"""Warn when the gradient has vanished on this share or more of the correct samples."""
+RANDOMNESS_TOLERANCE = 1e-4
+"""Two passes differ when a logit moves by more than this times (1 + its magnitude)."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the checks run on: the model, the first samples, the evaluation's plans and
+    goal, the norm, the seed and the batch size."""
+
+    classifier: Classifier
+    x: Tensor
+    y: Tensor
+    ids: Tensor
+    plans: Sequence[AttackPlan]
+    goal: Goal
+    norm: Norm
+    seed: int
+    batch_size: int
+
+    def robust(self, evaluation: Evaluation, i: int) -> Tensor:
+        """The evaluation's worst case at ``eps[i]`` on these samples: robust or not."""
+        return evaluation.worst[i].robust[: len(self.x)].cpu()
+
+
+def probe_checks(
+    classifier: Classifier,
+    evaluation: Evaluation,
+    plans: Sequence[AttackPlan],
+    x: Tensor,
+    y: Tensor,
+    ids: Tensor,
+    *,
+    goal: Goal,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> list[SanityCheck]:
+    """The checks above for ``evaluation`` of ``plans`` on ``x`` (the evaluated samples in
+    its order, labels ``y``, ids ``ids``) under ``goal``; each on the first samples."""
+    k = min(len(x), PROBE_SAMPLES)
+    probe = Probe(
+        classifier,
+        x[:k],
+        y[:k],
+        ids[:k],
+        plans,
+        goal,
+        Norm(evaluation.norm),
+        seed,
+        batch_size,
+    )
+    return [
+        single_step_check(probe, evaluation),
+        unbounded_check(probe),
+        noise_check(probe, evaluation),
+        gradient_check(probe),
+        randomness_check(probe),
+        black_box_check(evaluation, plans),
+    ]
+
+
+def single_step_check(probe: Probe, evaluation: Evaluation) -> SanityCheck:
+    """FGSM leaves at least as many of the probe's samples robust as the evaluation."""
+    name, title = "single_step", "Iterative attacks at least as strong as single-step FGSM"
+    if probe.goal is not Goal.UNTARGETED or probe.norm not in FGSM.norms:
+        return SanityCheck(
+            name,
+            title,
+            NOT_RUN,
+            f"FGSM is compared under an untargeted goal in {', '.join(sorted(n.value for n in FGSM.norms))}; "
+            f"this evaluation is {probe.goal.value} in {probe.norm.value}",
+        )
+    if all(plan.spec.get("name") == FGSM.name for plan in probe.plans):
+        return SanityCheck(name, title, NOT_RUN, "the evaluation's only attack is FGSM itself")
+    fgsm, attacks = [], []
+    for i, eps in enumerate(evaluation.eps):
+        result = run_attack(
+            probe.classifier,
+            FGSM(eps, probe.norm),
+            probe.x,
+            probe.y,
+            batch_size=probe.batch_size,
+            ids=probe.ids,
+            progress=False,
+        )
+        fgsm.append(int(result.robust.sum()))
+        attacks.append(int(probe.robust(evaluation, i).sum()))
+    numbers = {"n": len(probe.x), "eps": evaluation.eps, "robust_fgsm": fgsm, "robust": attacks}
+    worse = [(e, f, a) for e, f, a in zip(evaluation.eps, fgsm, attacks, strict=True) if f < a]
+    if not worse:
+        return SanityCheck(
+            name,
+            title,
+            PASSED,
+            f"on the first {len(probe.x)} samples FGSM leaves at least as many robust as the "
+            "evaluation's attacks at every eps",
+            numbers,
+        )
+    e, f, a = worse[0]
+    return SanityCheck(
+        name,
+        title,
+        WARNING,
+        f"at eps={e:g} FGSM leaves {f} of the first {len(probe.x)} samples robust, the "
+        f"evaluation's attacks {a}: a single step finds adversarial examples the iterative "
+        "attacks miss, the mark of a masked or noisy gradient (or of too small a step size). "
+        "Do not trust the evaluation's robust accuracy; try more restarts, the standard "
+        "suite, or a gradient-free attack.",
+        numbers,
+    )
+
+
+def unbounded_check(probe: Probe) -> SanityCheck:
+    """The first attack at the box's diameter succeeds on every correct sample of the probe."""
+    name, title = "unbounded", "Success reaches 100% as eps grows (at the box's diameter)"
+    low, high = probe.classifier.envelope()
+    features = probe.x[0].numel()
+    diameter = box_diameter(probe.norm, (low, high), features)
+    first = probe.plans[0]
+    attack = first.build(diameter)
+    result = run_attack(
+        probe.classifier,
+        attack,
+        probe.x,
+        probe.y,
+        batch_size=probe.batch_size,
+        target=first.target[: len(probe.x)] if isinstance(first.target, Tensor) else first.target,
+        eps=diameter,
+        ids=probe.ids,
+        progress=False,
+    )
+    correct = int(result.correct_clean.sum())
+    succeeded = int((result.success & result.correct_clean).sum())
+    numbers = {"attack": first.label, "eps": diameter, "correct": correct, "succeeded": succeeded}
+    if succeeded == correct:
+        return SanityCheck(
+            name,
+            title,
+            PASSED,
+            f"{first.label} at eps={diameter:g}, where every input of the box is allowed, "
+            f"succeeds on all {correct} correctly classified samples of the first "
+            f"{len(probe.x)}",
+            numbers,
+        )
+    return SanityCheck(
+        name,
+        title,
+        WARNING,
+        f"{first.label} at eps={diameter:g}, where every input of the box is allowed, "
+        f"succeeds on only {succeeded} of the {correct} correctly classified samples of the "
+        f"first {len(probe.x)}. Every one of them can be misclassified within that budget, so "
+        "the attack is too weak or its gradient is masked: its robust accuracy at smaller "
+        "budgets overstates the model. Give it more steps or restarts, or use the standard "
+        "suite.",
+        numbers,
+    )
+
+
+def noise_check(probe: Probe, evaluation: Evaluation) -> SanityCheck:
+    """Random noise in the ball of the largest budget leaves at least as many of the probe's
+    samples robust as the evaluation's attacks."""
+    name, title = "noise", "Random noise no stronger than the attacks"
+    if probe.norm not in (Norm.LINF, Norm.L2, Norm.L1):
+        return SanityCheck(
+            name, title, NOT_RUN, f"random noise is drawn in linf, l2 or l1, not {probe.norm.value}"
+        )
+    eps = evaluation.eps[-1]
+    shape = probe.x.shape[1:]
+    bounds = probe.classifier.envelope()
+    robust = probe.classifier.predict(probe.x).cpu() == probe.y.cpu()
+    for draw in range(NOISE_DRAWS):
+        offsets = per_sample(
+            probe.seed, probe.ids, ("noise", draw), random_offset(probe.norm, shape.numel())
+        )
+        noisy = clip(probe.x + eps * offsets.to(probe.x).view_as(probe.x), bounds)
+        robust &= probe.classifier.predict(noisy).cpu() == probe.y.cpu()
+    attacks = probe.robust(evaluation, len(evaluation.eps) - 1)
+    noise_only = int((attacks & ~robust).sum())
+    numbers = {
+        "n": len(probe.x),
+        "eps": eps,
+        "draws": NOISE_DRAWS,
+        "robust_noise": int(robust.sum()),
+        "robust": int(attacks.sum()),
+        "broken_by_noise_only": noise_only,
+    }
+    if int(robust.sum()) >= int(attacks.sum()):
+        return SanityCheck(
+            name,
+            title,
+            PASSED,
+            f"{NOISE_DRAWS} uniform draws from the ball at eps={eps:g} leave {int(robust.sum())} "
+            f"of the first {len(probe.x)} samples robust, the attacks {int(attacks.sum())}",
+            numbers,
+        )
+    return SanityCheck(
+        name,
+        title,
+        WARNING,
+        f"{NOISE_DRAWS} uniform draws from the ball at eps={eps:g} leave {int(robust.sum())} of "
+        f"the first {len(probe.x)} samples robust, the attacks {int(attacks.sum())} (noise "
+        f"alone breaks {noise_only} that the attacks left standing): random noise is stronger "
+        "than the attacks, which therefore follow a useless gradient. The evaluation "
+        "overstates robustness; use a gradient-free attack or the standard suite.",
+        numbers,
+    )
+
+
+def gradient_check(probe: Probe) -> SanityCheck:
+    """The cross-entropy's input gradient is finite, and vanishes on fewer than
+    :data:`VANISHING_SHARE` of the probe's correctly classified samples."""
+    name, title = "gradients", "Gradients finite and non-zero"
+    l1, _ = input_gradient_norms(probe.classifier, probe.x, probe.y, probe.batch_size)
+    l1 = l1.cpu()
+    correct = probe.classifier.predict(probe.x).cpu() == probe.y.cpu()
+    nonfinite = int((~torch.isfinite(l1)).sum())
+    vanished = int((correct & (l1 <= VANISHING_GRADIENT)).sum())
+    n_correct = int(correct.sum())
+    share = vanished / n_correct if n_correct else 0.0
+    numbers = {
+        "n": len(probe.x),
+        "correct": n_correct,
+        "nonfinite": nonfinite,
+        "vanished": vanished,
+        "vanishing_threshold": VANISHING_GRADIENT,
+    }
+    if nonfinite:
+        return SanityCheck(
+            name,
+            title,
+            WARNING,
+            f"the input gradient of the cross-entropy is NaN or inf on {nonfinite} of the first "
+            f"{len(probe.x)} samples: gradient attacks cannot follow it, and their failures "
+            "say nothing of robustness. Fix the model's numerics (a log of 0, a division), or "
+            "use a gradient-free attack.",
+            numbers,
+        )
+    if n_correct and share >= VANISHING_SHARE:
+        return SanityCheck(
+            name,
+            title,
+            WARNING,
+            f"the input gradient of the cross-entropy vanishes (L1 norm <= "
+            f"{VANISHING_GRADIENT:g}) on {vanished} of the {n_correct} correctly classified "
+            f"samples of the first {len(probe.x)}: a saturated softmax (distillation, a large "
+            "temperature) hides the gradient. Attack the logits (APGD-T with DLR, C&W) or use "
+            "the standard suite.",
+            numbers,
+        )
+    return SanityCheck(
+        name,
+        title,
+        PASSED,
+        f"finite on all of the first {len(probe.x)} samples; vanishing on {vanished} of the "
+        f"{n_correct} correctly classified",
+        numbers,
+    )
+
+
+def randomness_check(probe: Probe) -> SanityCheck:
+    """Two forward passes on the probe's inputs give the same logits."""
+    name, title = "deterministic", "Model deterministic (same outputs on two calls)"
+    first = probe.classifier.predict_logits(probe.x)
+    second = probe.classifier.predict_logits(probe.x)
+    moved = (first - second).abs() > RANDOMNESS_TOLERANCE * (1 + first.abs())
+    changed = int(moved.any(dim=1).sum())
+    flipped = int((first.argmax(1) != second.argmax(1)).sum())
+    numbers = {"n": len(probe.x), "outputs_changed": changed, "predictions_changed": flipped}
+    if not changed:
+        return SanityCheck(
+            name, title, PASSED, f"the same logits on all of the first {len(probe.x)}", numbers
+        )
+    return SanityCheck(
+        name,
+        title,
+        WARNING,
+        f"two calls on the same inputs give other logits on {changed} of the first "
+        f"{len(probe.x)} samples ({flipped} change their prediction): the model is randomised, "
+        "so each gradient is one draw and the attacks (and the robust accuracy) see one draw "
+        "per step. Attack the expectation over its randomness (EOT, Athalye et al. 2018) "
+        "before trusting these numbers.",
+        numbers,
+    )
+
+
+def black_box_check(evaluation: Evaluation, plans: Sequence[AttackPlan]) -> SanityCheck:
+    """No gradient-free attack breaks a sample that every gradient attack left standing."""
+    name, title = "black_box", "White box at least as strong as black box"
+    white = [
+        a
+        for a, p in enumerate(plans)
+        if p.build(evaluation.eps[0]).capability >= Capability.WHITE_BOX
+    ]
+    black = [a for a in range(len(plans)) if a not in white]
+    if not white or not black:
+        return SanityCheck(
+            name,
+            title,
+            NOT_RUN,
+            "needs a gradient attack and a gradient-free one in the evaluation (the standard "
+            "suite has both)",
+        )
+    only = [
+        int((case.broken[black].any(dim=0) & ~case.broken[white].any(dim=0)).sum())
+        for case in evaluation.worst
+    ]
+    numbers = {
+        "eps": evaluation.eps,
+        "white_box": [plans[a].label for a in white],
+        "black_box": [plans[a].label for a in black],
+        "broken_by_black_box_only": only,
+    }
+    if not any(only):
+        return SanityCheck(
+            name,
+            title,
+            PASSED,
+            "the gradient-free attacks break no sample that the gradient attacks left standing",
+            numbers,
+        )
+    i = next(i for i, c in enumerate(only) if c)
+    return SanityCheck(
+        name,
+        title,
+        WARNING,
+        f"at eps={evaluation.eps[i]:g} the gradient-free attacks break {only[i]} samples that "
+        "every gradient attack left standing: the gradient misleads the white-box attacks "
+        "(gradient masking). Read robustness from the worst case over all of them, and "
+        "suspect the defence.",
+        numbers,
+    )

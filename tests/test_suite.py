@@ -1,0 +1,161 @@
+"""The standard suite: APGD-CE on every sample, APGD-T and SimBA on the samples still
+standing; per sample the worst case, resumable like any evaluation."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from brittle import Classifier, tasks
+from brittle.errors import InputError
+from brittle.eval import ResultStore, evaluate
+from brittle.eval.runner import Evaluation
+from brittle.eval.suite import SCORE_QUERIES, standard_plans, suite_attacks
+from brittle.threat import Capability, Norm
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+N, EPS = 40, [0.1, 0.3]
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[Classifier, Tensor, Tensor]:
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, 4))
+    x = torch.rand(N, 1, 8, 8)
+    classifier = Classifier(module)
+    y = classifier.predict(x)
+    y[::5] = (y[::5] + 1) % 4  # a few samples the model gets wrong
+    return classifier, x, y
+
+
+def _suite(data: tuple[Classifier, Tensor, Tensor], path: Path, batch: int) -> Evaluation:
+    classifier, x, y = data
+    with ResultStore(path) as store:
+        return evaluate(
+            classifier,
+            standard_plans("linf"),
+            x,
+            y,
+            EPS,
+            batch_size=batch,
+            store=store,
+            run_key="r",
+            progress=False,
+        )
+
+
+def _rows(path: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as db:
+        return db.execute(
+            "SELECT attack, eps, sample_id, pred_adv, success, gradients, queries FROM samples "
+            "ORDER BY attack, eps, sample_id"
+        ).fetchall()
+
+
+def test_the_suite_follows_the_threat_model() -> None:
+    white = suite_attacks("standard", Norm.LINF, Capability.WHITE_BOX)
+    assert [a.name for a in white] == ["apgd", "apgd-t", "simba"]
+    assert [a.survivors_only for a in white] == [False, True, True]
+    assert white[2].params["max_queries"] == SCORE_QUERIES
+    (scores,) = suite_attacks("standard", "l2", Capability.ORACLE_SCORES)
+    assert scores.name == "simba" and not scores.survivors_only
+    for bad, words in (
+        (("standard", "l1", Capability.WHITE_BOX), "linf and l2"),
+        (("standard", "linf", Capability.ORACLE_LABELS), "score queries"),
+        (("strong", "linf", Capability.WHITE_BOX), "unknown suite"),
+    ):
+        with pytest.raises(InputError, match=words):
+            suite_attacks(*bad)
+
+
+def test_later_attacks_run_only_on_the_samples_still_standing(data, tmp_path: Path) -> None:
+    evaluation = _suite(data, tmp_path / "s.sqlite", batch=8)
+    labels = evaluation.attacks
+    rows = _rows(tmp_path / "s.sqlite")
+    for i, eps in enumerate(EPS):
+        case = evaluation.worst[i]
+        keys = evaluation.keys
+        attacked = {
+            label: {sid for a, e, sid, *_ in rows if a == keys[label] and e == eps}
+            for label in labels
+        }
+        assert len(attacked[labels[0]]) == N  # APGD-CE attacks every sample
+        standing = set(case.ids[case.correct_clean & ~case.broken[0]].tolist())
+        assert attacked[labels[1]] == standing  # APGD-T: what APGD-CE left standing
+        standing -= set(case.ids[case.broken[1]].tolist())
+        assert attacked[labels[2]] == standing  # SimBA: what both left standing
+        # the worst case is the per-sample OR, and each broken sample is named once
+        assert torch.equal(case.robust, case.correct_clean & ~case.broken.any(dim=0))
+        summary = evaluation.summaries[i]
+        broken = int((case.correct_clean & ~case.robust).sum())
+        assert sum(summary["broken_by"].values()) == broken
+        assert summary["robust_count"] == int(case.robust.sum())
+        assert evaluation.per_attack[labels[1]][i]["n"] == len(attacked[labels[1]])
+    top = evaluation.summaries[-1]
+    assert top["robust_accuracy"] <= evaluation.per_attack[labels[0]][-1]["robust_accuracy"]
+
+
+def test_a_suite_resumed_at_another_batch_size_stores_the_same_rows(data, tmp_path: Path) -> None:
+    whole = tmp_path / "whole.sqlite"
+    first = _suite(data, whole, batch=8)
+    cut = tmp_path / "cut.sqlite"
+    cut.write_bytes(whole.read_bytes())
+    first_key = first.keys[first.attacks[0]]
+    with sqlite3.connect(cut) as db:  # as if killed during APGD-CE at the largest budget
+        db.execute("DELETE FROM samples WHERE eps = ? AND attack != ?", (EPS[0], first_key))
+        db.execute("DELETE FROM samples WHERE eps = ? AND sample_id >= 20", (EPS[-1],))
+    assert len(_rows(cut)) < len(_rows(whole))
+    resumed = _suite(data, cut, batch=5)
+    assert _rows(cut) == _rows(whole)
+    untimed = [
+        [{k: v for k, v in s.items() if k != "seconds"} for s in e.summaries]
+        for e in (first, resumed)
+    ]
+    assert json.dumps(untimed[0]) == json.dumps(untimed[1])  # NaN equals NaN as text
+    assert resumed.attacked > 0 and first.reused == 0
+
+
+def test_evaluate_with_the_standard_suite_reports_and_resumes(tmp_path: Path) -> None:
+    model = tasks.train(dataset="digits", epochs=1, out=tmp_path / "m.pt", progress=False).path
+    outcome = tasks.evaluate_model(
+        model=model,
+        out=tmp_path / "ev",
+        dataset="digits",
+        suite="standard",
+        eps_list=[0.3],
+        n=24,
+        progress=False,
+    )
+    report = json.loads(outcome.paths.json.read_text())
+    assert [a["label"] for a in report["attacks"]] == [
+        "apgd:loss=ce",
+        "apgd-t",
+        f"simba:max_queries={SCORE_QUERIES}",
+    ]
+    assert [a["survivors_only"] for a in report["attacks"]] == [False, True, True]
+    names = {c["name"]: c["status"] for c in report["sanity_checks"]}
+    assert names["black_box"] in ("passed", "warning") and names["single_step"] != "not run"
+    again = tasks.resume_evaluation(tmp_path / "ev", {"suite": "standard"}, progress=False)
+    assert again.evaluation.attacked == 0
+    assert json.dumps(again.evaluation.summaries) == json.dumps(outcome.evaluation.summaries)
+    for bad, words in (
+        ({"attacks": ["fgsm"]}, "either --suite or --attack"),
+        ({"targeted": True}, "untargeted"),
+        ({"params": {"norm": "l1"}}, "linf and l2"),
+    ):
+        with pytest.raises(InputError, match=words):
+            tasks.evaluate_model(
+                model=model,
+                out=tmp_path / "bad",
+                dataset="digits",
+                suite="standard",
+                n=4,
+                progress=False,
+                **bad,
+            )
