@@ -20,6 +20,8 @@ from brittle.eval import ResultStore
 from brittle.generators import VAE, Generator, load_generator, save_generator, train_generator
 from brittle.models import load_classifier
 from brittle.tasks.evaluate import BOUND
+from pagecheck import browser_path, check_page
+from test_report_browser import assert_claims_match
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -84,3 +86,11 @@ def test_evaluate_reports_the_bound_and_keeps_it(files: tuple[Path, Path], tmp_p
     assert bound["generator"]["path"] == str(generator) and bound["norm"] == "linf"
     with ResultStore(outcome.store, create=False) as store:
         assert store.record(BOUND, report["run_key"]) == bound
+    if browser_path() is None:
+        pytest.skip("no Chromium to open the page in (the JSON is checked above)")
+    checks = check_page(outcome.paths.html)
+    for check in checks:
+        assert check.problems() == [], check.width
+        paths = {claim["path"] for claim in check.claims}
+        assert {"bound.rows.0.robust_accuracy_bound", "bound.rows.1.robust_accuracy_bound"} <= paths
+    assert_claims_match(checks, report)

@@ -280,7 +280,7 @@ def test_report_files_have_the_numbers_and_the_warnings(data, tmp_path: Path) ->
         c["message"] for c in saved["sanity_checks"] if c["status"] == "warning"
     ]
     html = paths.html.read_text()
-    assert "Warning:" in html and html.count("data:image/png;base64,") == 2
+    assert "Warning:" in html and html.count("data:image/png;base64,") == 3  # curves, grid, heatmap
     assert threat.describe().replace("<", "&lt;") in html
 
 

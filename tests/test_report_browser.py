@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +97,38 @@ def test_the_bound_page_reads_well_in_a_browser(tmp_path: Path) -> None:
         assert check.problems() == [], check.width
         assert len(check.images) == 5
     assert_claims_match(checks, json.loads(outcome.json.read_text()))
+
+
+def test_the_evaluate_page_reads_well_in_a_browser(tmp_path: Path) -> None:
+    """A real evaluation (two attacks, two budgets) of a model whose path needs escaping:
+    the page loads cleanly at every width, each figure decodes, and its numbers are the
+    JSON's."""
+    folder = tmp_path / "a<b>&c"
+    try:
+        folder.mkdir()
+    except OSError:  # a file system that refuses such names
+        folder = tmp_path / "plain"
+        folder.mkdir()
+    model = tasks.train(dataset="digits", epochs=1, out=folder / "m.pt", progress=False).path
+    outcome = tasks.evaluate_model(
+        model=model,
+        out=tmp_path / "ev",
+        dataset="digits",
+        eps_list=[0.1, 0.3],
+        attacks=["fgsm", "pgd:steps=5"],
+        n=64,
+        progress=False,
+    )
+    data = json.loads(outcome.paths.json.read_text())
+    page = outcome.paths.html.read_text()
+    if "<" in str(model):
+        assert str(model) not in page and escape(str(model), quote=False) in page
+    figures = 2 + ("confusion" in data)  # curves, image grid, and the heatmap when given
+    checks = check_page(outcome.paths.html)
+    for check in checks:
+        assert check.problems() == [], check.width
+        assert len(check.images) == figures and not check.broken_images
+        paths = {claim["path"] for claim in check.claims}
+        for key in ("robust_accuracy", "robust_ci_low", "robust_ci_high", "robust_count"):
+            assert {f"results.{i}.{key}" for i in range(2)} <= paths, key
+    assert_claims_match(checks, data)

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from brittle import Classifier, tasks
+from brittle.cli import main
 from brittle.errors import InputError
 from brittle.eval import ResultStore, evaluate
 from brittle.eval.runner import Evaluation
@@ -121,8 +122,13 @@ def test_a_suite_resumed_at_another_batch_size_stores_the_same_rows(data, tmp_pa
     assert resumed.attacked > 0 and first.reused == 0
 
 
-def test_evaluate_with_the_standard_suite_reports_and_resumes(tmp_path: Path) -> None:
-    model = tasks.train(dataset="digits", epochs=1, out=tmp_path / "m.pt", progress=False).path
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("model")
+    return tasks.train(dataset="digits", epochs=1, out=folder / "m.pt", progress=False).path
+
+
+def test_evaluate_with_the_standard_suite_reports_and_resumes(model: Path, tmp_path: Path) -> None:
     outcome = tasks.evaluate_model(
         model=model,
         out=tmp_path / "ev",
@@ -159,3 +165,15 @@ def test_evaluate_with_the_standard_suite_reports_and_resumes(tmp_path: Path) ->
                 progress=False,
                 **bad,
             )
+
+
+def test_the_command_line_runs_the_suite_and_refuses_it_with_attacks(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["evaluate", "--model", str(model), "--dataset", "digits", "--eps", "0.2", "--n", "8"]
+    assert main([*common, "--suite", "standard", "--out", str(tmp_path / "ev")]) == 0
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert report["attack"]["name"].startswith("standard suite: worst case of apgd:loss=ce")
+    bad = [*common, "--suite", "standard", "--attack", "fgsm", "--out", str(tmp_path / "b")]
+    assert main(bad) == 2
+    assert "either --suite or --attack" in capsys.readouterr().err

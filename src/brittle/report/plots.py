@@ -1,22 +1,33 @@
 """Figures of an evaluation, drawn with matplotlib's Agg canvas and returned as PNG bytes.
 
 Figures are built on :class:`matplotlib.figure.Figure` directly (no pyplot), so drawing
-never touches a global state or needs a display.
+never touches a global state or needs a display. The curves and the heatmap are drawn from
+the report's content (``report.json``, see :func:`~brittle.report.content.build_report`),
+so that they show exactly the numbers of its tables; the image grid from the kept images.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from brittle.eval.runner import Examples
 
 _DPI = 110
+_WORST = "#1b2a41"
+_SUCCEEDED = "#c0392b"
+_MISCLASSIFIED = "#b9770e"
+_PLAIN = "#333333"
+_MAX_ANNOTATED_CLASSES = 20
+_SHORT_TITLE = 10
+"""The longest image title head (``"label 7"``) that keeps its confidence on its line."""
 
 
 def to_png(fig: Figure) -> bytes:
@@ -27,22 +38,67 @@ def to_png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def accuracy_curve(eps: Sequence[float], summaries: Sequence[dict[str, Any]], title: str) -> bytes:
-    """Robust accuracy and success rate against the budget; eps = 0 is the clean accuracy."""
-    fig = Figure(figsize=(5.5, 3.6), layout="constrained")
-    ax = fig.add_subplot()
-    clean = float(np.nanmean([s["clean_accuracy"] for s in summaries]))
-    xs = [0.0, *eps]
-    robust = [clean, *(s["robust_accuracy"] for s in summaries)]
-    success = [s["success_rate"] for s in summaries]
-    ax.plot(xs, robust, marker="o", color="#1f5fa8", label="robust accuracy")
-    ax.plot(list(eps), success, marker="s", color="#c0392b", label="success rate (on correct)")
-    ax.set_xlabel("eps (budget)")
-    ax.set_ylabel("fraction")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="center right", fontsize=8)
+def _column(rows: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
+    """The ``key`` of each row as floats, NaN where it is missing or ``None``."""
+    values = [row.get(key) for row in rows]
+    return np.array([math.nan if v is None else float(v) for v in values], dtype=float)
+
+
+def _robust_line(
+    ax: Axes, rows: Sequence[Mapping[str, Any]], label: str, color: str, *, worst: bool
+) -> None:
+    """Robust accuracy of ``rows`` against eps (eps = 0: clean accuracy) with its interval:
+    thick with a band for the ``worst`` case, thin with error bars for one of the attacks."""
+    eps = _column(rows, "eps")
+    xs = np.concatenate([[0.0], eps])
+    clean = np.nanmean(_column(rows, "clean_accuracy"))
+    ys = np.concatenate([[clean], _column(rows, "robust_accuracy")])
+    low, high = _column(rows, "robust_ci_low"), _column(rows, "robust_ci_high")
+    if worst:
+        ax.plot(xs, ys, marker="o", color=color, linewidth=2.2, label=label, zorder=3)
+        ax.fill_between(eps, low, high, color=color, alpha=0.15, linewidth=0)
+    else:
+        ax.plot(xs, ys, marker="s", markersize=4, color=color, linewidth=1.2, label=label)
+        below, above = ys[1:] - low, high - ys[1:]
+        ax.errorbar(eps, ys[1:], yerr=[below, above], fmt="none", ecolor=color, capsize=3)
+
+
+def accuracy_curve(report: Mapping[str, Any]) -> bytes:
+    """Robust accuracy (left) and attack success rate (right) against the budget.
+
+    The worst case over the attacks (or the one attack) is drawn thick, with its
+    confidence interval as a band; with several attacks, each attack's own curve is drawn
+    thin, with its interval as error bars. Robust accuracy at eps = 0 is the clean accuracy.
+    """
+    per_attack: Mapping[str, Sequence[Mapping[str, Any]]] = report["per_attack"]
+    several = len(per_attack) > 1
+    fig = Figure(figsize=(9.5, 3.6), layout="constrained")
+    robust_ax, success_ax = fig.subplots(1, 2)
+    worst = "worst case" if several else str(report["attack"]["name"])
+    lines = [(worst, report["results"], _WORST, True)]
+    if several:
+        lines += [
+            (label, rows, f"C{i % 10}", False) for i, (label, rows) in enumerate(per_attack.items())
+        ]
+    for label, rows, color, is_worst in lines:
+        _robust_line(robust_ax, rows, label, color, worst=is_worst)
+        success_ax.plot(
+            _column(rows, "eps"),
+            _column(rows, "success_rate"),
+            marker="o" if is_worst else "s",
+            color=color,
+            linewidth=2.2 if is_worst else 1.2,
+            label=label,
+        )
+    level = float(report["confidence"]["level"])
+    robust_ax.set_title(f"robust accuracy ({100 * level:g}% interval)", fontsize=10)
+    robust_ax.set_ylabel("fraction of the evaluated samples")
+    success_ax.set_title("attack success (on correctly classified)", fontsize=10)
+    for ax in (robust_ax, success_ax):
+        ax.set_xlabel(f"eps ({report['threat_model']['norm']} budget)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
     return to_png(fig)
 
 
@@ -56,49 +112,120 @@ def _perturbation(array: np.ndarray) -> np.ndarray:
     return np.asarray(array.mean(axis=0))
 
 
+def _titled(head: str, confidence: float) -> str:
+    """``head`` and a softmax confidence: ``"pred 3, 87%"``, the confidence on its own line
+    when ``head`` is long (a long class name), ``head`` alone when it is not known (NaN)."""
+    if not math.isfinite(confidence):
+        return head
+    sep = ", " if len(head) <= _SHORT_TITLE else "\n"
+    return f"{head}{sep}{100 * confidence:.0f}%"
+
+
+def clean_title(label: str, pred: str, confidence: float) -> tuple[str, str]:
+    """The title of a clean image and its colour: the label and the confidence of the clean
+    prediction (``"label 7, 99%"``); when the model gets the clean input wrong, also its
+    prediction on a second line, in orange (``"label 7"`` over ``"pred 1, 60%"``)."""
+    if pred == label:
+        return _titled(f"label {label}", confidence), _PLAIN
+    return f"label {label}\n{_titled(f'pred {pred}', confidence)}", _MISCLASSIFIED
+
+
+def adversarial_title(pred: str, confidence: float, succeeded: bool) -> tuple[str, str]:
+    """The title of an adversarial image and its colour: the prediction and its confidence
+    (``"pred 3, 87%"``), red when the attack succeeded."""
+    return _titled(f"pred {pred}", confidence), _SUCCEEDED if succeeded else _PLAIN
+
+
 def example_grid(
     eps: Sequence[float], examples: Sequence[Examples], classes: Sequence[str]
 ) -> bytes | None:
     """Clean inputs, then per budget the adversarial inputs and their perturbations.
 
-    Perturbations are drawn with a diverging colormap (red: increase, blue: decrease),
-    amplified to the row's largest ``|delta|``, which the row's label states. Titles give the
-    prediction on the adversarial input, red when the attack succeeded. ``None`` when no
-    example was kept.
+    Titles give the label and the confidence of the clean prediction (orange, with the
+    prediction, when the clean input is already misclassified), and the prediction on the
+    adversarial input with its confidence (red when the attack succeeded). Perturbations
+    are drawn with a diverging colormap (red: increase, blue: decrease), magnified to the
+    row's largest ``|delta|``, which the row's label states. Each sample keeps its column
+    across the budgets. ``None`` when no example was kept.
     """
     if not examples or not examples[0].indices:
         return None
-    cols = len(examples[0].indices)
-    rows = 1 + 2 * len(eps)
-    fig = Figure(figsize=(1.1 * cols + 1.2, 1.3 * rows), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False)
     first = examples[0]
-    for j in range(cols):
-        ax = axes[0, j]
-        ax.imshow(_image(first.clean[j].numpy()), cmap="gray", vmin=0, vmax=1)
-        ax.set_title(f"label {classes[int(first.y[j])]}", fontsize=8)
-    axes[0, 0].set_ylabel("clean", fontsize=8)
-    for i, (e, ex) in enumerate(zip(eps, examples, strict=True)):
-        delta = (ex.adversarial - ex.clean).numpy()
-        scale = float(np.abs(delta).max()) or 1.0
-        adv_row, delta_row = axes[1 + 2 * i], axes[2 + 2 * i]
-        for j in range(min(cols, len(ex.indices))):
-            adv_row[j].imshow(_image(ex.adversarial[j].numpy()), cmap="gray", vmin=0, vmax=1)
-            won = bool(ex.success[j])
-            adv_row[j].set_title(
-                f"pred {classes[int(ex.pred_adv[j])]}",
-                fontsize=8,
-                color="#c0392b" if won else "#333333",
-            )
-            delta_row[j].imshow(_perturbation(delta[j]), cmap="RdBu_r", vmin=-scale, vmax=scale)
-        adv_row[0].set_ylabel(f"adversarial\neps={e:g}", fontsize=8)
-        delta_row[0].set_ylabel(f"perturbation\nscale ±{scale:.3g}", fontsize=8)
+    column = {sid: j for j, sid in enumerate(first.indices)}
+    cols, rows = len(first.indices), 1 + 2 * len(eps)
+    fig = Figure(figsize=(1.15 * cols + 1.3, 1.35 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
+    for j in range(cols):
+        axes[0, j].imshow(_image(first.clean[j].numpy()), cmap="gray", vmin=0, vmax=1)
+        title, color = clean_title(
+            classes[int(first.y[j])],
+            classes[int(first.pred_clean[j])],
+            float(first.confidence_clean[j]),
+        )
+        axes[0, j].set_title(title, fontsize=8, color=color)
+    axes[0, 0].set_ylabel("clean", fontsize=8)
+    for i, (e, ex) in enumerate(zip(eps, examples, strict=True)):
+        delta = (ex.adversarial - ex.clean).numpy()
+        scale = float(np.abs(delta).max(initial=0.0)) or 1.0
+        adv_row, delta_row = axes[1 + 2 * i], axes[2 + 2 * i]
+        for k, sid in enumerate(ex.indices):
+            if sid not in column:
+                continue
+            col = column[sid]
+            adv_row[col].imshow(_image(ex.adversarial[k].numpy()), cmap="gray", vmin=0, vmax=1)
+            title, color = adversarial_title(
+                classes[int(ex.pred_adv[k])], float(ex.confidence_adv[k]), bool(ex.success[k])
+            )
+            adv_row[col].set_title(title, fontsize=8, color=color)
+            delta_row[col].imshow(_perturbation(delta[k]), cmap="RdBu_r", vmin=-scale, vmax=scale)
+        adv_row[0].set_ylabel(f"adversarial\neps={e:g}", fontsize=8)
+        delta_row[0].set_ylabel(f"perturbation\nscale ±{scale:.3g}", fontsize=8)
     fig.suptitle(
-        "clean, adversarial (red title: attack succeeded) and perturbation "
-        "(red +, blue -, amplified to the stated scale)",
+        "clean (label, confidence), adversarial (prediction, confidence; red: attack succeeded) "
+        "and perturbation (red +, blue -, magnified to the stated scale)",
         fontsize=9,
     )
+    return to_png(fig)
+
+
+def confusion_heatmap(confusion: Mapping[str, Any]) -> bytes:
+    """The confusion matrix on the adversarial inputs as a heatmap with its counts.
+
+    Rows are the true labels, columns the predictions on the adversarial inputs at budget
+    ``confusion["eps"]`` (the worst case over the attacks); the diagonal holds the samples
+    still classified correctly. Counts are written in the cells up to
+    :data:`_MAX_ANNOTATED_CLASSES` classes.
+    """
+    classes = [str(c) for c in confusion["classes"]]
+    matrix = np.array(confusion["matrix"], dtype=float).reshape(len(classes), len(classes))
+    side = min(2.4 + 0.3 * len(classes), 10.0)
+    fig = Figure(figsize=(side + 1.2, side), layout="constrained")
+    ax = fig.add_subplot()
+    shown = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=max(float(matrix.max()), 1.0))
+    fig.colorbar(shown, ax=ax, shrink=0.8, label="samples")
+    ticks = range(len(classes))
+    ax.set_xticks(ticks, classes, rotation=90 if len(classes) > 10 else 0, fontsize=8)
+    ax.set_yticks(ticks, classes, fontsize=8)
+    ax.set_xlabel("prediction on the adversarial input")
+    ax.set_ylabel("true label")
+    ax.set_title(f"eps = {float(confusion['eps']):g}, worst case over the attacks", fontsize=10)
+    if len(classes) <= _MAX_ANNOTATED_CLASSES:
+        middle = matrix.max() / 2
+        for (row, col), count in np.ndenumerate(matrix):
+            if count:
+                color = "white" if count > middle else "#222222"
+                weight = "bold" if row == col else "normal"
+                ax.text(
+                    col,
+                    row,
+                    f"{count:g}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color=color,
+                    fontweight=weight,
+                )
     return to_png(fig)
