@@ -511,7 +511,9 @@ def _worst_summary(
     results: Sequence[AttackResult], case: WorstCase, combined: AttackResult
 ) -> dict[str, Any]:
     """The summary of the worst case (``combined``, the picked rows, with every attack's
-    cost): its numbers, and how many samples each attack broke first and alone."""
+    cost): its numbers, how many samples each attack broke first and alone, and robust
+    accuracy after each attack and those before it (``robust_after``, with its interval:
+    what a suite's later attacks, run on the samples still standing, add)."""
     labels = [r.attack for r in results]
     summary = _with_interval(combined.summary(), case.robust)
     first = {label: 0 for label in labels}
@@ -521,7 +523,22 @@ def _worst_summary(
     alone = case.broken & (case.broken.sum(dim=0, keepdim=True) == 1)
     summary["broken_by"] = first
     summary["broken_alone"] = {label: int(alone[a].sum()) for a, label in enumerate(labels)}
+    summary["robust_after"] = {
+        label: _interval(case.correct_clean & ~case.broken[: a + 1].any(dim=0))
+        for a, label in enumerate(labels)
+    }
     return summary
+
+
+def _interval(robust: Tensor) -> dict[str, float]:
+    """Robust accuracy of the mask ``robust`` with its Clopper-Pearson interval."""
+    k, n = int(robust.sum()), len(robust)
+    low, high = clopper_pearson(k, n)
+    return {
+        "robust_accuracy": k / n if n else math.nan,
+        "robust_ci_low": low,
+        "robust_ci_high": high,
+    }
 
 
 def _examples(

@@ -47,9 +47,10 @@ COLUMNS = (
 )
 """The per-budget columns of the report's table, in order (the last three: the number of
 robust samples and the Clopper-Pearson interval of robust accuracy, at ``confidence``)."""
-WORST_CASE_COLUMNS = ("broken_by", "broken_alone")
+WORST_CASE_COLUMNS = ("broken_by", "broken_alone", "robust_after")
 """The per-budget columns of the worst case over several attacks: how many samples each
-attack broke first (in the evaluation's order), and alone."""
+attack broke first (in the evaluation's order), and alone, and robust accuracy (with its
+interval) after each attack and those before it."""
 
 
 def threat_section(threat: ThreatModel, eps: list[float]) -> dict[str, Any]:

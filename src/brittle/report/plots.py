@@ -63,12 +63,23 @@ def _robust_line(
         ax.errorbar(eps, ys[1:], yerr=[below, above], fmt="none", ecolor=color, capsize=3)
 
 
+def _after(results: Sequence[Mapping[str, Any]], label: str) -> list[dict[str, Any]]:
+    """The rows of robust accuracy after ``label`` and the attacks before it."""
+    return [
+        {"eps": r["eps"], "clean_accuracy": r["clean_accuracy"], **r["robust_after"][label]}
+        for r in results
+    ]
+
+
 def accuracy_curve(report: Mapping[str, Any]) -> bytes:
     """Robust accuracy (left) and attack success rate (right) against the budget.
 
     The worst case over the attacks (or the one attack) is drawn thick, with its
     confidence interval as a band; with several attacks, each attack's own curve is drawn
-    thin, with its interval as error bars. Robust accuracy at eps = 0 is the clean accuracy.
+    thin, with its interval as error bars. An attack that ran only on the samples still
+    standing (a suite's later ones) is drawn as robust accuracy after it and the attacks
+    before it, and its success rate is on the samples it attacked. Robust accuracy at
+    eps = 0 is the clean accuracy.
     """
     per_attack: Mapping[str, Sequence[Mapping[str, Any]]] = report["per_attack"]
     several = len(per_attack) > 1
@@ -80,15 +91,21 @@ def accuracy_curve(report: Mapping[str, Any]) -> bytes:
         lines += [
             (label, rows, f"C{i % 10}", False) for i, (label, rows) in enumerate(per_attack.items())
         ]
+    standing = {a["label"] for a in report.get("attacks", []) if a.get("survivors_only")}
     for label, rows, color, is_worst in lines:
-        _robust_line(robust_ax, rows, label, color, worst=is_worst)
+        if label in standing:
+            _robust_line(
+                robust_ax, _after(report["results"], label), f"after {label}", color, worst=False
+            )
+        else:
+            _robust_line(robust_ax, rows, label, color, worst=is_worst)
         success_ax.plot(
             _column(rows, "eps"),
             _column(rows, "success_rate"),
             marker="o" if is_worst else "s",
             color=color,
             linewidth=2.2 if is_worst else 1.2,
-            label=label,
+            label=f"{label} (on those standing)" if label in standing else label,
         )
     level = float(report["confidence"]["level"])
     robust_ax.set_title(f"robust accuracy ({100 * level:g}% interval)", fontsize=10)
