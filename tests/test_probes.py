@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from brittle import Classifier
+from brittle.attacks.fgsm import FGSM
 from brittle.attacks.iterative import PGD
 from brittle.eval import ResultStore, evaluate
 from brittle.eval.probes import (
@@ -116,6 +117,17 @@ def test_a_crippled_iterative_attack_loses_to_fgsm_and_to_noise(tmp_path: Path) 
     assert noise.numbers["broken_by_noise_only"] > 0
     unbounded = unbounded_check(probe)
     assert unbounded.warned and unbounded.numbers["succeeded"] < unbounded.numbers["correct"]
+
+
+def test_at_the_box_diameter_later_attacks_finish_what_fgsm_leaves(tmp_path: Path) -> None:
+    data = _data(_net())
+    plans = [single_plan(FGSM, 0.1), single_plan(lambda e: PGD(e, steps=20), 0.1)]
+    alone = unbounded_check(_probe(data, plans[:1]))
+    both = unbounded_check(_probe(data, plans))
+    assert both.status == "passed" and both.numbers["succeeded"] == both.numbers["correct"]
+    first = both.numbers["succeeded_first_by"]
+    assert first[plans[0].label] == alone.numbers["succeeded"]
+    assert sum(first.values()) == both.numbers["correct"]
 
 
 def test_a_randomised_model_is_flagged() -> None:
