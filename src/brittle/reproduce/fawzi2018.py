@@ -108,7 +108,7 @@ PGD_EPS, PGD_STEPS, PGD_ALPHA = 0.3, 7, 0.5
 """The PGD-trained LeNet: Madry's PGD-7 at Linf 0.3, mixed with the clean loss (alpha 0.5),
 fine-tuning the clean LeNet (a PGD-7 epoch costs about nine clean ones; from scratch the
 adversarial objective needs many epochs)."""
-THEOREM2_SAMPLES = 20
+THEOREM2_SAMPLES = 50
 """Generated samples of Theorem 2's check (each probe of f~ inverts the generator)."""
 BATCH_SIZE = 128
 
