@@ -25,12 +25,12 @@ import numpy as np
 
 from brittle.classifier import Classifier
 from brittle.errors import InputError
-from brittle.generators import Generator, estimate_lipschitz
+from brittle.generators import Generator
 from brittle.threat import Norm
 
-from .analysis import DEFAULT_SAMPLES, generated_predictions
+from .analysis import DEFAULT_SAMPLES, bound_inputs
 from .robustness import check_pair
-from .theorems import class_probabilities, in_distribution_bound_interval
+from .theorems import in_distribution_bound_interval
 
 NORM_FACTORS = {Norm.L2: "1", Norm.LINF: "1", Norm.L1: "sqrt(d)"}
 """c_p with ||v||_p <= c_p ||v||_2 on R^d, for the norms the bound covers."""
@@ -60,14 +60,9 @@ def robust_accuracy_bound(
             f"the bound on robust accuracy covers {', '.join(n.value for n in NORM_FACTORS)}, "
             f"not {norm.value}; evaluate without --generator in this norm"
         )
-    predictions = generated_predictions(classifier, generator, n_samples, seed + 1)
-    num_classes = classifier.num_classes or int(predictions.max()) + 1
-    probs = class_probabilities(predictions.cpu().numpy(), num_classes, confidence)
-    if lipschitz is None:
-        found = estimate_lipschitz(generator, seed=seed)
-        lipschitz, how = float(found.lipschitz), found.as_json()
-    else:
-        how = {"given": float(lipschitz)}
+    probs, lipschitz, how = bound_inputs(
+        classifier, generator, n_samples, confidence, lipschitz, seed
+    )
     _, shape = check_pair(classifier, generator)
     factor = math.sqrt(math.prod(shape)) if norm is Norm.L1 else 1.0
     etas = np.asarray([float(e) / factor for e in eps_list])

@@ -129,6 +129,26 @@ def generated_predictions(
     return torch.cat(out)
 
 
+def bound_inputs(
+    classifier: Classifier,
+    generator: Generator,
+    n_samples: int,
+    confidence: float,
+    lipschitz: float | None,
+    seed: int,
+) -> tuple[ClassProbabilities, float, dict[str, Any]]:
+    """What Theorem 1 needs: the class probabilities of ``classifier`` on ``n_samples``
+    generated inputs (drawn with ``seed + 1``) with their confidence box, and L of the
+    generator with how it was found (given, or :func:`~brittle.generators.estimate_lipschitz`)."""
+    predictions = generated_predictions(classifier, generator, n_samples, seed + 1)
+    num_classes = classifier.num_classes or int(predictions.max()) + 1
+    probs = class_probabilities(predictions.cpu().numpy(), num_classes, confidence)
+    if lipschitz is not None:
+        return probs, float(lipschitz), {"given": float(lipschitz)}
+    found = estimate_lipschitz(generator, seed=seed)
+    return probs, float(found.lipschitz), found.as_json()
+
+
 def analyse(
     classifier: Classifier,
     generator: Generator,
@@ -151,14 +171,9 @@ def analyse(
         raise InputError(f"the quantile must be in (0, 1), got {quantile!r} (the median: 0.5)")
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
         raise InputError(f"n_samples must be an integer >= 1, got {n_samples!r}")
-    predictions = generated_predictions(classifier, generator, n_samples, seed + 1)
-    num_classes = classifier.num_classes or int(predictions.max()) + 1
-    probs = class_probabilities(predictions.cpu().numpy(), num_classes, confidence)
-    if lipschitz is None:
-        found = estimate_lipschitz(generator, seed=seed)
-        lipschitz, method = float(found.lipschitz), found.as_json()
-    else:
-        method = {"given": float(lipschitz)}
+    probs, lipschitz, method = bound_inputs(
+        classifier, generator, n_samples, confidence, lipschitz, seed
+    )
     estimates = estimate_all(classifier, generator, n, seed, batch_size=batch_size)
     return BoundAnalysis(
         probabilities=probs,
