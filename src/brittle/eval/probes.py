@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -64,6 +65,11 @@ class Probe:
     norm: Norm
     seed: int
     batch_size: int
+
+    @cached_property
+    def correct(self) -> Tensor:
+        """Which of these samples the model classifies correctly (on the CPU)."""
+        return self.classifier.predict(self.x).cpu() == self.y.cpu()
 
     def robust(self, evaluation: Evaluation, i: int) -> Tensor:
         """The evaluation's worst case at ``eps[i]`` on these samples: robust or not."""
@@ -164,7 +170,7 @@ def unbounded_check(probe: Probe) -> SanityCheck:
     name, title = "unbounded", "Success reaches 100% as eps grows (at the box's diameter)"
     low, high = probe.classifier.envelope()
     diameter = box_diameter(probe.norm, (low, high), probe.x[0].numel())
-    correct = (probe.classifier.predict(probe.x) == probe.y.to(probe.classifier.device)).cpu()
+    correct = probe.correct
     done = ~correct
     first_by: dict[str, int] = {}
     for plan in probe.plans:
@@ -230,7 +236,7 @@ def noise_check(probe: Probe, evaluation: Evaluation) -> SanityCheck:
     eps = evaluation.eps[-1]
     shape = probe.x.shape[1:]
     bounds = probe.classifier.envelope()
-    robust = probe.classifier.predict(probe.x).cpu() == probe.y.cpu()
+    robust = probe.correct.clone()
     for draw in range(NOISE_DRAWS):
         offsets = per_sample(
             probe.seed, probe.ids, ("noise", draw), random_offset(probe.norm, shape.numel())
@@ -275,7 +281,7 @@ def gradient_check(probe: Probe) -> SanityCheck:
     name, title = "gradients", "Gradients finite and non-zero"
     l1, _ = input_gradient_norms(probe.classifier, probe.x, probe.y, probe.batch_size)
     l1 = l1.cpu()
-    correct = probe.classifier.predict(probe.x).cpu() == probe.y.cpu()
+    correct = probe.correct
     nonfinite = int((~torch.isfinite(l1)).sum())
     vanished = int((correct & (l1 <= VANISHING_GRADIENT)).sum())
     n_correct = int(correct.sum())
