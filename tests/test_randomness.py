@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from brittle import Classifier
-from brittle.attacks import FGSM, PGD, SimBA
+from brittle.attacks import FGSM, PGD, SimBA, Square
 from brittle.attacks.base import Attack
 from brittle.attacks.result import AttackResult
 from brittle.criteria import random_targets
@@ -28,6 +28,8 @@ STOCHASTIC: dict[str, tuple[Callable[[], Attack], dict[str, object]]] = {
     "fgsm-random-targets": (lambda: FGSM(0.15, targeted=True), {"target": "random"}),
     "simba-pixel": (lambda: SimBA(0.8, max_queries=40), {}),
     "simba-dct": (lambda: SimBA(0.1, norm="linf", basis="dct", max_queries=40), {}),
+    "square-linf": (lambda: Square(0.1, max_queries=40), {}),
+    "square-l2": (lambda: Square(0.8, norm="l2", max_queries=40), {}),
 }
 
 
@@ -72,7 +74,9 @@ def test_results_do_not_depend_on_the_batch(
     assert torch.equal(shuffled.success, whole.success[order])
 
 
-@pytest.mark.parametrize("name", ["pgd-restarts", "simba-pixel", "fgsm-random-targets"])
+@pytest.mark.parametrize(
+    "name", ["pgd-restarts", "simba-pixel", "square-l2", "fgsm-random-targets"]
+)
 def test_other_ids_or_another_seed_give_other_draws(
     digits: tuple[Classifier, Tensor, Tensor], name: str
 ) -> None:

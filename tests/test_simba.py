@@ -13,29 +13,13 @@ from brittle.attacks.simba import dct_matrix, frequency_bands
 from brittle.errors import InputError
 from brittle.perturbation import within_budget
 from brittle.threat import Norm
-from foundation import owners, separated
+from foundation import Tagged, separated
 from helpers import make_run, softmax_on_digits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 EPS = {"l2": 1.2, "linf": 0.12}
 """Budgets whose balls (L2 radius at most 1.2) hold no point nearer to another sample."""
-
-
-class Tagged:
-    """An Oracle's predict function: the digits model's logits, counting each row for the
-    original it is nearest to (SimBA's queries stay within the budget of their original)."""
-
-    def __init__(self, module: nn.Module, originals: Tensor) -> None:
-        self.module = module
-        self.originals = originals
-        self.rows = torch.zeros(len(originals), dtype=torch.long)
-
-    def __call__(self, x: Tensor) -> Tensor:
-        who = owners(x, self.originals)
-        self.rows.index_add_(0, who, torch.ones_like(who))
-        out: Tensor = self.module(x)
-        return out
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The standard suite: APGD-CE on every sample, APGD-T and SimBA on the samples still
+"""The standard suite: APGD-CE on every sample, APGD-T and Square on the samples still
 standing; per sample the worst case, resumable like any evaluation."""
 
 from __future__ import annotations
@@ -61,11 +61,14 @@ def _rows(path: Path) -> list[tuple[object, ...]]:
 
 def test_the_suite_follows_the_threat_model() -> None:
     white = suite_attacks("standard", Norm.LINF, Capability.WHITE_BOX)
-    assert [a.name for a in white] == ["apgd", "apgd-t", "simba"]
+    assert [a.name for a in white] == ["apgd", "apgd-t", "square"]
     assert [a.survivors_only for a in white] == [False, True, True]
     assert white[2].params["max_queries"] == SCORE_QUERIES
     (scores,) = suite_attacks("standard", "l2", Capability.ORACLE_SCORES)
-    assert scores.name == "simba" and not scores.survivors_only
+    assert scores.name == "square" and not scores.survivors_only
+    # Square's windows need an image layout: other inputs get SimBA
+    for shape, name in (((1, 28, 28), "square"), ((3, 2, 40), "simba"), ((64,), "simba")):
+        assert suite_attacks("standard", "linf", Capability.WHITE_BOX, shape)[2].name == name
     for bad, words in (
         (("standard", "l1", Capability.WHITE_BOX), "linf and l2"),
         (("standard", "linf", Capability.ORACLE_LABELS), "score queries"),
@@ -90,7 +93,7 @@ def test_later_attacks_run_only_on_the_samples_still_standing(data, tmp_path: Pa
         standing = set(case.ids[case.correct_clean & ~case.broken[0]].tolist())
         assert attacked[labels[1]] == standing  # APGD-T: what APGD-CE left standing
         standing -= set(case.ids[case.broken[1]].tolist())
-        assert attacked[labels[2]] == standing  # SimBA: what both left standing
+        assert attacked[labels[2]] == standing  # Square: what both left standing
         # the worst case is the per-sample OR, and each broken sample is named once
         assert torch.equal(case.robust, case.correct_clean & ~case.broken.any(dim=0))
         summary = evaluation.summaries[i]
@@ -142,7 +145,7 @@ def test_evaluate_with_the_standard_suite_reports_and_resumes(model: Path, tmp_p
     assert [a["label"] for a in report["attacks"]] == [
         "apgd:loss=ce",
         "apgd-t",
-        f"simba:max_queries={SCORE_QUERIES}",
+        f"square:max_queries={SCORE_QUERIES}",
     ]
     assert [a["survivors_only"] for a in report["attacks"]] == [False, True, True]
     names = {c["name"]: c["status"] for c in report["sanity_checks"]}

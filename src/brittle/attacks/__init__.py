@@ -12,6 +12,7 @@ from .mifgsm import MIFGSM
 from .minimize import Minimize
 from .result import AttackResult
 from .simba import SimBA
+from .square import Square
 from .worst_case import Smallest, WorstCase
 
 __all__ = [
@@ -33,5 +34,6 @@ __all__ = [
     "Minimize",
     "SimBA",
     "Smallest",
+    "Square",
     "WorstCase",
 ]

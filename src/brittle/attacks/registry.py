@@ -26,6 +26,7 @@ _PATHS: dict[str, str] = {
     "cw": "brittle.attacks.cw:CarliniWagnerL2",
     "deepfool": "brittle.attacks.deepfool:DeepFool",
     "simba": "brittle.attacks.simba:SimBA",
+    "square": "brittle.attacks.square:Square",
     "jsma": "brittle.attacks.jsma:JSMA",
 }
 

@@ -11,11 +11,12 @@ from torch import Tensor
 from brittle.errors import InputError
 from brittle.model import box_scale
 from brittle.perturbation import broadcast_view, project
-from brittle.threat import Capability, Goal, Norm
+from brittle.threat import Capability, Norm
 
 from .base import AttackRun, FixedBudgetAttack
 from .fgsm import ALL_GOALS
 from .params import SEED, TARGETED, Param, eps_param, norm_param
+from .score_objective import score_objective
 
 DEFAULT_STEP = 0.2
 """The paper's step epsilon for images in [0, 1] (pixel and DCT bases), as a fraction of the
@@ -121,16 +122,6 @@ class SimBA(FixedBudgetAttack):
         )
 
     # ------------------------------------------------------------------ the pieces
-    def _objective(self, run: AttackRun, scores: Tensor, rows: Tensor) -> Tensor:
-        """o(x') to lower, from the scores at the rows ``rows`` of the run."""
-        logp = run.access.log_probabilities(scores)
-        labels = run.labels[rows]
-        own = logp.gather(1, labels[:, None]).squeeze(1)
-        if run.criterion.goal is Goal.CONFIDENCE_REDUCTION:
-            return own
-        other = logp.scatter(1, labels[:, None], -math.inf).amax(1)
-        return other - own if run.targeted else own - other
-
     def _order(self, run: AttackRun, sweep: int, rows: Tensor) -> Tensor:
         """The order of directions ``(len(rows), d)`` of the samples ``rows`` in pass
         ``sweep``, each from its own stream."""
@@ -193,7 +184,7 @@ class SimBA(FixedBudgetAttack):
         every = torch.arange(len(x), device=x.device)
         scores = access.scores(x, every)
         run.clean_scores = scores
-        objective = self._objective(run, scores, every)
+        objective = score_objective(run, scores, every)
         done = run.goal_met(scores)
         x_adv = x.clone()
         alpha = self._step(run)
@@ -257,7 +248,7 @@ class SimBA(FixedBudgetAttack):
             if not len(rows):
                 continue
             found = access.scores(candidate, rows)
-            value = self._objective(run, found, rows)
+            value = score_objective(run, found, rows)
             better = value < objective[rows]
             keep = rows[better]
             x_adv[keep] = candidate[better]

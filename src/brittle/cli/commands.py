@@ -463,7 +463,8 @@ def _add_attack_list(parser: argparse.ArgumentParser) -> None:
         choices=SUITES,
         default=None,
         help="A suite of attacks chosen from the threat model instead of --attack: standard "
-        "is APGD-CE, then APGD-T (DLR) and SimBA (score-based) on the samples still standing; "
+        "is APGD-CE, then APGD-T (DLR) and Square (score-based; SimBA on inputs that are not "
+        "images) on the samples still standing; "
         "per sample the worst case (linf or l2, untargeted).",
     )
 

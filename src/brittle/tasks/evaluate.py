@@ -251,6 +251,12 @@ def evaluate_model(
     }
     with folder_lock(out):
         victim = load_target(model, dataset, data_dir, split, n, seed, device)
+        if suite is not None:  # the score-based stage depends on the inputs' layout
+            shape = tuple(victim.data.x.shape[1:])
+            items = _suite_items(
+                suite, attacks, params, threat, capability, targeted, target, minimize, shape
+            )
+            options["attacks"] = [item.as_json() for item in items]
         largest = max(eps_list)
         built = _adversaries(
             items,
@@ -464,9 +470,11 @@ def _suite_items(
     targeted: bool,
     target: str | None,
     minimize: bool,
+    input_shape: Sequence[int] | None = None,
 ) -> list[AttackItem]:
     """The attacks of ``suite`` (:func:`~brittle.eval.suite.suite_attacks`) for the threat
-    the options state; refused with a list of attacks, a targeted goal or ``minimize``."""
+    the options state and inputs of ``input_shape``; refused with a list of attacks, a
+    targeted goal or ``minimize``."""
     if attacks:
         raise InputError("give either --suite or --attack, not both: a suite is its own attacks")
     if (
@@ -482,7 +490,7 @@ def _suite_items(
     norm = (params or {}).get("norm") or (threat.norm.value if threat else "linf")
     granted = threat.capability if threat else capability
     items = []
-    for member in suite_attacks(suite, norm, granted):
+    for member in suite_attacks(suite, norm, granted, input_shape):
         item = parse_attack(member.label)
         params_in_norm = {**item.params, "norm": norm}
         items.append(replace(item, params=params_in_norm, survivors_only=member.survivors_only))
