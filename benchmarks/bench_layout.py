@@ -23,6 +23,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -96,10 +97,8 @@ def measure() -> list[dict[str, object]]:
             row: dict[str, object] = {"network": name, "batch": batch}
             for label, module in (("nchw", plain), ("channels_last", last)):
                 with torch.no_grad():
-                    row[f"forward_{label}"] = _rate(lambda m=module, v=x: m(v), batch)
-                row[f"gradient_{label}"] = _rate(
-                    lambda m=module, v=x, t=y: _gradient(m, v, t), batch
-                )
+                    row[f"forward_{label}"] = _rate(partial(module, x), batch)
+                row[f"gradient_{label}"] = _rate(partial(_gradient, module, x, y), batch)
             logits_a, grad_a = _gradient(plain, x, y)
             logits_b, grad_b = _gradient(last, x, y)
             row["logits_max_diff"] = float((logits_a - logits_b).abs().max())
