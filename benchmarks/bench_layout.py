@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/bench_layout.py
 
-What :func:`brittle.models.layout.prefer_channels_last` is for: ``brittle attack`` and
-``brittle evaluate`` attack a convolutional network on the CPU with channels-last weights.
+Whether to attack a convolutional network on the CPU with channels-last weights
+(``module.to(memory_format=torch.channels_last)``): brittle does not, because its results
+would then depend on the batch size in the last bits (``results/evaluate_channels_last.md``).
 Per network and batch size, the samples per second of a forward pass without gradient (a
 score query) and of a forward and backward pass to the input (one loss gradient, parameters
 frozen), in each layout, on random inputs, 2 torch threads, the median of 5 timings; and the
@@ -32,7 +33,6 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 from brittle.files import write_text_atomic
-from brittle.models.layout import prefer_channels_last
 from brittle.models.zoo import LeNet
 
 BATCHES = (36, 256)
@@ -64,7 +64,7 @@ def _frozen(build: Callable[[], nn.Module], channels_last: bool) -> nn.Module:
     for p in module.parameters():
         p.requires_grad_(False)
     if channels_last:
-        prefer_channels_last(module, torch.device("cpu"))
+        module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return module
 
 

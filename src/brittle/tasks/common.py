@@ -20,7 +20,6 @@ from brittle.data import Dataset, load_dataset
 from brittle.errors import InputError
 from brittle.eval.store import file_sha256
 from brittle.models import load_checkpoint, load_classifier
-from brittle.models.layout import prefer_channels_last
 
 DEFAULT_N = 1000
 """How many samples ``attack`` and ``evaluate`` draw when not told (all when fewer)."""
@@ -126,14 +125,12 @@ def load_target(
 
     ``dataset=None`` uses the data set the model was trained on; ``n=None`` draws
     :data:`DEFAULT_N` samples, or the whole split when it holds fewer. ``n`` is checked
-    before anything is loaded. A convolutional network on the CPU is attacked channels-last
-    (:func:`~brittle.models.layout.prefer_channels_last`).
+    before anything is loaded.
     """
     check_count(n, "--n")
     torch_device = resolve_device(device)
     _, meta = load_checkpoint(model)
     classifier = load_classifier(model, torch_device)
-    prefer_channels_last(classifier.module, torch_device)
     name = dataset or meta.get("dataset")
     if not name:
         raise InputError(f"{model} does not record its data set; give one with --dataset")
