@@ -11,8 +11,8 @@ page is checked for:
   scrolling box is fine; the page itself scrolling sideways is not);
 - empty elements: text-bearing elements (headings, paragraphs, list items, cells, captions,
   code, strong, links, warnings) with neither text nor an image;
-- the numbers the page claims: every element with ``data-json="a.b.0.c"`` (a path into the
-  report's JSON) and ``data-value`` (the number it shows, unrounded) is returned so a test
+- the numbers the page claims: every element with ``data-json="/a/b/0/c"`` (a JSON Pointer
+  into the report's JSON) and ``data-value`` (the number it shows, unrounded) is returned so a test
   compares them with the JSON.
 """
 
@@ -140,8 +140,12 @@ def check_page(path: Path, widths: tuple[int, ...] = (1280, 400)) -> list[PageCh
     return checks
 
 
-def json_at(data: Any, path: str) -> Any:
-    """The value at a dotted path (list indices as numbers) of a JSON document."""
-    for part in path.split("."):
+def json_at(data: Any, pointer: str) -> Any:
+    """The value a JSON Pointer (RFC 6901: ``/a/0/b``, ``~1`` for ``/``, ``~0`` for ``~``)
+    addresses in a JSON document."""
+    if not pointer.startswith("/"):
+        raise ValueError(f"not a JSON Pointer (it must start with '/'): {pointer!r}")
+    for token in pointer[1:].split("/"):
+        part = token.replace("~1", "/").replace("~0", "~")
         data = data[int(part)] if isinstance(data, list) else data[part]
     return data

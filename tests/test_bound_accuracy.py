@@ -92,5 +92,8 @@ def test_evaluate_reports_the_bound_and_keeps_it(files: tuple[Path, Path], tmp_p
     for check in checks:
         assert check.problems() == [], check.width
         paths = {claim["path"] for claim in check.claims}
-        assert {"bound.rows.0.robust_accuracy_bound", "bound.rows.1.robust_accuracy_bound"} <= paths
+        assert {
+            "/bound/rows/0/robust_accuracy_bound",
+            "/bound/rows/1/robust_accuracy_bound",
+        } <= paths
     assert_claims_match(checks, report)

@@ -130,5 +130,5 @@ def test_the_evaluate_page_reads_well_in_a_browser(tmp_path: Path) -> None:
         assert len(check.images) == figures and not check.broken_images
         paths = {claim["path"] for claim in check.claims}
         for key in ("robust_accuracy", "robust_ci_low", "robust_ci_high", "robust_count"):
-            assert {f"results.{i}.{key}" for i in range(2)} <= paths, key
+            assert {f"/results/{i}/{key}" for i in range(2)} <= paths, key
     assert_claims_match(checks, data)

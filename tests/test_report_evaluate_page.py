@@ -23,14 +23,14 @@ from brittle.eval.runner import Evaluation, single_plan
 from brittle.report import build_report, render_html, write_report
 from brittle.report import html as report_html
 from brittle.report.content import finite
-from brittle.report.html import ReportFigures, _path, _raw
+from brittle.report.html import ReportFigures, _raw, json_pointer
 from brittle.report.plots import adversarial_title, clean_title
 from pagecheck import json_at
 
 N, EPS = 24, [0.05, 0.2]
 CLASSES = ["zero", "<b>one</b>", "two", "three"]
 DOTTED = "pgd:step_size=0.01"
-"""An attack label with a dot, which a dotted data-json path cannot address."""
+"""An attack label with a dot, which a dotted path could not address (a JSON Pointer can)."""
 SECTIONS = ("summary", "curves", "results", "examples", "heatmaps", "sanity", "setting")
 FIGURES = {
     "curves": "Robust accuracy against",
@@ -220,14 +220,18 @@ def test_every_marked_number_is_the_json_value(page: tuple[str, Any]) -> None:
             assert float(value) == pytest.approx(expected, rel=1e-12, abs=0), path
     for i in range(len(EPS)):
         for key in (*ATTACK_COLUMNS, "clean_accuracy", "mean_l0", "nonfinite_outputs"):
-            assert f"results.{i}.{key}" in paths
+            assert f"/results/{i}/{key}" in paths
         for key in ATTACK_COLUMNS:
-            assert f"per_attack.FGSM.{i}.{key}" in paths
-        assert f"results.{i}.broken_by.FGSM" in paths and f"results.{i}.broken_alone.FGSM" in paths
-        assert f"bound.rows.{i}.robust_accuracy_bound" in paths
-    assert not any(DOTTED in path for path in paths)  # unaddressable, shown unmarked
-    assert "sanity_checks.0.numbers.unknown" in paths and "sanity_checks.1.numbers.samples" in paths
-    assert {f"confusion.matrix.{i}.{i}" for i in range(len(CLASSES))} <= paths
+            assert f"/per_attack/FGSM/{i}/{key}" in paths
+            assert f"/per_attack/{DOTTED}/{i}/{key}" in paths
+        for label in ("FGSM", DOTTED):
+            assert f"/results/{i}/broken_by/{label}" in paths
+            assert f"/results/{i}/broken_alone/{label}" in paths
+        assert f"/bound/rows/{i}/robust_accuracy_bound" in paths
+    assert (
+        "/sanity_checks/0/numbers/unknown" in paths and "/sanity_checks/1/numbers/samples" in paths
+    )
+    assert {f"/confusion/matrix/{i}/{i}" for i in range(len(CLASSES))} <= paths
 
 
 def test_the_summary_gives_robust_accuracy_with_its_interval(page: tuple[str, Any]) -> None:
@@ -309,5 +313,7 @@ def test_marked_values_are_exact_and_paths_addressable() -> None:
     for value in (0.1, 0.10000000149011612, 1e-300, 2 / 3):
         assert float(_raw(value)) == value and "0.1000000" not in _raw(value)
     assert _raw(None) == "nan" and _raw(math.inf) == "nan" and _raw(7) == "7"
-    assert _path("per_attack", "pgd:steps=5", 0, "eps") == "per_attack.pgd:steps=5.0.eps"
-    assert _path("per_attack", DOTTED, 0, "eps") is None
+    assert json_pointer("per_attack", DOTTED, 0, "eps") == f"/per_attack/{DOTTED}/0/eps"
+    odd = {"a/b~c": [0, {"": 5}]}  # RFC 6901's escapes, and an empty key
+    assert json_pointer("a/b~c", 1, "") == "/a~1b~0c/1/"
+    assert json_at(odd, json_pointer("a/b~c", 1, "")) == 5

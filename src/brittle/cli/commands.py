@@ -7,6 +7,7 @@ task returns (:mod:`.output`); a handler's docstring is its command's ``--help``
 from __future__ import annotations
 
 import argparse
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -510,47 +511,30 @@ def _add_bound_options(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="Write the figures here (and the HTML page beside it).",
     )
-    sizes: list[tuple[str, Callable[[str], Any], Any, str, str]] = [
-        ("--n", integer, 500, "N", "Generated samples robustness is measured on (default: 500)."),
-        (
-            "--n-samples",
-            integer,
-            10_000,
-            "N",
-            "Samples for the class probabilities (default: 10,000).",
-        ),
-        (
-            "--quantile",
-            number,
-            0.5,
-            "Q",
-            "Quantile of robustness bounded, in (0, 1) (default: 0.5).",
-        ),
-        (
-            "--confidence",
-            number,
-            0.95,
-            "X",
-            "Confidence of the probabilities' intervals (default: 0.95).",
-        ),
-        (
-            "--lipschitz",
-            number,
-            None,
-            "L",
-            "The generator's Lipschitz constant (default: estimated).",
-        ),
+    sizes: list[tuple[str, Callable[[str], Any], str, str]] = [
+        ("--n", integer, "N", "Generated samples robustness is measured on"),
+        ("--n-samples", integer, "N", "Samples for the class probabilities"),
+        ("--quantile", number, "Q", "Quantile of robustness bounded, in (0, 1)"),
+        ("--confidence", number, "X", "Confidence of the probabilities' intervals"),
+        ("--lipschitz", number, "L", "The generator's Lipschitz constant"),
         (
             "--theorem2",
             integer,
-            20,
             "N",
-            "Generated samples of Theorem 2's check on the projected classifier (0: skip; "
-            "default: 20).",
+            "Generated samples of Theorem 2's check on the projected classifier, 0 to skip",
         ),
     ]
-    for flag, convert, default, metavar, text in sizes:
-        parser.add_argument(flag, type=convert, default=default, metavar=metavar, help=text)
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(tasks.bound).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    for flag, convert, metavar, text in sizes:
+        default = defaults[flag[2:].replace("-", "_")]
+        shown = "estimated" if default is None else f"{default:,}"
+        parser.add_argument(
+            flag, type=convert, default=default, metavar=metavar, help=f"{text} (default: {shown})."
+        )
     parser.add_argument(
         "--second-model",
         type=Path,

@@ -5,8 +5,8 @@ without a server. It shows the summary first (the threat model, clean and robust
 with its interval, attack success, the distance to the theoretical bound when there is one,
 the verdict of the sanity checks), then the curves, the tables, the image grid, the
 heatmaps, the sanity checks, and the setting with the versions. Every number of the
-summary and of the tables is marked with ``data-json`` (its path in ``report.json``, list
-indices as numbers) and ``data-value`` (the unrounded number), so that a test can check the
+summary and of the tables is marked with ``data-json`` (its place in ``report.json`` as a
+JSON Pointer, list indices as numbers) and ``data-value`` (the unrounded number), so that a test can check the
 page against the JSON. Text from users (paths, names) is escaped by Jinja's autoescaping.
 """
 
@@ -93,11 +93,13 @@ def _raw(value: Any) -> str:
     return f"{value:.16e}" if math.isfinite(value) else "nan"
 
 
-def _path(*parts: Any) -> str | None:
-    """The ``data-json`` path of ``parts`` (dotted); ``None`` when a part holds a dot (an
-    attack label such as ``pgd:step_size=0.01``), which a dotted path cannot address."""
-    texts = [str(p) for p in parts]
-    return None if any("." in t for t in texts) else ".".join(texts)
+def json_pointer(*parts: Any) -> str:
+    """The ``data-json`` path of ``parts``: a JSON Pointer (RFC 6901), ``/results/0/eps``.
+
+    Any key can be addressed (an attack label such as ``pgd:step_size=0.01`` or ``a/b``):
+    ``~`` is written ``~0`` and ``/`` is written ``~1``.
+    """
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
 def _is_number(value: Any) -> bool:
@@ -220,7 +222,7 @@ def render_html(report: dict[str, Any], figures: ReportFigures) -> str:
         count=_count,
         points=_points,
         raw=_raw,
-        path=_path,
+        path=json_pointer,
         is_number=_is_number,
         is_number_list=_is_number_list,
         show=_show,
