@@ -12,8 +12,8 @@ page is checked for:
 - empty elements: text-bearing elements (headings, paragraphs, list items, cells, captions,
   code, strong, links, warnings) with neither text nor an image;
 - the numbers the page claims: every element with ``data-json="/a/b/0/c"`` (a JSON Pointer
-  into the report's JSON) and ``data-value`` (the number it shows, unrounded) is returned so a test
-  compares them with the JSON.
+  into the report's JSON) and ``data-value`` (the number it shows, unrounded) is returned so
+  a test compares them with the JSON.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ with its interval, attack success, the distance to the theoretical bound when th
 the verdict of the sanity checks), then the curves, the tables, the image grid, the
 heatmaps, the sanity checks, and the setting with the versions. Every number of the
 summary and of the tables is marked with ``data-json`` (its place in ``report.json`` as a
-JSON Pointer, list indices as numbers) and ``data-value`` (the unrounded number), so that a test can check the
-page against the JSON. Text from users (paths, names) is escaped by Jinja's autoescaping.
+JSON Pointer, list indices as numbers) and ``data-value`` (the unrounded number), so that a
+test can check the page against the JSON. Text from users (paths, names) is escaped by Jinja's autoescaping.
 """
 
 from __future__ import annotations
