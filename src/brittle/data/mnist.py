@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from brittle.data.dataset import Dataset
+from brittle.data.array_source import ArraySource
 from brittle.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
+from brittle.data.limits import DEFAULT_LIMITS, Limits
 from brittle.errors import DataError
 
 ENV_VAR = "BRITTLE_DATA"
@@ -83,17 +84,25 @@ def _find_file(folder: Path, stem: str) -> Path:
     )
 
 
-def load_idx_dataset(name: str, split: str, data_dir: str | Path | None) -> Dataset:
-    """Load the ``split`` ("train" or "test") of ``name`` ("mnist" or "fashion-mnist")."""
+def open_idx_source(
+    name: str, split: str, data_dir: str | Path | None, limits: Limits = DEFAULT_LIMITS
+) -> ArraySource:
+    """The ``split`` ("train" or "test") of ``name`` ("mnist" or "fashion-mnist"), checked:
+    every label must name one of the data set's classes."""
     folder = find_idx_folder(name, data_dir)
     if folder is None:
         raise _missing_folder_error(name, data_dir)
     images_path, labels_path = (_find_file(folder, stem) for stem in _FILES[split])
-    return Dataset.from_arrays(
-        read_idx(images_path, IMAGES_MAGIC),
-        read_idx(labels_path, LABELS_MAGIC),
-        name=name,
+    return ArraySource.checked(
+        read_idx(images_path, IMAGES_MAGIC, limits),
+        read_idx(labels_path, LABELS_MAGIC, limits),
         source=str(images_path),
-        classes=IDX_CLASSES[name],
         label_source=str(labels_path),
+        files=[images_path, labels_path],
+        kind=name,
+        name=name,
+        split=split,
+        location=str(folder),
+        classes=IDX_CLASSES[name],
+        limits=limits,
     )
