@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from itertools import pairwise
-from typing import ClassVar, Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -51,7 +51,7 @@ from brittle.threat import Goal, Norm
 from .base import AttackRun, FixedBudgetAttack
 from .fgsm import ALL_GOALS, steepest_ascent
 from .iterative import random_start
-from .params import SEED, TARGETED, Param, eps_param, norm_param
+from .params import SEED, TARGETED, NormArg, budget, declared, norm_choice, param
 
 MOMENTUM = 0.75
 """alpha of the momentum step (the paper's value)."""
@@ -59,16 +59,15 @@ MOMENTUM = 0.75
 APGDLoss = Literal["ce", "dlr"]
 ObjectiveKind = Literal["ce", "dlr", "ce-targeted", "dlr-targeted"]
 
-RHO = Param(
-    "rho",
-    float,
-    0.75,
-    "APGD's rho, in (0, 1): a checkpoint halves the step size when fewer than this share of "
-    "the steps since the last one raised the loss.",
+RHO: Any = param(
+    default=0.75,
+    help="APGD's rho, in (0, 1): a checkpoint halves the step size when fewer than this share "
+    "of the steps since the last one raised the loss.",
     low=0.0,
     low_open=True,
 )
 """Condition 1's threshold (the paper's 0.75); :func:`_check_rho` refuses rho >= 1."""
+RESTARTS: Any = param(default=1, help="Runs from new random starts, best kept per sample.", low=1)
 
 
 def checkpoints(steps: int) -> dict[int, int]:
@@ -288,6 +287,7 @@ def apgd(
     return out, met, best
 
 
+@declared
 class APGD(FixedBudgetAttack):
     """Auto-PGD (Croce & Hein 2020, Algorithm 1): projected gradient ascent with momentum
     alpha = 0.75 and a step size that starts at eta = 2 eps and halves at the checkpoints
@@ -311,43 +311,17 @@ class APGD(FixedBudgetAttack):
 
     goals = ALL_GOALS
     norms = frozenset({Norm.LINF, Norm.L2})
-    params: ClassVar[tuple[Param, ...]] = (
-        eps_param(optional=False),
-        Param("steps", int, 100, "Iterations.", low=1),
-        norm_param("linf", ("linf", "l2")),
-        Param("restarts", int, 1, "Runs from new random starts, best kept per sample.", low=1),
-        Param("loss", str, "ce", "Loss ascended on the logits.", choices=("ce", "dlr")),
-        RHO,
-        TARGETED,
-        SEED,
-    )
+    eps: float = budget()
+    steps: int = param(default=100, help="Iterations.", low=1)
+    norm: NormArg = norm_choice("linf", ("linf", "l2"))
+    restarts: int = RESTARTS
+    loss: APGDLoss = param(default="ce", help="Loss ascended on the logits.")
+    rho: float = RHO
+    targeted: bool = TARGETED
+    seed: int = SEED
 
-    steps: int
-    restarts: int
-    loss: APGDLoss
-    rho: float
-
-    def __init__(
-        self,
-        eps: float,
-        steps: int = 100,
-        norm: str | Norm = "linf",
-        restarts: int = 1,
-        loss: APGDLoss = "ce",
-        rho: float = 0.75,
-        targeted: bool = False,
-        seed: int = 0,
-    ) -> None:
-        self._configure(
-            eps=eps,
-            steps=steps,
-            norm=norm,
-            restarts=restarts,
-            loss=loss,
-            rho=rho,
-            targeted=targeted,
-            seed=seed,
-        )
+    def _configure(self, **values: Any) -> None:
+        super()._configure(**values)
         _check_rho(self)
 
     def _objective(self, run: AttackRun) -> Objective:
@@ -374,6 +348,7 @@ class APGD(FixedBudgetAttack):
         return search.best
 
 
+@declared
 class APGDT(FixedBudgetAttack):
     """APGD-T (Croce & Hein 2020, section 4): APGD on the targeted DLR loss
 
@@ -388,46 +363,20 @@ class APGDT(FixedBudgetAttack):
 
     goals = frozenset({Goal.UNTARGETED})
     norms = frozenset({Norm.LINF, Norm.L2})
-    params: ClassVar[tuple[Param, ...]] = (
-        eps_param(optional=False),
-        Param("steps", int, 100, "Iterations.", low=1),
-        norm_param("linf", ("linf", "l2")),
-        Param("restarts", int, 1, "Runs from new random starts, best kept per sample.", low=1),
-        Param(
-            "n_target_classes",
-            int,
-            9,
-            "APGD-T's targets: the classes of highest clean logit after the label, in turn.",
-            low=1,
-        ),
-        RHO,
-        SEED,
+    eps: float = budget()
+    steps: int = param(default=100, help="Iterations.", low=1)
+    norm: NormArg = norm_choice("linf", ("linf", "l2"))
+    restarts: int = RESTARTS
+    n_target_classes: int = param(
+        default=9,
+        help="APGD-T's targets: the classes of highest clean logit after the label, in turn.",
+        low=1,
     )
+    rho: float = RHO
+    seed: int = SEED
 
-    steps: int
-    restarts: int
-    n_target_classes: int
-    rho: float
-
-    def __init__(
-        self,
-        eps: float,
-        steps: int = 100,
-        norm: str | Norm = "linf",
-        restarts: int = 1,
-        n_target_classes: int = 9,
-        rho: float = 0.75,
-        seed: int = 0,
-    ) -> None:
-        self._configure(
-            eps=eps,
-            steps=steps,
-            norm=norm,
-            restarts=restarts,
-            n_target_classes=n_target_classes,
-            rho=rho,
-            seed=seed,
-        )
+    def _configure(self, **values: Any) -> None:
+        super()._configure(**values)
         _check_rho(self)
 
     def _run(self, run: AttackRun) -> Tensor:

@@ -46,7 +46,7 @@ from brittle.perturbation import broadcast_view, norms, project, within_budget
 from brittle.randomness import Draw, per_sample
 from brittle.threat import Capability, Goal, Norm, ThreatModel
 
-from .params import NORMS, TARGETED, Param, check_params, eps_param, norm_param
+from .params import NORMS, TARGETED, NormArg, Param, budget, check_params, norm_choice
 from .result import AttackResult
 
 TargetSpec = TargetChoice | None
@@ -154,7 +154,9 @@ class Attack(ABC):
     :class:`MinimizationAttack`.
 
     Subclasses declare what they support (``goals``, ``norms``, ``capability``), their
-    parameters (``params``, validated by :meth:`_configure`), and implement :meth:`_run`.
+    parameters (typed fields of a :func:`~brittle.attacks.params.declared` class, which
+    make ``params`` and the constructor; every value is validated by :meth:`_configure`),
+    and implement :meth:`_run`.
     ``supports_unbounded``: the attack works on an unbounded box (a latent space);
     ``supports_query_budget``: it stops each sample at ``max_queries``.
     """
@@ -177,7 +179,9 @@ class Attack(ABC):
         """Check every declared parameter (an :class:`InputError` names a bad one) and set it.
 
         ``norm`` is parsed (``"inf"``, ``"2"``, ...) and must be one of the attack's norms;
-        ``targeted`` must be a goal the attack supports.
+        ``targeted`` must be a goal the attack supports. The constructor of a declared attack
+        calls it with every argument; an attack with checks across parameters, or with
+        arguments that are no parameters, overrides it and calls this with the parameters.
         """
         if "norm" in values:
             values["norm"] = self._check_norm(values["norm"])
@@ -510,14 +514,15 @@ class FixedBudgetAttack(Attack):
 
     A sample it does not fool comes back as crafted (inside the budget), with
     ``success=False``. Subclasses whose only parameters are the budget, the norm and the goal
-    can keep this constructor.
+    can keep this constructor; the others are :func:`~brittle.attacks.params.declared`
+    classes, whose fields are all their parameters (these three are not inherited).
     """
 
     requires_budget: ClassVar[bool] = True
     params: ClassVar[tuple[Param, ...]] = (
-        eps_param(optional=False),
-        norm_param("linf", NORMS),
-        TARGETED,
+        budget().declare("eps", float),
+        norm_choice("linf", NORMS).declare("norm", NormArg),
+        TARGETED.declare("targeted", bool),
     )
 
     def __init__(self, eps: float, norm: str | Norm = "linf", targeted: bool = False) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -15,7 +14,7 @@ from brittle.perturbation import broadcast_view
 from brittle.threat import Goal, Norm
 
 from .base import AttackRun, MinimizationAttack
-from .params import TARGETED, Param, eps_param
+from .params import TARGETED, budget, declared, param
 
 _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
 _SHRINK = 1 - 1e-6
@@ -128,6 +127,7 @@ class _Round(_Rows):
         self.w = self.w - lr * m_hat / (v_hat.sqrt() + _ADAM_EPS)
 
 
+@declared
 class CarliniWagnerL2(MinimizationAttack):
     """Carlini & Wagner's L2 attack (2017, section V.A), untargeted or targeted.
 
@@ -179,55 +179,17 @@ class CarliniWagnerL2(MinimizationAttack):
     goals = frozenset({Goal.UNTARGETED, Goal.TARGETED, Goal.SOURCE_TARGET})
     norms = frozenset({Norm.L2})
     supports_unbounded = False
-    params: ClassVar[tuple[Param, ...]] = (
-        Param("steps", int, 100, "Adam iterations per binary step.", low=1),
-        Param("binary_steps", int, 9, "Rounds of the search over the constant c.", low=1),
-        Param("confidence", float, 0.0, "Logit margin kappa.", low=0.0),
-        Param("lr", float, 0.1, "Adam's learning rate.", low=0.0, low_open=True),
-        Param(
-            "initial_const",
-            float,
-            1e-2,
-            "The constant c of the first round.",
-            low=0.0,
-            low_open=True,
-        ),
-        TARGETED,
-        Param("abort_early", bool, True, "Stop a sample's round when it stops progressing."),
-        Param("warm_start", bool, True, "Start later rounds from the sample's best result."),
-        eps_param(optional=True),
+    steps: int = param(default=100, help="Adam iterations per binary step.", low=1)
+    binary_steps: int = param(default=9, help="Rounds of the search over the constant c.", low=1)
+    confidence: float = param(default=0.0, help="Logit margin kappa.", low=0.0)
+    lr: float = param(default=0.1, help="Adam's learning rate.", low=0.0, low_open=True)
+    initial_const: float = param(
+        default=1e-2, help="The constant c of the first round.", low=0.0, low_open=True
     )
-    steps: int
-    binary_steps: int
-    confidence: float
-    lr: float
-    initial_const: float
-    abort_early: bool
-    warm_start: bool
-
-    def __init__(
-        self,
-        steps: int = 100,
-        binary_steps: int = 9,
-        confidence: float = 0.0,
-        lr: float = 0.1,
-        initial_const: float = 1e-2,
-        targeted: bool = False,
-        abort_early: bool = True,
-        warm_start: bool = True,
-        eps: float | None = None,
-    ) -> None:
-        self._configure(
-            steps=steps,
-            binary_steps=binary_steps,
-            confidence=confidence,
-            lr=lr,
-            initial_const=initial_const,
-            targeted=targeted,
-            abort_early=abort_early,
-            warm_start=warm_start,
-            eps=eps,
-        )
+    targeted: bool = TARGETED
+    abort_early: bool = param(default=True, help="Stop a sample's round when it stops progressing.")
+    warm_start: bool = param(default=True, help="Start later rounds from the sample's best result.")
+    eps: float | None = budget(default=None)
 
     def _run(self, run: AttackRun) -> Tensor:
         x = run.x

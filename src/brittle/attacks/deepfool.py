@@ -3,8 +3,6 @@ decision boundary until the label changes; an estimate of the minimal perturbati
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 from torch import Tensor
 
@@ -14,7 +12,7 @@ from brittle.perturbation import broadcast_view
 from brittle.threat import Goal, Norm
 
 from .base import AttackRun, MinimizationAttack
-from .params import Param, eps_param, norm_param
+from .params import NormArg, budget, declared, norm_choice, param
 
 _TINY = 1e-4
 """Added to each step's length, as a fraction of the box width (its mean width per feature;
@@ -69,6 +67,7 @@ def deepfool_step(f: Tensor, w: Tensor, q: int, tiny: float) -> Tensor:
     return broadcast_view(scale, w_l) * w_l.abs().pow(q - 1) * w_l.sign()
 
 
+@declared
 class DeepFool(MinimizationAttack):
     """DeepFool, untargeted, in L2 or Linf (Moosavi-Dezfooli et al. 2016, Algorithm 2, section 3.2).
 
@@ -101,26 +100,11 @@ class DeepFool(MinimizationAttack):
 
     goals = frozenset({Goal.UNTARGETED})
     norms = frozenset({Norm.L2, Norm.LINF})
-    params: ClassVar[tuple[Param, ...]] = (
-        norm_param("l2", ("l2", "linf")),
-        Param("steps", int, 50, "Iterations.", low=1),
-        Param("overshoot", float, 0.02, "Overshoot on the total perturbation.", low=0.0),
-        Param("candidates", int, 10, "Candidate classes (largest clean logits).", low=1),
-        eps_param(optional=True),
-    )
-    steps: int
-    overshoot: float
-    candidates: int
-
-    def __init__(
-        self,
-        norm: str | Norm = "l2",
-        steps: int = 50,
-        overshoot: float = 0.02,
-        candidates: int = 10,
-        eps: float | None = None,
-    ) -> None:
-        self._configure(norm=norm, steps=steps, overshoot=overshoot, candidates=candidates, eps=eps)
+    norm: NormArg = norm_choice("l2", ("l2", "linf"))
+    steps: int = param(default=50, help="Iterations.", low=1)
+    overshoot: float = param(default=0.02, help="Overshoot on the total perturbation.", low=0.0)
+    candidates: int = param(default=10, help="Candidate classes (largest clean logits).", low=1)
+    eps: float | None = budget(default=None)
 
     def _run(self, run: AttackRun) -> Tensor:
         access, x, y = run.access, run.x, run.y

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from torch import Tensor
 
 from brittle.perturbation import broadcast_view
 from brittle.threat import Goal, Norm
 
 from .base import AttackRun, FixedBudgetAttack
-from .params import TARGETED, Param, eps_param, norm_param
+from .params import TARGETED, NormArg, budget, declared, norm_choice
 
 ALL_GOALS = frozenset(Goal)
 """Loss-ascent attacks judge every goal by the criterion: confidence reduction included."""
@@ -28,6 +26,7 @@ def steepest_ascent(grad: Tensor, norm: Norm) -> Tensor:
     return grad / broadcast_view(size, grad)
 
 
+@declared
 class FGSM(FixedBudgetAttack):
     """Fast gradient sign method and its L2/L1 variants (FGM).
 
@@ -41,14 +40,9 @@ class FGSM(FixedBudgetAttack):
 
     goals = ALL_GOALS
     norms = frozenset({Norm.LINF, Norm.L2, Norm.L1})
-    params: ClassVar[tuple[Param, ...]] = (
-        eps_param(optional=False),
-        norm_param("linf", ("linf", "l2", "l1")),
-        TARGETED,
-    )
-
-    def __init__(self, eps: float, norm: str | Norm = "linf", targeted: bool = False) -> None:
-        self._configure(eps=eps, norm=norm, targeted=targeted)
+    eps: float = budget()
+    norm: NormArg = norm_choice("linf", ("linf", "l2", "l1"))
+    targeted: bool = TARGETED
 
     def _run(self, run: AttackRun) -> Tensor:
         grad, logits = run.loss_gradient(run.x)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -32,7 +32,7 @@ from brittle.threat import Norm
 
 from .base import AttackRun, FixedBudgetAttack
 from .fgsm import ALL_GOALS, steepest_ascent
-from .params import SEED, STEP_SIZE, STEPS, TARGETED, Param, eps_param, norm_param
+from .params import SEED, STEP_SIZE, STEPS, TARGETED, NormArg, budget, declared, norm_choice, param
 
 SPARSE_L1_FRACTION = 0.01
 """Share of the coordinates an L1 step moves: the top 1% by |gradient| (quantile q = 0.99)."""
@@ -198,79 +198,24 @@ def objective(run: AttackRun, logits: Tensor, idx: Tensor, loss: LossName = "ce"
     return -value if run.targeted else value
 
 
-class PGD(FixedBudgetAttack):
-    """Projected gradient descent with random start and restarts (Madry et al. 2018).
+class ProjectedAscent(FixedBudgetAttack):
+    """What PGD and BIM share: ``steps`` projected ascent steps from a start, restarts.
 
-        x_0 = Proj_box(x + u), u uniform in B_eps,
-        x_{k+1} = Proj_{B_eps(x) ∩ box}(x_k + alpha * s(grad_x J(theta, x_k, y)))
-
-    ``s`` is sign for Linf, grad/||grad||_2 for L2 and the sparse L1 direction of Tramer &
-    Boneh 2019 for L1 (see :func:`sparse_l1_direction`). J is the cross-entropy by default;
-    ``loss="margin"`` ascends max_{j != y} z_j - z_y on the logits (Carlini & Wagner's, which
-    a saturated softmax cannot mask) and ``"dlr"`` Croce & Hein's ratio. ``step_size`` is alpha in absolute
-    units; when ``None``, alpha = 2.5 * eps / steps of each sample's own eps (so a per-sample
-    eps override is respected). ``restarts`` reruns the attack from new random starts on the
-    samples not yet fooled and keeps, per sample, a success over a failure and among failures
-    the point of higher loss. Samples that meet the goal stop early (see the module
-    docstring); ``early_stop=False`` runs every sample for all ``steps`` instead, as
-    adversarial training does (Madry et al. train on the end of the ascent). Each sample's
-    random starts are drawn from its own stream, seeded by
-    (``seed``, its id, the restart): the same sample gets the same starts in any batch.
+    Subclasses declare the parameters; those they leave out keep these values (BIM: no random
+    start, one run, the cross-entropy, early stopping).
     """
 
     goals = ALL_GOALS
     norms = frozenset({Norm.LINF, Norm.L2, Norm.L1})
-    params: ClassVar[tuple[Param, ...]] = (
-        eps_param(optional=False),
-        Param("steps", int, 40, "Iterations.", low=1),
-        STEP_SIZE,
-        norm_param("linf", ("linf", "l2", "l1")),
-        Param("random_start", bool, True, "Start from a random point of the ball."),
-        Param("restarts", int, 1, "Runs from new random starts, best kept per sample.", low=1),
-        Param("loss", str, "ce", "Loss ascended on the logits.", choices=("ce", "margin", "dlr")),
-        Param("early_stop", bool, True, "Stop each sample once it meets the goal."),
-        TARGETED,
-        SEED,
-    )
     relative_step: ClassVar[float] = 2.5
     """Default alpha = relative_step * eps / steps."""
 
-    random_start: bool
-    restarts: int
     steps: int
     step_size: float | None
+    random_start: bool = False
+    restarts: int = 1
     loss: LossName = "ce"
     early_stop: bool = True
-
-    def __init__(
-        self,
-        eps: float,
-        steps: int = 40,
-        step_size: float | None = None,
-        norm: str | Norm = "linf",
-        random_start: bool = True,
-        restarts: int = 1,
-        loss: LossName = "ce",
-        early_stop: bool = True,
-        targeted: bool = False,
-        seed: int = 0,
-    ) -> None:
-        self._configure(
-            eps=eps,
-            steps=steps,
-            step_size=step_size,
-            norm=norm,
-            random_start=random_start,
-            restarts=restarts,
-            loss=loss,
-            early_stop=early_stop,
-            targeted=targeted,
-            seed=seed,
-        )
-        if self.restarts > 1 and not self.random_start:
-            raise InputError(
-                "PGD: restarts > 1 needs random_start=True: each restart would repeat the first"
-            )
 
     def _ascend(self, run: AttackRun, idx: Tensor, restart: int) -> tuple[Tensor, Tensor]:
         """One run from a fresh start on rows ``idx``: final iterates and goal-met flags."""
@@ -320,7 +265,50 @@ class PGD(FixedBudgetAttack):
         return loss
 
 
-class BIM(PGD):
+@declared
+class PGD(ProjectedAscent):
+    """Projected gradient descent with random start and restarts (Madry et al. 2018).
+
+        x_0 = Proj_box(x + u), u uniform in B_eps,
+        x_{k+1} = Proj_{B_eps(x) ∩ box}(x_k + alpha * s(grad_x J(theta, x_k, y)))
+
+    ``s`` is sign for Linf, grad/||grad||_2 for L2 and the sparse L1 direction of Tramer &
+    Boneh 2019 for L1 (see :func:`sparse_l1_direction`). J is the cross-entropy by default;
+    ``loss="margin"`` ascends max_{j != y} z_j - z_y on the logits (Carlini & Wagner's, which
+    a saturated softmax cannot mask) and ``"dlr"`` Croce & Hein's ratio. ``step_size`` is alpha in absolute
+    units; when ``None``, alpha = 2.5 * eps / steps of each sample's own eps (so a per-sample
+    eps override is respected). ``restarts`` reruns the attack from new random starts on the
+    samples not yet fooled and keeps, per sample, a success over a failure and among failures
+    the point of higher loss. Samples that meet the goal stop early (see the module
+    docstring); ``early_stop=False`` runs every sample for all ``steps`` instead, as
+    adversarial training does (Madry et al. train on the end of the ascent). Each sample's
+    random starts are drawn from its own stream, seeded by
+    (``seed``, its id, the restart): the same sample gets the same starts in any batch.
+    """
+
+    eps: float = budget()
+    steps: int = param(default=40, help="Iterations.", low=1)
+    step_size: float | None = STEP_SIZE
+    norm: NormArg = norm_choice("linf", ("linf", "l2", "l1"))
+    random_start: bool = param(default=True, help="Start from a random point of the ball.")
+    restarts: int = param(
+        default=1, help="Runs from new random starts, best kept per sample.", low=1
+    )
+    loss: LossName = param(default="ce", help="Loss ascended on the logits.")
+    early_stop: bool = param(default=True, help="Stop each sample once it meets the goal.")
+    targeted: bool = TARGETED
+    seed: int = SEED
+
+    def _configure(self, **values: Any) -> None:
+        super()._configure(**values)
+        if self.restarts > 1 and not self.random_start:
+            raise InputError(
+                "PGD: restarts > 1 needs random_start=True: each restart would repeat the first"
+            )
+
+
+@declared
+class BIM(ProjectedAscent):
     """Basic iterative method (Kurakin, Goodfellow & Bengio 2016).
 
         x_0 = x,  x_{k+1} = Proj_{B_eps(x) ∩ box}(x_k + alpha * s(grad_x J(theta, x_k, y)))
@@ -331,23 +319,9 @@ class BIM(PGD):
     reach the boundary of the ball with some slack. Norms and early stopping as in :class:`PGD`.
     """
 
-    params: ClassVar[tuple[Param, ...]] = (
-        eps_param(optional=False),
-        STEPS,
-        STEP_SIZE,
-        norm_param("linf", ("linf", "l2", "l1")),
-        TARGETED,
-    )
+    eps: float = budget()
+    steps: int = STEPS
+    step_size: float | None = STEP_SIZE
+    norm: NormArg = norm_choice("linf", ("linf", "l2", "l1"))
+    targeted: bool = TARGETED
     relative_step: ClassVar[float] = 1.25
-
-    def __init__(
-        self,
-        eps: float,
-        steps: int = 10,
-        step_size: float | None = None,
-        norm: str | Norm = "linf",
-        targeted: bool = False,
-    ) -> None:
-        self._configure(eps=eps, steps=steps, step_size=step_size, norm=norm, targeted=targeted)
-        self.random_start = False
-        self.restarts = 1

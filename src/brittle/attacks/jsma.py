@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import InitVar
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -13,8 +14,11 @@ from brittle.perturbation import max_features
 from brittle.threat import Goal, Norm
 
 from .base import AttackRun, FixedBudgetAttack
-from .params import Param
+from .params import TARGETED, argument, declared, param
 from .targets import all_other_targets
+
+UPSILON = 0.145
+"""Papernot et al.'s budget on MNIST: at most 14.5% of the features changed."""
 
 PAIR_CHUNK_ELEMENTS = 1 << 22
 """An exhaustive pair search looks at (rows x chunk x L) candidate pairs at a time, so its
@@ -190,6 +194,7 @@ def _exhaustive_pairs(a: Tensor, b: Tensor, mask: Tensor) -> tuple[Tensor, Tenso
     return best, torch.isfinite(best_score)
 
 
+@declared
 class JSMA(FixedBudgetAttack):
     """JSMA (Papernot et al. 2016, Algorithms 2 and 3), an L0 attack of budget Upsilon.
 
@@ -219,96 +224,62 @@ class JSMA(FixedBudgetAttack):
     goals = frozenset({Goal.UNTARGETED, Goal.TARGETED, Goal.SOURCE_TARGET})
     norms = frozenset({Norm.L0})
     supports_unbounded = False
-    params: ClassVar[tuple[Param, ...]] = (
-        Param(
-            "eps",
-            float,
-            0.145,
-            "Upsilon, the largest share of features changed.",
-            low=0.0,
-            high=1.0,
-        ),
-        Param(
-            "theta",
-            float,
-            1.0,
-            "Change per feature, a share of the box width (negative: decrease).",
-            low=-1.0,
-            high=1.0,
-        ),
-        Param("pairs", bool, True, "Change pairs of features (False: single features)."),
-        Param(
-            "use_logits",
-            bool,
-            True,
-            "Forward derivative of the logits (False: of the probabilities).",
-        ),
-        Param(
-            "score",
-            str,
-            "paper",
-            "Saliency: the paper's alpha |beta|, or the target's derivative.",
-            choices=("paper", "target"),
-        ),
-        Param(
-            "max_candidates",
-            int,
-            None,
-            "Cap the exact pair search at this many features (large inputs; not exact).",
-            low=2,
-            optional=True,
-        ),
-        Param("targeted", bool, False, "Aim at target classes.", cli=None),
+    eps: float = param(
+        default=UPSILON,
+        help="Upsilon, the largest share of features changed.",
+        low=0.0,
+        high=1.0,
     )
-    theta: float
-    pairs: bool
-    use_logits: bool
-    score: str
-    max_candidates: int | None
+    theta: float = param(
+        default=1.0,
+        help="Change per feature, a share of the box width (negative: decrease).",
+        low=-1.0,
+        high=1.0,
+    )
+    pairs: bool = param(default=True, help="Change pairs of features (False: single features).")
+    use_logits: bool = param(
+        default=True, help="Forward derivative of the logits (False: of the probabilities)."
+    )
+    score: str = param(
+        default="paper",
+        help="Saliency: the paper's alpha |beta|, or the target's derivative.",
+        choices=("paper", "target"),
+    )
+    max_candidates: int | None = param(
+        default=None,
+        help="Cap the exact pair search at this many features (large inputs; not exact).",
+        low=2,
+    )
+    targeted: bool = TARGETED
+    max_distortion: InitVar[float | None] = argument(default=None, kw_only=True)
+    increase: InitVar[bool | None] = argument(default=None, kw_only=True)
 
-    def __init__(
+    def _configure(
         self,
-        eps: float = 0.145,
-        theta: float = 1.0,
-        pairs: bool = True,
-        use_logits: bool = True,
-        score: str = "paper",
-        max_candidates: int | None = None,
-        targeted: bool = False,
         *,
         max_distortion: float | None = None,
         increase: bool | None = None,
+        **values: Any,
     ) -> None:
+        """Resolve the aliases: ``max_distortion`` is ``eps``; ``increase`` gives theta's sign."""
+        eps, theta = values["eps"], values["theta"]
         if max_distortion is not None:
-            if eps not in (0.145, max_distortion):
+            if eps not in (UPSILON, max_distortion):
                 raise InputError(
                     f"JSMA: eps={eps} and max_distortion={max_distortion} are the same budget "
                     "(Upsilon); give one of them"
                 )
-            eps = max_distortion
+            values["eps"] = max_distortion
         if increase is not None and isinstance(theta, int | float):
             if increase and theta < 0:
                 raise InputError(
                     f"JSMA: theta={theta} decreases features but increase=True; give a "
                     "positive theta or leave increase out"
                 )
-            theta = abs(theta) if increase else -abs(theta)
-        self._configure(
-            eps=eps,
-            theta=theta,
-            pairs=pairs,
-            use_logits=use_logits,
-            score=score,
-            max_candidates=max_candidates,
-            targeted=targeted,
-        )
+            values["theta"] = abs(theta) if increase else -abs(theta)
+        super()._configure(**values)
         if self.theta == 0:
             raise InputError("JSMA: theta must not be 0 (it is the change per feature)")
-
-    @property
-    def increase(self) -> bool:
-        """Whether features are increased (theta > 0) or decreased."""
-        return self.theta > 0
 
     def _run(self, run: AttackRun) -> Tensor:
         if run.target is not None:
@@ -336,7 +307,7 @@ class JSMA(FixedBudgetAttack):
             torch.as_tensor(b, dtype=x0.dtype, device=x0.device) for b in run.access.bounds
         )
         low_f, high_f = low.expand(x0.shape[1:]).flatten(), high.expand(x0.shape[1:]).flatten()
-        increase = self.increase
+        increase = self.theta > 0
         of = "logits" if self.use_logits else "probabilities"
         paper = self.score == "paper"
         step = self.theta * (high_f - low_f)

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from brittle.perturbation import broadcast_view, within_budget
 from brittle.threat import Goal, Norm
 
 from .base import AttackRun, MinimizationAttack
-from .params import Param, eps_param
+from .params import budget, declared, param
 
 if TYPE_CHECKING:
     from scipy.optimize import Bounds
@@ -84,6 +84,7 @@ def _flat_bound(bound: float | Tensor, features: int) -> np.ndarray:
     return np.full(features, bound)
 
 
+@declared
 class LBFGS(MinimizationAttack):
     """Box-constrained L-BFGS (Szegedy et al. 2013, section 4.1), a minimal L2 attack.
 
@@ -124,39 +125,15 @@ class LBFGS(MinimizationAttack):
 
     goals = frozenset({Goal.UNTARGETED, Goal.TARGETED, Goal.SOURCE_TARGET})
     norms = frozenset({Norm.L2})
-    params: ClassVar[tuple[Param, ...]] = (
-        Param("targeted", bool, True, "Aim at target classes (the paper's setting).", cli=None),
-        Param("binary_steps", int, 10, "Steps of the search over the constant c.", low=1),
-        Param(
-            "initial_const",
-            float,
-            1e-2,
-            "The constant c of the first step.",
-            low=0.0,
-            low_open=True,
-        ),
-        Param("max_iter", int, 100, "L-BFGS-B iterations per step.", low=1),
-        eps_param(optional=True),
+    targeted: bool = param(
+        default=True, help="Aim at target classes (the paper's setting).", cli=None
     )
-    binary_steps: int
-    initial_const: float
-    max_iter: int
-
-    def __init__(
-        self,
-        targeted: bool = True,
-        binary_steps: int = 10,
-        initial_const: float = 1e-2,
-        max_iter: int = 100,
-        eps: float | None = None,
-    ) -> None:
-        self._configure(
-            targeted=targeted,
-            binary_steps=binary_steps,
-            initial_const=initial_const,
-            max_iter=max_iter,
-            eps=eps,
-        )
+    binary_steps: int = param(default=10, help="Steps of the search over the constant c.", low=1)
+    initial_const: float = param(
+        default=1e-2, help="The constant c of the first step.", low=0.0, low_open=True
+    )
+    max_iter: int = param(default=100, help="L-BFGS-B iterations per step.", low=1)
+    eps: float | None = budget(default=None)
 
     def _run(self, run: AttackRun) -> Tensor:
         x = run.x

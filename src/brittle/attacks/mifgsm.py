@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 from torch import Tensor
 
@@ -13,9 +11,10 @@ from brittle.threat import Norm
 from .base import AttackRun, FixedBudgetAttack
 from .fgsm import ALL_GOALS
 from .iterative import Active, ascend
-from .params import STEP_SIZE, STEPS, TARGETED, Param, eps_param
+from .params import STEP_SIZE, STEPS, TARGETED, budget, declared, param
 
 
+@declared
 class MIFGSM(FixedBudgetAttack):
     """MI-FGSM, Linf (Dong et al. 2018):
 
@@ -33,26 +32,11 @@ class MIFGSM(FixedBudgetAttack):
 
     goals = ALL_GOALS
     norms = frozenset({Norm.LINF})
-    params: ClassVar[tuple[Param, ...]] = (
-        eps_param(optional=False),
-        STEPS,
-        STEP_SIZE,
-        Param("decay", float, 1.0, "Momentum decay mu (0: BIM).", low=0.0),
-        TARGETED,
-    )
-    steps: int
-    step_size: float | None
-    decay: float
-
-    def __init__(
-        self,
-        eps: float,
-        steps: int = 10,
-        step_size: float | None = None,
-        decay: float = 1.0,
-        targeted: bool = False,
-    ) -> None:
-        self._configure(eps=eps, steps=steps, step_size=step_size, decay=decay, targeted=targeted)
+    eps: float = budget()
+    steps: int = STEPS
+    step_size: float | None = STEP_SIZE
+    decay: float = param(default=1.0, help="Momentum decay mu (0: BIM).", low=0.0)
+    targeted: bool = TARGETED
 
     def _step(self, active: Active, grad: Tensor) -> Tensor:
         assert active.memory is not None

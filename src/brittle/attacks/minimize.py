@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from dataclasses import InitVar
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -11,9 +12,10 @@ from torch import Tensor
 from brittle.errors import InputError
 
 from .base import AttackRun, FixedBudgetAttack, MinimizationAttack
-from .params import Param
+from .params import argument, declared, param
 
 
+@declared
 class Minimize(MinimizationAttack):
     """The smallest budget at which a fixed-budget attack succeeds, per sample, by bisection.
 
@@ -38,40 +40,32 @@ class Minimize(MinimizationAttack):
     over all calls of the wrapped attack. Norm, goals and capability are the wrapped attack's.
     """
 
-    params: ClassVar[tuple[Param, ...]] = (
-        Param("low", float, 0.0, "Smallest budget of the bisection.", low=0.0),
-        Param("high", float, None, "Largest budget (default: the attack's eps).", low=0.0),
-        Param("tolerance", float, 1e-3, "Bisection stops at this width.", low=0.0, low_open=True),
-        Param("max_steps", int, 20, "Most bisection steps.", low=0.0),
+    attack: InitVar[FixedBudgetAttack] = argument()
+    low: float = param(default=0.0, help="Smallest budget of the bisection.", low=0.0)
+    high: float | None = param(
+        default=None, help="Largest budget (default: the attack's eps).", low=0.0
     )
-    low: float
-    high: float
-    tolerance: float
-    max_steps: int
+    tolerance: float = param(
+        default=1e-3, help="Bisection stops at this width.", low=0.0, low_open=True
+    )
+    max_steps: int = param(default=20, help="Most bisection steps.", low=0.0)
 
-    def __init__(
-        self,
-        attack: FixedBudgetAttack,
-        low: float = 0.0,
-        high: float | None = None,
-        tolerance: float = 1e-3,
-        max_steps: int = 20,
-    ) -> None:
+    def _configure(self, *, attack: Any = None, **values: Any) -> None:
+        """Check the wrapped attack, then the bisection's parameters; take its goal."""
         if not isinstance(attack, FixedBudgetAttack):
             raise InputError(
                 f"Minimize wraps a fixed-budget attack (FGSM, PGD, ...), got "
                 f"{type(attack).__name__}"
             )
         self.wrapped = attack
-        self._configure(
-            low=low,
-            high=attack.eps if high is None else high,
-            tolerance=tolerance,
-            max_steps=max_steps,
-        )
-        if self.low > self.high:
-            raise InputError(f"Minimize needs low <= high, got low={self.low}, high={self.high}")
-        self.eps = self.high
+        if values["high"] is None:
+            values["high"] = attack.eps
+        super()._configure(**values)
+        high = self.high
+        assert high is not None  # checked as the wrapped attack's budget when not given
+        if self.low > high:
+            raise InputError(f"Minimize needs low <= high, got low={self.low}, high={high}")
+        self.eps = high
         self.norm = attack.norm
         self.targeted = attack.targeted
         self.seed = attack.seed

@@ -15,7 +15,7 @@ from brittle.threat import Capability, Norm
 
 from .base import AttackRun, FixedBudgetAttack
 from .fgsm import ALL_GOALS
-from .params import SEED, TARGETED, Param, eps_param, norm_param
+from .params import SEED, TARGETED, NormArg, budget, declared, norm_choice, param
 from .score_objective import score_objective
 
 DEFAULT_STEP = 0.2
@@ -40,6 +40,7 @@ def frequency_bands(shape: tuple[int, ...]) -> Tensor:
     return torch.maximum(u, v).expand(c, h, w).flatten().to(torch.float64)
 
 
+@declared
 class SimBA(FixedBudgetAttack):
     """Simple Black-box Attack (Guo, Gardner, You, Wilson & Weinberger 2019), score-based.
 
@@ -74,52 +75,22 @@ class SimBA(FixedBudgetAttack):
     goals = ALL_GOALS
     norms = frozenset({Norm.L2, Norm.LINF})
     supports_query_budget: ClassVar[bool] = True
-    params: ClassVar[tuple[Param, ...]] = (
-        eps_param(optional=False),
-        norm_param("l2", ("l2", "linf")),
-        Param(
-            "basis",
-            str,
-            "pixel",
-            "Directions: the pixel basis or the DCT basis.",
-            choices=("pixel", "dct"),
-        ),
-        Param(
-            "step_size",
-            float,
-            None,
-            "Step alpha per direction (default: 0.2 of the box width; eps for linf pixels).",
-            low=0.0,
-            low_open=True,
-            optional=True,
-        ),
-        Param("max_queries", int, 10_000, "Most queries per sample.", low=1),
-        TARGETED,
-        SEED,
+    eps: float = budget()
+    norm: NormArg = norm_choice("l2", ("l2", "linf"))
+    basis: str = param(
+        default="pixel",
+        help="Directions: the pixel basis or the DCT basis.",
+        choices=("pixel", "dct"),
     )
-    basis: str
-    step_size: float | None
-    max_queries: int
-
-    def __init__(
-        self,
-        eps: float,
-        norm: str | Norm = "l2",
-        basis: str = "pixel",
-        step_size: float | None = None,
-        max_queries: int = 10_000,
-        targeted: bool = False,
-        seed: int = 0,
-    ) -> None:
-        self._configure(
-            eps=eps,
-            norm=norm,
-            basis=basis,
-            step_size=step_size,
-            max_queries=max_queries,
-            targeted=targeted,
-            seed=seed,
-        )
+    step_size: float | None = param(
+        default=None,
+        help="Step alpha per direction (default: 0.2 of the box width; eps for linf pixels).",
+        low=0.0,
+        low_open=True,
+    )
+    max_queries: int = param(default=10_000, help="Most queries per sample.", low=1)
+    targeted: bool = TARGETED
+    seed: int = SEED
 
     # ------------------------------------------------------------------ the pieces
     def _order(self, run: AttackRun, sweep: int, rows: Tensor) -> Tensor:

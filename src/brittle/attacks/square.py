@@ -22,7 +22,7 @@ from brittle.threat import Capability, Norm
 
 from .base import AttackRun, FixedBudgetAttack
 from .fgsm import ALL_GOALS
-from .params import SEED, TARGETED, Param, eps_param, norm_param
+from .params import SEED, TARGETED, NormArg, budget, declared, norm_choice, param
 from .score_objective import score_objective
 
 HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
@@ -106,6 +106,7 @@ def placed(pattern: Tensor, top: Tensor, left: Tensor, height: int, width: int) 
     return full * inside
 
 
+@declared
 class Square(FixedBudgetAttack):
     """Square attack (Andriushchenko, Croce, Flammarion & Hein 2020), score-based, Linf and L2.
 
@@ -139,42 +140,18 @@ class Square(FixedBudgetAttack):
     goals = ALL_GOALS
     norms = frozenset({Norm.LINF, Norm.L2})
     supports_query_budget: ClassVar[bool] = True
-    params: ClassVar[tuple[Param, ...]] = (
-        eps_param(optional=False),
-        norm_param("linf", ("linf", "l2")),
-        Param("max_queries", int, 5_000, "Most queries per sample.", low=1),
-        Param(
-            "p_init",
-            float,
-            0.8,
-            "The square window's share of the image at the start (halved on a schedule).",
-            low=0.0,
-            low_open=True,
-            high=1.0,
-        ),
-        TARGETED,
-        SEED,
+    eps: float = budget()
+    norm: NormArg = norm_choice("linf", ("linf", "l2"))
+    max_queries: int = param(default=5_000, help="Most queries per sample.", low=1)
+    p_init: float = param(
+        default=0.8,
+        help="The square window's share of the image at the start (halved on a schedule).",
+        low=0.0,
+        low_open=True,
+        high=1.0,
     )
-    max_queries: int
-    p_init: float
-
-    def __init__(
-        self,
-        eps: float,
-        norm: str | Norm = "linf",
-        max_queries: int = 5_000,
-        p_init: float = 0.8,
-        targeted: bool = False,
-        seed: int = 0,
-    ) -> None:
-        self._configure(
-            eps=eps,
-            norm=norm,
-            max_queries=max_queries,
-            p_init=p_init,
-            targeted=targeted,
-            seed=seed,
-        )
+    targeted: bool = TARGETED
+    seed: int = SEED
 
     # ------------------------------------------------------------------ the attack
     def _run(self, run: AttackRun) -> Tensor:
