@@ -78,8 +78,12 @@ def _npy_header(
             raise DataError(f"{what} is a .npy array of format {version}; {_HOW_TO_SAVE}")
     except DataError:
         raise
-    except _DAMAGED as err:
+    except ValueError as err:
         raise DataError(f"{what} is not a readable .npy array ({err}); {_HOW_TO_SAVE}") from err
+    except _DAMAGED as err:
+        raise DataError(
+            f"{what} cannot be read ({err}): the archive is damaged or truncated; write it again"
+        ) from err
     if dtype.hasobject:
         raise DataError(
             f"{what} holds Python objects (dtype {dtype}) that could only be read by "
