@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import scipy.io
 import torch
 from PIL import Image
 from torch.utils.data import TensorDataset
@@ -321,6 +322,20 @@ def test_idx_label_beyond_the_classes_names_the_file(tmp_path: Path) -> None:
         f"{labels_path} holds label 200 (at index 1)",
         "10 classes",
     )
+
+
+# ------------------------------------------------------------------ SVHN
+def test_svhn_arrays_are_checked_from_the_mat_headers_before_loading(tmp_path: Path) -> None:
+    x = np.zeros((32, 32, 3, 4), np.uint8)
+    scipy.io.savemat(tmp_path / "train_32x32.mat", {"X": x, "y": np.ones((4, 1), np.uint8)})
+    tight = Limits(max_elements=1000)
+    message = refused(
+        lambda: open_source("svhn", "train", tmp_path, limits=tight), "['X'] declares shape"
+    )
+    names_the_limit(message, "max_elements")
+    assert len(open_source("svhn", "train", tmp_path)) == 4
+    (tmp_path / "test_32x32.mat").write_text("not a MATLAB file")
+    refused(lambda: open_source("svhn", "test", tmp_path), "cannot be read as a MATLAB v5 file")
 
 
 # ------------------------------------------------------------------ image folders

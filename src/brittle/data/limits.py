@@ -47,7 +47,7 @@ class Limits:
         value = getattr(self, field)
         option = "--" + field.replace("_", "-")
         return DataError(
-            f"{what}, beyond the limit {field}={value:,}; if the file is what you mean to read, "
+            f"{what}, beyond the limit {field}={value:,}; if that is what you mean to read, "
             f"raise the limit ({option} on the command line, Limits({field}=...) in Python)"
         )
 
