@@ -13,7 +13,8 @@ from typing import Any
 
 from brittle import tasks
 from brittle.data import DATASET_NAMES, SPLITS
-from brittle.defenses import DEFAULT_EPS, DEFENSES, DefenseOptions
+from brittle.defenses import DefenseOptions
+from brittle.defenses.registry import defense_names, defense_options, option_help
 from brittle.models import ARCHITECTURES
 
 from .parser import UsageError, choice, integer, number
@@ -39,9 +40,6 @@ _TRAINING = (
     "out",
 )
 """The destinations of :func:`add_training`, keyword arguments of :func:`brittle.tasks.train`."""
-_DEFENSE = ("eps", "alpha", "steps", "step_size", "temperature", "static", "teacher")
-"""The destinations of :func:`add_defense` besides ``--defense``: fields of
-:class:`~brittle.defenses.DefenseOptions`."""
 
 
 def add_common(parser: Options) -> None:
@@ -158,37 +156,25 @@ def add_training(parser: argparse.ArgumentParser) -> None:
 
 
 def add_defense(group: Options) -> None:
-    """The options of ``train --defense``; those a defence does not use are refused."""
+    """The options of ``train --defense``, from the defences' registrations
+    (:mod:`brittle.defenses.registry`); those a defence does not use are refused."""
+    names = defense_names()
     group.add_argument(
         "--defense",
-        type=choice(DEFENSES),
+        type=choice(names),
         default=None,
         metavar="NAME",
-        help=f"Train with a defence: {', '.join(DEFENSES)} (default: none).",
+        help=f"Train with a defence: {', '.join(names)} (default: none).",
     )
-    eps = ", ".join(f"{k} {v:g}" for k, v in DEFAULT_EPS.items())
-    settings: list[tuple[str, Callable[[str], Any], str, str]] = [
-        ("--eps", number, "X", f"Budget of the training perturbation (default: {eps})."),
-        ("--alpha", number, "X", "Weight of the clean loss, in [0, 1] (default: 0.5; pgd 0)."),
-        ("--steps", integer, "N", "PGD steps (pgd; default: 7)."),
-        ("--step-size", number, "X", "PGD step (pgd; default: 2.5 * eps / steps)."),
-        ("--temperature", number, "T", "Softmax temperature (distill; the paper: 100)."),
-    ]
-    for flag, convert, metavar, text in settings:
-        group.add_argument(flag, type=convert, default=None, metavar=metavar, help=text)
-    group.add_argument(
-        "--static",
-        type=paths,
-        default=(),
-        metavar="A.pt,B.pt",
-        help="Pre-trained models that craft part of each batch's examples (ensemble).",
-    )
-    group.add_argument(
-        "--teacher",
-        default=None,
-        metavar="PATH",
-        help="Teacher checkpoint (distill; default: train one at --temperature first).",
-    )
+    converters: dict[type, Callable[[str], Any]] = {float: number, int: integer, str: str}
+    for option in defense_options():
+        group.add_argument(
+            option.flag,
+            type=paths if option.kind is tuple else converters[option.kind],
+            default=() if option.kind is tuple else None,
+            metavar=option.metavar,
+            help=option_help(option).replace("%", "%%"),
+        )
 
 
 def paths(text: str) -> tuple[str, ...]:
@@ -202,7 +188,7 @@ def paths(text: str) -> tuple[str, ...]:
 def training_request(args: argparse.Namespace) -> dict[str, Any]:
     """The options of ``train``, as :func:`brittle.tasks.train` takes them."""
     request = {name: getattr(args, name) for name in _TRAINING}
-    options = {name: getattr(args, name) for name in _DEFENSE}
+    options = {o.name: getattr(args, o.name) for o in defense_options()}
     if args.defense is None:
         given = [f"--{k.replace('_', '-')}" for k, v in options.items() if v not in (None, ())]
         if given:
