@@ -7,6 +7,14 @@ rename is atomic), is flushed to disk with ``fsync`` and only then renamed over 
 with :func:`os.replace`. On any failure the temporary file is removed, the target is left
 exactly as it was, and a :class:`~brittle.errors.StorageError` says what failed and what to
 do. :func:`check_writable` tests the output place up front, before any work is spent.
+
+Only regular files are ever replaced. A place that holds something else (a FIFO, a device
+node, a socket, a folder) or a symbolic link (even one whose target is missing) is refused:
+renaming a new file over it would silently replace the pipe, the device or the link itself.
+brittle does not follow links when it writes; give the real path. :func:`check_outputs`
+checks all of one command's outputs at its door, and also refuses two outputs that are the
+same file and an output that is one of the command's inputs; :func:`atomic_path` refuses a
+place that is not a regular file even when a caller did not check it.
 """
 
 from __future__ import annotations
@@ -16,15 +24,24 @@ import errno
 import os
 import secrets
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeAlias
 
-from brittle.errors import StorageError
+from brittle.errors import InputError, StorageError
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 _READ_ONLY = (errno.EROFS,)
 _DENIED = (errno.EACCES, errno.EPERM)
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+Place: TypeAlias = str | os.PathLike[str]
+"""A file's path, as a command's options give it."""
 
 
 @contextlib.contextmanager
@@ -39,9 +56,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     block ends it is fsynced and renamed over ``path``, and the folder is fsynced. If the
     block or any step raises, the temporary file is removed, ``path`` is unchanged, and an
     ``Exception`` becomes a :class:`StorageError` (``KeyboardInterrupt`` passes through).
-    Parent folders are created.
+    Parent folders are created. A ``path`` that is a symbolic link or holds anything but a
+    regular file (a FIFO, a device, a socket, a folder) is never replaced: a
+    :class:`StorageError` is raised before the block and again before the rename, and nothing
+    is written.
     """
     target = Path(path)
+    _refuse_to_replace(target)
     existed = target.exists()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -51,9 +72,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         _fsync(tmp)
+        _refuse_to_replace(target)  # again: something may have taken the place meanwhile
         os.replace(tmp, target)
     except BaseException as err:
         _remove(tmp)
+        if isinstance(err, _NotReplaced):
+            raise
         if isinstance(err, Exception):
             raise _write_error(target, err, existed) from err
         raise
@@ -87,10 +111,13 @@ def check_writable(path: str | Path, *, option: str | None = None) -> Path:
     The parent folder must exist or be creatable (it is created) and accept a new file: a
     probe file is created, written and removed there. ``path`` itself must not be a folder.
     ``option`` names where the path came from (e.g. ``"--out"``) for the message of the
-    :class:`StorageError` raised otherwise.
+    :class:`StorageError` raised otherwise. A symbolic link, or a place holding a FIFO, a
+    device or a socket, is refused with an :class:`~brittle.errors.InputError` before anything
+    is created (see :func:`check_outputs`).
     """
     target = Path(path)
     elsewhere = f"choose another {option}" if option else "choose another place"
+    _check_place(target, option or "the output")
     if target.is_dir():
         raise StorageError(f"cannot write {target}: it is a folder; give a file name")
     folder = target.parent
@@ -114,6 +141,115 @@ def check_writable(path: str | Path, *, option: str | None = None) -> Path:
             f"({_reason(err)}); {_advice(err, folder, elsewhere)}"
         ) from err
     return target
+
+
+def check_outputs(
+    outputs: Mapping[str, Place | None],
+    inputs: Mapping[str, Place | Iterable[Place] | None] | None = None,
+) -> dict[str, Path]:
+    """Check all of one command's output places at its door, before any work; return them.
+
+    ``outputs`` maps each output's name, as the user knows it (``"--json"``, ``"--out
+    (report.html)"``), to its path; ``inputs`` maps each input option (``"--model"``) to the
+    path, or paths, the command reads. ``None`` entries are skipped. Refused, with an
+    :class:`~brittle.errors.InputError` whose message names the options involved:
+
+    - an output that is a symbolic link (even a dangling one): brittle does not write through
+      links, and replacing it would silently turn the link into a file;
+    - an output place that holds something other than a regular file: a FIFO, a device node,
+      a socket (a folder gets :func:`check_writable`'s :class:`StorageError`);
+    - two outputs that are the same file: one would overwrite the other;
+    - an output that is one of the inputs: writing it would destroy what the command reads.
+
+    Paths are compared resolved (links and ``..`` followed), and with
+    :func:`os.path.samefile` when both exist (hard links, other spellings). Then every output
+    is checked with :func:`check_writable`. Returns the outputs that were given, as Paths.
+    """
+    given = {name: Path(path) for name, path in outputs.items() if path is not None}
+    for name, path in given.items():
+        _check_place(path, name)
+    seen: dict[str, Path] = {}
+    for name, path in given.items():
+        for other, earlier in seen.items():
+            if _same_file(path, earlier):
+                raise InputError(
+                    f"{other} and {name} are the same file ({path}): one would overwrite the "
+                    f"other; give them different paths"
+                )
+        seen[name] = path
+    read = [(name, Path(p)) for name, value in (inputs or {}).items() for p in _each(value)]
+    for name, path in given.items():
+        for option, source in read:
+            if _same_file(path, source):
+                raise InputError(
+                    f"{name} {path} is the file {option} reads ({source}): writing it would "
+                    f"replace that input; give {name} another path"
+                )
+    return {name: check_writable(path, option=name) for name, path in given.items()}
+
+
+class _NotReplaced(StorageError):
+    """The writer refused a place that is not a regular file (passed through unwrapped)."""
+
+
+def _kind(mode: int) -> str | None:
+    """What a place that is not a regular file, a folder or a link holds; ``None`` else."""
+    return next((kind for test, kind in _KINDS if test(mode)), None)
+
+
+def _check_place(target: Path, option: str) -> None:
+    """Refuse a ``target`` that is a symbolic link or holds a FIFO, device or socket."""
+    try:
+        mode = os.lstat(target).st_mode
+    except OSError:
+        return  # absent (or unreadable: check_writable's probe reports that)
+    if stat.S_ISLNK(mode):
+        raise InputError(
+            f"{option} {target} is a symbolic link (to {os.readlink(target)}): brittle does not "
+            f"write through links, and replacing it would turn the link into a file; give the "
+            f"real path or another {option}"
+        )
+    kind = _kind(mode)
+    if kind is not None:
+        raise InputError(
+            f"{option} {target} is {kind}, not a regular file: writing there would replace it "
+            f"with a file; give {option} the path of a regular file"
+        )
+
+
+def _refuse_to_replace(target: Path) -> None:
+    """The writer's own guard: never rename a file over a link or anything not a file."""
+    try:
+        mode = os.lstat(target).st_mode
+    except OSError:
+        return
+    what = "a symbolic link" if stat.S_ISLNK(mode) else _kind(mode)
+    if what is None and stat.S_ISDIR(mode):
+        what = "a folder"
+    if what is not None:
+        raise _NotReplaced(
+            f"cannot write {target}: it is {what}, not a regular file, and brittle replaces "
+            f"only regular files; nothing was written. Choose the path of a regular file"
+        )
+
+
+def _each(value: Place | Iterable[Place] | None) -> list[Place]:
+    """An input option's paths: none, one, or several."""
+    if value is None:
+        return []
+    if isinstance(value, str | os.PathLike):
+        return [value]
+    return list(value)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name the same file: resolved, or by device and inode."""
+    try:
+        if a.resolve() == b.resolve():
+            return True
+        return os.path.samefile(a, b)
+    except (OSError, RuntimeError):  # one does not exist (yet), or a loop of links
+        return a.absolute() == b.absolute()
 
 
 def _create_temp(target: Path) -> Path:

@@ -22,7 +22,7 @@ from brittle.bounds.theorems import (
     robustness_upper_bound,
 )
 from brittle.errors import InputError
-from brittle.report.plots import to_png
+from brittle.report.plots import literal, to_png
 
 
 def _balanced(k: int) -> np.ndarray:
@@ -75,7 +75,7 @@ def bound_cdf_plot(
             np.concatenate([[0.0], finite]),
             np.concatenate([[0.0], levels]),
             where="post",
-            label=f"{label} (n = {values.size})",
+            label=f"{literal(label)} (n = {values.size})",
         )
     ax.plot(eta, p, color="black", linestyle="--", lw=1.6, label="bound (Theorem 1)")
     ax.axhline(q, color="#999999", lw=0.8, linestyle=":")
@@ -87,13 +87,13 @@ def bound_cdf_plot(
             linestyle=":",
             label=f"bound on robustness at q = {q:g}: {quantile_eta:.3g}",
         )
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel(literal(xlabel))
     ax.set_ylabel("P(r <= eta)")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(literal(title), fontsize=9)
     return to_png(fig)
 
 

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from brittle.errors import InputError
 from brittle.model import as_tensor
-from brittle.report.plots import to_png
+from brittle.report.plots import literal, to_png
 
 
 def sample_grid(x: Any, nrow: int = 10, title: str | None = None) -> bytes:
@@ -36,7 +36,7 @@ def sample_grid(x: Any, nrow: int = 10, title: str | None = None) -> bytes:
     ax.imshow(mosaic, interpolation="nearest")
     ax.set_axis_off()
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(literal(title), fontsize=9)
     return to_png(fig)
 
 
@@ -57,5 +57,5 @@ def modulus_plot(deltas: Any, omega: Any, lipschitz: float, title: str | None = 
     ax.set_xlabel("delta = ||z - z'|| (latent L2)")
     ax.set_ylabel("image L2")
     ax.legend(fontsize=8)
-    ax.set_title(title or "Modulus of continuity of the generator", fontsize=10)
+    ax.set_title(literal(title or "Modulus of continuity of the generator"), fontsize=10)
     return to_png(fig)

@@ -30,6 +30,18 @@ _SHORT_TITLE = 10
 """The longest image title head (``"label 7"``) that keeps its confidence on its line."""
 
 
+def literal(text: object) -> str:
+    """``text`` escaped so that matplotlib draws it as written, never as mathtext.
+
+    Matplotlib parses a text holding an even number of unescaped ``$`` as math: a class
+    name such as ``"$x^$"`` makes drawing raise, ``"$\\alpha$ cat"`` is drawn as a Greek
+    letter. Every ``$`` is escaped (``\\$``), which matplotlib draws as a plain dollar sign.
+    Applied to all text that comes from the user (class names, attack labels, run and file
+    names) where it reaches matplotlib; brittle's own labels hold no ``$``.
+    """
+    return str(text).replace("$", r"\$")
+
+
 def to_png(fig: Figure) -> bytes:
     """Render ``fig`` to PNG bytes."""
     FigureCanvasAgg(fig)
@@ -55,10 +67,10 @@ def _robust_line(
     ys = np.concatenate([[clean], _column(rows, "robust_accuracy")])
     low, high = _column(rows, "robust_ci_low"), _column(rows, "robust_ci_high")
     if worst:
-        ax.plot(xs, ys, marker="o", color=color, linewidth=2.2, label=label, zorder=3)
+        ax.plot(xs, ys, marker="o", color=color, linewidth=2.2, label=literal(label), zorder=3)
         ax.fill_between(eps, low, high, color=color, alpha=0.15, linewidth=0)
     else:
-        ax.plot(xs, ys, marker="s", markersize=4, color=color, linewidth=1.2, label=label)
+        ax.plot(xs, ys, marker="s", markersize=4, color=color, linewidth=1.2, label=literal(label))
         below, above = ys[1:] - low, high - ys[1:]
         ax.errorbar(eps, ys[1:], yerr=[below, above], fmt="none", ecolor=color, capsize=3)
 
@@ -105,7 +117,7 @@ def accuracy_curve(report: Mapping[str, Any]) -> bytes:
             marker="o" if is_worst else "s",
             color=color,
             linewidth=2.2 if is_worst else 1.2,
-            label=f"{label} (on those standing)" if label in standing else label,
+            label=literal(f"{label} (on those standing)" if label in standing else label),
         )
     level = float(report["confidence"]["level"])
     robust_ax.set_title(f"robust accuracy ({100 * level:g}% interval)", fontsize=10)
@@ -182,7 +194,7 @@ def example_grid(
             classes[int(first.pred_clean[j])],
             float(first.confidence_clean[j]),
         )
-        axes[0, j].set_title(title, fontsize=8, color=color)
+        axes[0, j].set_title(literal(title), fontsize=8, color=color)
     axes[0, 0].set_ylabel("clean", fontsize=8)
     for i, (e, ex) in enumerate(zip(eps, examples, strict=True)):
         delta = (ex.adversarial - ex.clean).numpy()
@@ -196,7 +208,7 @@ def example_grid(
             title, color = adversarial_title(
                 classes[int(ex.pred_adv[k])], float(ex.confidence_adv[k]), bool(ex.success[k])
             )
-            adv_row[col].set_title(title, fontsize=8, color=color)
+            adv_row[col].set_title(literal(title), fontsize=8, color=color)
             delta_row[col].imshow(_perturbation(delta[k]), cmap="RdBu_r", vmin=-scale, vmax=scale)
         adv_row[0].set_ylabel(f"adversarial\neps={e:g}", fontsize=8)
         delta_row[0].set_ylabel(f"perturbation\nscale ±{scale:.3g}", fontsize=8)
@@ -216,7 +228,7 @@ def confusion_heatmap(confusion: Mapping[str, Any]) -> bytes:
     still classified correctly. Counts are written in the cells up to
     :data:`_MAX_ANNOTATED_CLASSES` classes.
     """
-    classes = [str(c) for c in confusion["classes"]]
+    classes = [literal(c) for c in confusion["classes"]]
     matrix = np.array(confusion["matrix"], dtype=float).reshape(len(classes), len(classes))
     side = min(2.4 + 0.3 * len(classes), 10.0)
     fig = Figure(figsize=(side + 1.2, side), layout="constrained")

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from brittle.errors import InputError
 from brittle.metrics.sweep import EpsilonSweep
 from brittle.metrics.transfer import TransferMatrix
-from brittle.report.plots import to_png
+from brittle.report.plots import literal, to_png
 
 
 def _matrix(
@@ -107,7 +107,7 @@ def success_curves(upsilons: Sequence[float], curves: Mapping[str, Sequence[floa
     ax = fig.add_subplot()
     xs = [100 * u for u in upsilons]
     for label, rates in curves.items():
-        ax.plot(xs, [100 * r for r in rates], marker="o", markersize=3, label=label)
+        ax.plot(xs, [100 * r for r in rates], marker="o", markersize=3, label=literal(label))
     ax.set_xlabel("Upsilon, largest distortion (% of features)")
     ax.set_ylabel("success rate (%)")
     ax.set_ylim(-2, 102)
@@ -191,7 +191,7 @@ def weight_grid(filters_by_model: Mapping[str, np.ndarray]) -> bytes:
     for ax, (name, filters) in zip(axes, panels, strict=True):
         ax.imshow(_filter_mosaic(filters), interpolation="nearest")
         ax.set_axis_off()
-        ax.set_title(name, fontsize=9)
+        ax.set_title(literal(name), fontsize=9)
     fig.suptitle("first-layer filters (grey 0, white positive, black negative)", fontsize=9)
     return to_png(fig)
 
@@ -221,9 +221,10 @@ def epsilon_sweep_plot(sweep: EpsilonSweep, class_names: Sequence[str], index: i
         ax.axvspan(edges[start], edges[stop], color="#c0392b", alpha=0.12, lw=0, label=label)
     for k, name in enumerate(class_names):
         if k == true:
-            ax.plot(eps, logits[:, k], color="black", lw=2.4, zorder=3, label=f"{name} (true)")
+            label = literal(f"{name} (true)")
+            ax.plot(eps, logits[:, k], color="black", lw=2.4, zorder=3, label=label)
         else:
-            ax.plot(eps, logits[:, k], lw=1.0, label=str(name))
+            ax.plot(eps, logits[:, k], lw=1.0, label=literal(name))
     ax.axvline(0, color="#999999", lw=0.8, linestyle="--")
     ax.set_xlabel("eps" + (" (clipped to the box)" if sweep.clipped else ""))
     ax.set_ylabel("logit (argument to the softmax)")
@@ -246,8 +247,9 @@ def _named_matrix(
             v = 100 * values[a, b]
             colour = "black" if not np.isfinite(v) or v > 50 else "white"
             ax.text(b, a, texts[a, b], ha="center", va="center", fontsize=7, color=colour)
-    ax.set_xticks(range(m), names, rotation=30, ha="right")
-    ax.set_yticks(range(m), names)
+    shown = [literal(name) for name in names]
+    ax.set_xticks(range(m), shown, rotation=30, ha="right")
+    ax.set_yticks(range(m), shown)
     ax.tick_params(labelsize=7)
     ax.set_xlabel("classified by")
     ax.set_ylabel("crafted on")
@@ -274,5 +276,6 @@ def transfer_heatmap(matrix: TransferMatrix) -> bytes:
     left, right = fig.subplots(1, 2)
     _named_matrix(fig, left, matrix.error, errors, names, "error rate (%)")
     _named_matrix(fig, right, matrix.agreement, agreed, names, "same wrong class when both err (%)")
-    fig.suptitle(f"{matrix.attack} examples transferred between models, n = {matrix.n}", fontsize=9)
+    title = f"{matrix.attack} examples transferred between models, n = {matrix.n}"
+    fig.suptitle(literal(title), fontsize=9)
     return to_png(fig)

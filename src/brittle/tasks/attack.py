@@ -14,7 +14,7 @@ from brittle.attacks.result import AttackResult
 from brittle.attacks.targets import all_other_targets
 from brittle.errors import InputError
 from brittle.eval.runner import run_attack
-from brittle.files import check_writable, write_atomic
+from brittle.files import check_outputs, write_atomic
 from brittle.metrics import source_target_matrices
 from brittle.metrics.masking import NORMS, MaskingCheck, gradient_masking_check
 from brittle.perturbation import box_diameter
@@ -83,12 +83,14 @@ def attack(
     metadata ``defense``) also gets the warnings of its gradient-masking check
     (:func:`defense_check`), whose numbers are under ``gradient_masking``. The summary is
     written to ``json_path`` and the inputs and results to ``save_path`` (``.npz``), both
-    checked to be writable before any work and written atomically.
+    checked before any work (:func:`~brittle.files.check_outputs`: writable, regular files
+    or absent, not links, not the same file, neither the model nor the data) and written
+    atomically.
     """
     check_count(n, "--n")
-    for path, option in ((json_path, "--json"), (save_path, "--save")):
-        if path is not None:
-            check_writable(path, option=option)
+    check_outputs(
+        {"--json": json_path, "--save": save_path}, {"--model": model, "--data-dir": data_dir}
+    )
     victim = load_target(model, dataset, data_dir, split, n, seed, device)
     every = target == EVERY_TARGET
     adversary, built = prepare(

@@ -19,12 +19,15 @@ from brittle.bounds.robustness import check_pair
 from brittle.bounds.theorems import in_distribution_bound
 from brittle.bounds.transferability import theorem3_check
 from brittle.errors import InputError
-from brittle.files import check_writable, write_text_atomic
+from brittle.files import check_outputs, write_text_atomic
 from brittle.generators import GeneratorSummary, load_generator, summarise_generator
 from brittle.models import load_classifier
 from brittle.report.content import write_json
 
 from .common import check_count, resolve_device
+
+_HTML = "--json's HTML page (--json with .html)"
+"""The name of the page written beside the JSON, in the messages about its place."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,9 @@ def bound(
     ``second_model``, Theorem 3's bound on perturbations common to both models is set beside
     the share an attack on both finds, on ``n`` samples.
 
-    Before any work: both places are checked writable, the checkpoints load (classifiers and
+    Before any work: both places are checked (:func:`~brittle.files.check_outputs`:
+    writable, regular files or absent, not links, not the same file, not a checkpoint read;
+    so ``json_path`` may not end in ``.html``), the checkpoints load (classifiers and
     a generator, each refused if it is the other kind), the generator's output must be the
     classifiers' input shape, and the quantile must lie in (0, 1).
     """
@@ -72,8 +77,11 @@ def bound(
         check_count(theorem2, "--theorem2")
     if not 0 < quantile < 1:
         raise InputError(f"--quantile must be in (0, 1), got {quantile!r} (the median: 0.5)")
-    json_out = check_writable(json_path, option="--json")
-    html_out = check_writable(json_out.with_suffix(".html"), option="--json")
+    places = check_outputs(
+        {"--json": json_path, _HTML: Path(json_path).with_suffix(".html")},
+        {"--generator": generator, "--model": model, "--second-model": second_model},
+    )
+    json_out, html_out = places["--json"], places[_HTML]
     torch_device = resolve_device(device)
     gen, gen_meta = load_generator(generator, torch_device)
     classifier = load_classifier(model, torch_device)

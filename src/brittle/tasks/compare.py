@@ -28,9 +28,9 @@ import brittle
 from brittle.errors import InputError
 from brittle.eval.runner import CONFIDENCE, clopper_pearson
 from brittle.eval.store import ResultStore
-from brittle.files import check_writable, write_text_atomic
+from brittle.files import check_outputs, write_text_atomic
 from brittle.report.content import finite, write_json
-from brittle.report.plots import to_png
+from brittle.report.plots import literal, to_png
 
 from .evaluate import EVALUATION, STORE_NAME, SUMMARY
 
@@ -76,8 +76,10 @@ def compare(runs: Sequence[str | Path], *, out: str | Path) -> CompareOutcome:
     if len({f.resolve() for f in folders}) != len(folders):
         raise InputError("a run is given twice; give each evaluate output folder once")
     out = Path(out)
-    check_writable(out / COMPARE_JSON, option="--out")
-    check_writable(out / COMPARE_HTML, option="--out")
+    check_outputs(
+        {f"--out ({name})": out / name for name in (COMPARE_JSON, COMPARE_HTML)},
+        {"RUN": [folder / STORE_NAME for folder in folders]},
+    )
     names = _names(folders)
     data = [read_run(folder, name) for folder, name in zip(folders, names, strict=True)]
     content = comparison(data)
@@ -253,7 +255,7 @@ def curves(content: dict[str, Any]) -> bytes:
         ys = [row["shared_robust_accuracy"] for row in run["rows"]]
         low = [row["shared_ci_low"] for row in run["rows"]]
         high = [row["shared_ci_high"] for row in run["rows"]]
-        (line,) = ax.plot(xs, ys, marker="o", label=run["name"])
+        (line,) = ax.plot(xs, ys, marker="o", label=literal(run["name"]))
         ax.fill_between(xs, low, high, alpha=0.15, color=line.get_color())
     ax.set_xlabel("eps (budget)")
     ax.set_ylabel("robust accuracy (shared samples)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from brittle.data import load_dataset
-from brittle.files import check_writable
+from brittle.files import check_outputs
 
 from .common import Log, check_count, draw, quiet
 from .evaluate import DEFAULT_EPS_LIST, EvaluateOutcome, evaluate_model
@@ -40,7 +40,8 @@ def demo(
     """
     check_count(n_train, "--n-train")
     out = Path(out)
-    checkpoint = check_writable(out / "lenet.pt", option="--out")
+    place = "--out (lenet.pt)"
+    checkpoint = check_outputs({place: out / "lenet.pt"}, {"--data-dir": data_dir})[place]
     train_set = load_dataset(dataset, "train", data_dir)
     trained = train_on(
         draw(train_set, n_train, seed, "train", "--n-train", DEMO_TRAIN),

@@ -9,7 +9,7 @@ from typing import Any
 
 from brittle.data import load_dataset
 from brittle.errors import InputError
-from brittle.files import check_writable
+from brittle.files import check_outputs
 from brittle.generators import (
     GENERATORS,
     build_generator,
@@ -52,9 +52,10 @@ def generator_train(
 
     ``n_train`` samples (drawn with ``seed``) are used, all when ``None``. Before anything is
     loaded, the latent dimension, the architecture and the hyper-parameters are checked and
-    ``out`` must be writable. The checkpoint (written atomically) records the data set, the
-    number of training samples, the epochs, the seed, the final loss (the negative ELBO, in
-    nats per image) and its parts, and the training recipe.
+    ``out`` must be writable, a regular file or absent, not a link and not the data
+    (:func:`~brittle.files.check_outputs`). The checkpoint (written atomically) records the
+    data set, the number of training samples, the epochs, the seed, the final loss (the
+    negative ELBO, in nats per image) and its parts, and the training recipe.
     """
     if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
         raise InputError(f"--latent-dim must be an integer >= 1, got {latent_dim!r}")
@@ -62,7 +63,8 @@ def generator_train(
         raise InputError(f"unknown --arch {arch!r}: use one of {', '.join(GENERATORS)}")
     check_hyperparameters(epochs, batch_size, lr, seed)
     check_count(n_train, "--n-train")
-    path = check_writable(out or f"runs/{arch}{latent_dim}.pt", option="--out")
+    default = f"runs/{arch}{latent_dim}.pt"
+    path = check_outputs({"--out": out or default}, {"--data-dir": data_dir})["--out"]
     torch_device = resolve_device(device)
     data = draw(load_dataset(dataset, "train", data_dir), n_train, seed, "train", "--n-train")
     gen = build_generator(arch, latent_dim, data.input_shape, seed=seed)

@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from brittle.files import check_writable
+from brittle.files import check_outputs
 from brittle.report.html import ReportPaths
 from brittle.reproduce import REPRODUCTIONS, Reproduction, reproduction, write_reproduction
-from brittle.reproduce.report import JSON_NAME
+from brittle.reproduce.report import HTML_NAME, JSON_NAME
 
 from .common import Log, check_count, quiet, resolve_device
 from .lock import folder_lock
@@ -64,7 +64,10 @@ def reproduce(
     ):
         check_count(value, option)
     folder = Path(out)
-    check_writable(folder / JSON_NAME, option="--out")
+    check_outputs(
+        {f"--out ({name})": folder / name for name in (JSON_NAME, HTML_NAME)},
+        {"--data-dir": data_dir},
+    )
     torch_device = resolve_device(device)
     start = time.perf_counter()
     with folder_lock(folder):

@@ -19,7 +19,7 @@ from brittle.defenses import (
     soft_labels,
 )
 from brittle.errors import InputError
-from brittle.files import check_writable
+from brittle.files import check_outputs
 from brittle.models import (
     Objective,
     TrainHistory,
@@ -34,6 +34,9 @@ from brittle.models import (
 )
 
 from .common import Log, check_count, draw, quiet, resolve_device
+
+_TEACHER = "--out's teacher (NAME.teacher.pt)"
+"""The teacher ``--defense distill`` trains and saves beside ``--out``, in messages."""
 
 
 @dataclass(frozen=True)
@@ -83,20 +86,27 @@ def train(
     ``n_train`` samples (drawn with ``seed``) are used, all when ``None``; more than the
     split holds is refused. ``defense`` trains with a defence (:mod:`brittle.defenses`),
     recorded in the checkpoint's metadata under ``"defense"``. Before anything is loaded:
-    ``out`` is checked to be writable, the defence's options are checked, and the
-    checkpoints it names (``--static``, ``--teacher``) are loaded; before any training, they
-    must take the data's input shape and classes. ``--defense distill`` without a teacher
+    ``out`` is checked (:func:`~brittle.files.check_outputs`: writable, a regular file or
+    absent, not a link, not a checkpoint or data file read), the defence's options are
+    checked, and the checkpoints it names (``--static``, ``--teacher``) are loaded; before
+    any training, they must take the data's input shape and classes. ``--defense distill`` without a teacher
     trains one at the temperature first and saves it beside ``out`` (``NAME.teacher.pt``).
     """
     check_count(n_train, "--n-train")
-    out = check_writable(out, option="--out")
+    new_teacher = defense is not None and defense.name == "distill" and defense.teacher is None
+    out = check_outputs(
+        {"--out": out, _TEACHER: teacher_path(Path(out)) if new_teacher else None},
+        {
+            "--static": defense.static if defense else None,
+            "--teacher": defense.teacher if defense else None,
+            "--data-dir": data_dir,
+        },
+    )["--out"]
     recipe = Recipe(arch, epochs, batch_size, lr, optimizer, weight_decay, l1, seed)
     fixed: dict[str, tuple[nn.Module, dict[str, Any]]] = {}
     if defense is not None:
         defense.check()
         fixed = {path: load_checkpoint(path) for path in (*defense.static, defense.teacher) if path}
-        if defense.name == "distill" and defense.teacher is None:
-            check_writable(teacher_path(out), option="--out")
     train_set = load_dataset(dataset, "train", data_dir)
     if n_train is not None:
         train_set = draw(train_set, n_train, seed, "train", "--n-train")
@@ -226,6 +236,7 @@ def train_on(
     )
     meta = {
         "dataset": train_set.name,
+        "data": train_set.origin,
         "classes": train_set.classes,
         "bounds": [0.0, 1.0],
         "preprocessing": None,

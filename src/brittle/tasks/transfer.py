@@ -12,7 +12,7 @@ from brittle.classifier import Classifier
 from brittle.data import load_dataset
 from brittle.errors import InputError
 from brittle.eval.store import file_sha256
-from brittle.files import check_writable
+from brittle.files import check_outputs
 from brittle.metrics.transfer import TransferMatrix, check_compatible, transfer_matrix
 from brittle.models import load_checkpoint, load_classifier
 from brittle.report.content import threat_section, write_json
@@ -56,8 +56,10 @@ def transfer(
     """Attack ``n`` samples of ``dataset`` on each checkpoint of ``models`` with ``attack``
     and classify the examples crafted on each with every model.
 
-    Before any work: ``json_path`` is checked to be writable, every file of ``models`` must
-    be a brittle checkpoint, and all must take the same input shape and number of classes.
+    Before any work: ``json_path`` is checked (:func:`~brittle.files.check_outputs`:
+    writable, a regular file or absent, not a link, not a model or the data), every file of
+    ``models`` must be a brittle checkpoint, and all must take the same input shape and
+    number of classes.
     ``dataset=None`` uses the data set the models were trained on (they must agree then).
     ``n``, the attack, its parameters and the threat model are as for
     :func:`~brittle.tasks.attack`; the threat is built against the first model's box. The
@@ -66,8 +68,7 @@ def transfer(
     the models and the data; it is written atomically to ``json_path``.
     """
     check_count(n, "--n")
-    if json_path is not None:
-        check_writable(json_path, option="--json")
+    check_outputs({"--json": json_path}, {"--models": models, "--data-dir": data_dir})
     if target == EVERY_TARGET:
         raise InputError(
             "--target all (each sample once per other class) is an option of `brittle "
