@@ -85,7 +85,7 @@ def evaluation(tmp_path_factory: pytest.TempPathFactory) -> Evaluation:
     folder = tmp_path_factory.mktemp("store")
     with ResultStore(folder / "results.sqlite") as store:
         return evaluate(
-            classifier, plans, x, y, EPS, batch_size=8, store=store, run_key="r", progress=False
+            classifier, plans, (x, y), EPS, batch_size=8, store=store, run_key="r", progress=False
         )
 
 
@@ -246,14 +246,16 @@ def test_the_summary_gives_robust_accuracy_with_its_interval(page: tuple[str, An
 
 def test_each_attack_has_its_own_table(page: tuple[str, Any]) -> None:
     html, data = page
-    own = html.split("Each attack on its own")[1].split('<h2 id="examples"')[0]
+    own = html.split('<h3 id="per-attack">')[1].split('<h2 id="examples"')[0]
     for label in ("FGSM", DOTTED):
         assert f"<h4>{label}</h4>" in own
         table = own.split(f"<h4>{label}</h4>")[1].split("</table>")[0]
         assert table.count("<tr>") == 1 + len(EPS)
         robust = data["per_attack"][label][-1]["robust_accuracy"]
         assert f">{100 * robust:.1f}%<" in table
-    assert "broken by FGSM first" in html and f"broken by {DOTTED} alone" in html
+    broken = html.split('<h3 id="broken-by">')[1].split("</table>")[0]
+    assert "broken by FGSM: first / alone" in broken and f"broken by {DOTTED}: first" in broken
+    assert broken.count("<tr>") == 1 + len(EPS)
 
 
 def test_sanity_checks_by_status_and_no_warning_twice(

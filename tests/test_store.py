@@ -212,7 +212,7 @@ def test_the_store_reads_into_pandas_in_one_line_and_exports_csv_and_json(
     plans = [single_plan(FGSM, 0.1), single_plan(lambda e: PGD(e, steps=3), 0.1)]
     with ResultStore(path) as store:
         evaluation = evaluate(
-            classifier, plans, x, y, [0.1, 0.2], batch_size=5, store=store, run_key="r",
+            classifier, plans, (x, y), [0.1, 0.2], batch_size=5, store=store, run_key="r",
             ids=torch.arange(50, 50 + N), progress=False,
         )  # fmt: skip
         written = export_tables(store, evaluation, tmp_path)
@@ -230,7 +230,7 @@ def test_the_store_reads_into_pandas_in_one_line_and_exports_csv_and_json(
         assert (left[column] == right[column]).all(), column
     assert (abs(left["l2"] - right["l2"]) <= 1e-12 * (1 + left["l2"].abs())).all()
     records = json.loads((tmp_path / "samples.json").read_text())
-    assert len(records) == len(frame) and set(records[0]) == set(SAMPLE_COLUMNS)
+    assert len(records) == len(frame) and set(records[0]) == {*SAMPLE_COLUMNS, "counted_success"}
     worst = pd.read_csv(tmp_path / "worst_case.csv")
     assert len(worst) == 2 * N and set(worst.columns) >= {"robust", "broken_by", "broken:PGD"}
     results = json.loads((tmp_path / "results.json").read_text())

@@ -1,6 +1,8 @@
 """What the ``brittle`` command prints: summaries, the per-budget table, report places.
 
-Results go to stdout; progress bars go to stderr and only when it is a terminal.
+Results go to stdout; progress goes to stderr: the evaluation engine's as a bar on a
+terminal and as a plain line every few seconds in a log (:func:`brittle.progress.show_progress`),
+other loops' as bars only on a terminal; ``--quiet`` silences both.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from brittle import tasks
-from brittle.report.content import COLUMNS
+from brittle.report.content import COLUMNS, eps_label, eps_labels
 from brittle.reproduce.report import show
 
 _PERCENT = {
@@ -41,9 +43,17 @@ _MASKING = {"robust_fgsm": "FGSM", "robust_pgd_ce": "PGD-CE", "robust_pgd_margin
 """The attacks of the gradient-masking check, as its summary line names them."""
 
 
-def progress_bars() -> bool:
-    """Progress bars only on a terminal: piped into a log, they would flood it."""
-    return sys.stderr.isatty()
+def progress_bars(quiet: bool = False) -> bool:
+    """Progress bars of the loops that draw tqdm bars themselves (training, transfer): only
+    on a terminal (piped into a log, a bar would flood it), and not when ``quiet``."""
+    return not quiet and sys.stderr.isatty()
+
+
+def progress_shown(quiet: bool = False) -> bool:
+    """The ``progress`` of the evaluation engine's loops, which count through
+    :func:`~brittle.progress.show_progress`: on unless ``quiet`` (a bar on a terminal, a
+    plain line every few seconds and the last when standard error is a log)."""
+    return not quiet
 
 
 def fmt(key: str, value: Any) -> str:
@@ -125,10 +135,16 @@ def print_report(outcome: tasks.EvaluateOutcome) -> None:
             f"worst case of {', '.join(per_attack)} (a sample is broken when any attack breaks "
             "it; first: how many each attack broke first):"
         )
-    _print_table(report["results"], several=len(per_attack) > 1)
+    labels = eps_labels(report)
+    _print_table(report["results"], several=len(per_attack) > 1, labels=labels)
     if len(per_attack) > 1:
-        print("robust accuracy of each attack alone:")
-        _print_per_attack(report["results"], per_attack)
+        standing = {a["label"] for a in report.get("attacks", []) if a.get("survivors_only")}
+        print(
+            "robust accuracy of each attack on the n samples it attacked"
+            + (" (after the earlier attacks: on those still standing)" if standing else "")
+            + ":"
+        )
+        _print_per_attack(report["results"], per_attack, labels, standing)
     print_warnings(report["warnings"])
     places: dict[str, Path | None] = {
         "report": outcome.paths.html,
@@ -149,20 +165,27 @@ def _interval(row: dict[str, Any]) -> str:
 
 
 def _print_per_attack(
-    rows: Sequence[dict[str, Any]], per_attack: dict[str, list[dict[str, Any]]]
+    rows: Sequence[dict[str, Any]],
+    per_attack: dict[str, list[dict[str, Any]]],
+    labels: dict[float, str],
+    standing: set[str],
 ) -> None:
-    heads = ["eps", *per_attack]
+    """Each attack's robust accuracy, interval and n per budget; ``standing``: the labels
+    of the attacks run after the earlier ones, on the samples still standing."""
+    heads = ["eps", *(f"{a} (after the earlier)" if a in standing else a for a in per_attack)]
     cells = [
         [
-            fmt("eps", row["eps"]),
-            *(
-                f"{fmt('robust_accuracy', p[i]['robust_accuracy'])} {_interval(p[i])}"
-                for p in per_attack.values()
-            ),
+            eps_label(labels, row["eps"]),
+            *(_robust_with_n(p[i]) for p in per_attack.values()),
         ]
         for i, row in enumerate(rows)
     ]
     _print_cells(heads, cells)
+
+
+def _robust_with_n(row: dict[str, Any]) -> str:
+    """Robust accuracy, its interval and the samples it is over: ``92.0% [85.0, 96.5] n=100``."""
+    return f"{fmt('robust_accuracy', row['robust_accuracy'])} {_interval(row)} n={row['n']}"
 
 
 def print_compare(outcome: tasks.CompareOutcome) -> None:
@@ -263,15 +286,18 @@ def print_warnings(warnings: Sequence[str]) -> None:
         print(f"warning: {warning}")
 
 
-def _print_table(rows: Sequence[dict[str, Any]], several: bool = False) -> None:
-    """The per-budget table: :data:`_TABLE`'s columns, robust accuracy's 95% interval after
-    it, and with ``several`` attacks how many samples each broke first."""
+def _print_table(
+    rows: Sequence[dict[str, Any]], several: bool = False, labels: dict[float, str] | None = None
+) -> None:
+    """The per-budget table: :data:`_TABLE`'s columns (eps as ``labels`` write it,
+    :func:`~brittle.report.content.eps_labels`), robust accuracy's 95% interval after it, and
+    with ``several`` attacks how many samples each broke first."""
     keys, heads = list(_TABLE), list(_TABLE.values())
     at = keys.index("robust_accuracy") + 1
     heads.insert(at, "95% CI")
     cells = []
     for row in rows:
-        cell = [fmt(k, row[k]) for k in keys]
+        cell = [eps_label(labels or {}, row[k]) if k == "eps" else fmt(k, row[k]) for k in keys]
         cell.insert(at, _interval(row))
         if several:
             cell.append(", ".join(f"{k} {v}" for k, v in row["broken_by"].items()))

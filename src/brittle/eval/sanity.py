@@ -17,11 +17,17 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .runner import CONFIDENCE, clopper_pearson
+
 Status = Literal["passed", "warning", "not run"]
 PASSED: Status = "passed"
 WARNING: Status = "warning"
 NOT_RUN: Status = "not run"
 _TOLERANCE = 1e-9
+RECORDED_MARGIN = 0.02
+"""How far (a fraction: 2 percentage points) a model's recorded accuracy may lie above the
+upper end of the interval of the measured clean accuracy before
+:func:`recorded_accuracy_check` warns."""
 
 
 @dataclass(frozen=True)
@@ -66,8 +72,8 @@ def monotone_check(eps: list[float], summaries: list[dict[str, Any]]) -> SanityC
         "monotone",
         title,
         WARNING,
-        f"robust accuracy rises from {robust[i - 1]:.1%} at eps={eps[i - 1]:g} to "
-        f"{robust[i]:.1%} at eps={eps[i]:g}: a larger budget should never help the model. The "
+        f"robust accuracy rises from {robust[i - 1]:.1%} at eps={eps[i - 1]:.4g} to "
+        f"{robust[i]:.1%} at eps={eps[i]:.4g}: a larger budget should never help the model. The "
         "attack is not finding the adversarial examples it should (masked gradients, or too "
         "few steps); try an iterative attack such as PGD or the standard suite.",
         numbers,
@@ -88,9 +94,67 @@ def finite_outputs_check(eps: list[float], summaries: list[dict[str, Any]]) -> S
         "finite_outputs",
         title,
         WARNING,
-        f"the model returned NaN or inf outputs on {c} of the adversarial inputs at eps={e:g}: "
+        f"the model returned NaN or inf outputs on {c} of the adversarial inputs at eps={e:.4g}: "
         "they count as not robust (a non-finite output is never a correct answer); check the "
         "model on such inputs",
+        numbers,
+    )
+
+
+def recorded_accuracy_check(
+    clean_accuracy: float, n: int, recorded: float | None, *, margin: float = RECORDED_MARGIN
+) -> SanityCheck:
+    """The measured clean accuracy is not far below the accuracy the model records.
+
+    A checkpoint records the accuracy it reached on its test set (``meta["accuracy"]``). The
+    clean accuracy measured here on ``n`` samples has the Clopper-Pearson interval
+    ``[low, high]`` (at :data:`~brittle.eval.runner.CONFIDENCE`, of ``k = round(clean_accuracy
+    * n)`` correct in ``n``). A warning when ``recorded > high + margin``: the recorded figure
+    is beyond what sampling explains, by more than ``margin`` (a fraction, default
+    :data:`RECORDED_MARGIN`, for a test set that is not quite this data). Then the data
+    likely do not reach the model as they did in training: classes in another order,
+    another preprocessing or scale, another channel order. Not run without a recorded
+    accuracy (``None``, or not a fraction in ``[0, 1]``) or without samples.
+    """
+    title = "Clean accuracy near the accuracy the model records"
+    numbers: dict[str, Any] = {"clean_accuracy": clean_accuracy, "n": n, "recorded": recorded}
+    if recorded is None:
+        return SanityCheck(
+            "recorded_accuracy", title, NOT_RUN, "the model records no accuracy", numbers
+        )
+    if not 0 <= recorded <= 1:
+        return SanityCheck(
+            "recorded_accuracy",
+            title,
+            NOT_RUN,
+            f"the recorded accuracy {recorded:g} is not a fraction in [0, 1]",
+            numbers,
+        )
+    if n < 1 or math.isnan(clean_accuracy):
+        return SanityCheck("recorded_accuracy", title, NOT_RUN, "no sample was classified", numbers)
+    _, high = clopper_pearson(round(clean_accuracy * n), n)
+    numbers.update(ci_high=high, margin=margin)
+    level = f"{100 * CONFIDENCE:g}%"
+    if recorded <= high + margin:
+        return SanityCheck(
+            "recorded_accuracy",
+            title,
+            PASSED,
+            f"the recorded accuracy {recorded:.1%} is at most {100 * margin:g} points above "
+            f"{high:.1%}, the upper end of the {level} interval of the measured clean "
+            f"accuracy {clean_accuracy:.1%} ({n} samples)",
+            numbers,
+        )
+    return SanityCheck(
+        "recorded_accuracy",
+        title,
+        WARNING,
+        f"the model records an accuracy of {recorded:.1%}, but classifies only "
+        f"{clean_accuracy:.1%} of these {n} samples correctly (the {level} interval ends at "
+        f"{high:.1%}, more than {100 * margin:g} points below): the data likely do not reach "
+        "the model as in training. Check the order of the class names, the preprocessing "
+        "(scale to [0, 1], mean/std), the channel order and the image size before reading "
+        "robustness from this evaluation.",
         numbers,
     )
 

@@ -4,7 +4,8 @@ Three tables, each a list of columns and rows of plain values:
 
 - ``samples``: every per-sample row of the evaluation as stored (one per attack, budget,
   target and sample; the ``samples`` table of the store restricted to the run's attacks,
-  budgets and samples);
+  budgets and samples), with ``counted_success`` after ``success`` (see
+  :data:`SAMPLE_TABLE_COLUMNS`);
 - ``worst_case``: one row per budget and sample: classified correctly, robust under every
   attack, which attack broke it first, and one ``broken:LABEL`` column per attack;
 - ``results``: one row per budget and attack (and the worst case, with several attacks):
@@ -55,8 +56,29 @@ RESULT_COLUMNS = (
 """The columns of the ``results`` table."""
 
 
+_COLUMN = {name: i for i, name in enumerate(SAMPLE_COLUMNS)}
+_SUCCESS = _COLUMN["success"]
+SAMPLE_TABLE_COLUMNS = (
+    *SAMPLE_COLUMNS[: _SUCCESS + 1],
+    "counted_success",
+    *SAMPLE_COLUMNS[_SUCCESS + 1 :],
+)
+"""The columns of the ``samples`` table: the store's (:data:`~.store.SAMPLE_COLUMNS`) and
+``counted_success`` after ``success``.
+
+``success`` is the attack's own verdict: the model's prediction on the adversarial input
+meets the goal (untargeted: differs from the label), so a sample misclassified before the
+attack has ``success`` 1 without any attack. ``counted_success`` is what the reported
+success rate counts: ``success`` for a sample classified correctly before the attack (and,
+for a suite's attack run on the samples still standing, standing after the attacks before
+it), empty for any other. So the mean of ``counted_success`` over one attack's rows at one
+budget, empty cells left out (what ``pandas`` does), is that attack's ``success_rate`` in
+``report.json`` (``per_attack``; ``results`` with one attack)."""
+
+
 def sample_table(store: ResultStore, evaluation: Evaluation) -> Table:
-    """Every stored per-sample row of ``evaluation``'s attacks, budgets and samples."""
+    """Every stored per-sample row of ``evaluation``'s attacks, budgets and samples, with
+    ``counted_success`` (:data:`SAMPLE_TABLE_COLUMNS`)."""
     columns = list(SAMPLE_COLUMNS)
     keys = set(evaluation.keys.values())
     budgets = {float(e) for e in evaluation.eps}
@@ -69,7 +91,43 @@ def sample_table(store: ResultStore, evaluation: Evaluation) -> Table:
     )
     picked = [list(r) for r in rows if r[1] in keys and float(r[3]) in budgets and int(r[5]) in ids]
     picked.sort(key=lambda r: (r[3], order[r[1]], r[5], -1 if r[4] is None else r[4]))
-    return columns, picked
+    counted = _counted(evaluation, picked)
+    table = []
+    for row in picked:
+        where = (row[_COLUMN["attack"]], float(row[_COLUMN["eps"]]), int(row[_COLUMN["sample_id"]]))
+        success = int(row[_SUCCESS]) if where in counted else None
+        table.append([*row[: _SUCCESS + 1], success, *row[_SUCCESS + 1 :]])
+    return list(SAMPLE_TABLE_COLUMNS), table
+
+
+def _counted(evaluation: Evaluation, rows: list[list[Any]]) -> set[tuple[str, float, int]]:
+    """The (attack key, eps, sample id) of the ``rows`` (the store's columns) that the
+    success rates count: classified correctly before the attack and, for an attack whose
+    summary holds fewer samples than the evaluation (a suite's attack run on the samples
+    still standing), standing after the attacks before it, as
+    :func:`~.runner.summarise` reads them."""
+    attack, eps_at, sample, y = (_COLUMN[c] for c in ("attack", "eps", "sample_id", "y"))
+    clean, adversarial = _COLUMN["pred_clean"], _COLUMN["pred_adv"]
+    by_key: dict[tuple[str, float], dict[int, list[Any]]] = {}
+    for row in rows:
+        by_key.setdefault((row[attack], float(row[eps_at])), {})[int(row[sample])] = row
+    ids = [int(i) for i in evaluation.ids.tolist()]
+    counted = set()
+    for e, eps in enumerate(evaluation.eps):
+        standing = set(ids)
+        for label, key in evaluation.keys.items():
+            held = by_key.get((key, float(eps)), {})
+            everyone = int(evaluation.per_attack[label][e]["n"]) == len(ids)
+            for sid in ids if everyone else [i for i in ids if i in standing]:
+                stored = held.get(sid)
+                if stored is None:
+                    continue
+                correct = stored[clean] == stored[y]
+                if correct:
+                    counted.add((key, float(eps), sid))
+                if not correct or stored[adversarial] != stored[y]:
+                    standing.discard(sid)
+    return counted
 
 
 def worst_case_table(evaluation: Evaluation) -> Table:

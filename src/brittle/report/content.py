@@ -12,7 +12,7 @@ import datetime
 import json
 import math
 import platform
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 import brittle
+from brittle.errors import InputError
 from brittle.eval.runner import CONFIDENCE, Evaluation
 from brittle.eval.sanity import SanityCheck, sweep_checks
 from brittle.files import write_text_atomic
@@ -53,9 +54,13 @@ attack broke first (in the evaluation's order), and alone, and robust accuracy (
 interval) after each attack and those before it."""
 
 
-def threat_section(threat: ThreatModel, eps: list[float]) -> dict[str, Any]:
-    """The threat model as a description and its fields; ``eps`` is the largest budget."""
-    return {
+def threat_section(
+    threat: ThreatModel, eps: list[float], eps_text: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """The threat model as a description and its fields; ``eps`` is the largest budget,
+    ``eps_list`` the budgets evaluated and ``eps_text`` (when given) each as the user wrote it
+    (``8/255``)."""
+    section: dict[str, Any] = {
         "description": threat.describe(),
         "goal": threat.goal.value,
         "capability": threat.capability.name,
@@ -65,6 +70,42 @@ def threat_section(threat: ThreatModel, eps: list[float]) -> dict[str, Any]:
         "bounds": list(threat.bounds),
         "in_distribution": threat.in_distribution,
     }
+    if eps_text is not None:
+        texts = [str(t).strip() for t in eps_text]
+        if len(texts) != len(eps) or not all(texts):
+            raise InputError(
+                f"eps_text must give one text for each of the {len(eps)} budgets, got "
+                f"{list(eps_text)}"
+            )
+        section["eps_text"] = texts
+    return section
+
+
+def short_number(value: float) -> str:
+    """A number in at most 4 significant digits, as ``:g`` writes it (``0.0313725`` as
+    ``0.03137``, ``0.1`` as ``0.1``)."""
+    return f"{value:.4g}"
+
+
+def eps_labels(report: Mapping[str, Any]) -> dict[float, str]:
+    """Each budget of ``report`` (``threat_model.eps_list``) and the text to show for it:
+    its ``eps_text`` when the report has one, else :func:`short_number`."""
+    threat = report.get("threat_model", {})
+    budgets = [float(e) for e in threat.get("eps_list", [])]
+    texts = threat.get("eps_text") or [short_number(e) for e in budgets]
+    return dict(zip(budgets, texts, strict=True))
+
+
+def eps_label(labels: Mapping[float, str], value: Any) -> str:
+    """The text of the budget ``value``: its label in ``labels`` (:func:`eps_labels`; the
+    nearest within a relative 1e-6, as JSON may round), else :func:`short_number`; ``n/a``
+    for what is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return "n/a"
+    for budget, text in labels.items():
+        if math.isclose(budget, value, rel_tol=1e-6, abs_tol=1e-12):
+            return text
+    return short_number(float(value))
 
 
 def build_report(
@@ -81,6 +122,7 @@ def build_report(
     checks: Sequence[SanityCheck] | None = None,
     classes: Sequence[str] | None = None,
     device: str | None = None,
+    eps_text: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The report of ``evaluation`` under ``threat``.
 
@@ -101,6 +143,9 @@ def build_report(
     ``confusion`` counts, at the largest budget, each (label, prediction on the adversarial
     input) pair of the worst case, over ``classes`` (default: as many as the labels show);
     ``environment`` is the versions and the ``device`` the numbers were computed with.
+    ``eps_text`` gives each budget of ``evaluation.eps`` as the user wrote it (``8/255``):
+    kept as ``threat_model.eps_text``, the page and the figures show budgets so (else to 4
+    significant digits, :func:`short_number`).
     """
     several = len(evaluation.attacks) > 1
     columns = (*COLUMNS, *WORST_CASE_COLUMNS) if several else COLUMNS
@@ -119,7 +164,7 @@ def build_report(
         "brittle_version": brittle.__version__,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "run_key": evaluation.run_key,
-        "threat_model": threat_section(threat, evaluation.eps),
+        "threat_model": threat_section(threat, evaluation.eps, eps_text),
         "model": model,
         "dataset": dataset,
         "attack": attack,

@@ -24,8 +24,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from brittle.eval.runner import Evaluation
 from brittle.files import write_text_atomic
 
-from .content import finite, write_json
-from .plots import accuracy_curve, confusion_heatmap, example_grid
+from .content import eps_label, eps_labels, finite, write_json
+from .plots import accuracy_curve, confusion_heatmap, example_grid, is_colour
 
 _BOUND_REFERENCE = "Fawzi, Fawzi & Fawzi 2018, Theorem 1"
 
@@ -64,6 +64,14 @@ def _num(value: Any) -> str:
     if not math.isfinite(value):
         return "n/a"
     return str(value) if isinstance(value, int) else f"{value:.4g}"
+
+
+def _seconds(value: Any) -> str:
+    """A duration in seconds: 3 significant digits below 100 (``12.3``), else whole seconds
+    with thousands separators (``12,346``); ``n/a`` when it is not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
 
 
 def _count(value: Any) -> str:
@@ -190,6 +198,12 @@ def verdict(report: dict[str, Any]) -> dict[str, int]:
     }
 
 
+def standing_attacks(report: dict[str, Any]) -> list[str]:
+    """The labels of the report's attacks that ran only on the samples still standing after
+    the attacks before them (a suite's later attacks, ``survivors_only``)."""
+    return [a["label"] for a in report.get("attacks", []) if a.get("survivors_only")]
+
+
 def _environment() -> Environment:
     return Environment(
         loader=PackageLoader("brittle.report", "templates"),
@@ -206,10 +220,13 @@ def render_html(report: dict[str, Any], figures: ReportFigures) -> str:
     """The HTML page of ``report`` (JSON-ready: no NaN, see :func:`~.content.finite`) with
     ``figures`` embedded as base64 PNGs."""
     template = _environment().get_template("report.html.j2")
+    labels = eps_labels(report)
     return template.render(
         r=report,
         last=len(report["results"]) - 1,
         several=len(report["per_attack"]) > 1,
+        standing=standing_attacks(report),
+        eps=lambda value: eps_label(labels, value),
         curves=_encoded(figures.curves),
         examples=_encoded(figures.examples),
         heatmaps=_encoded(figures.heatmaps),
@@ -220,6 +237,7 @@ def render_html(report: dict[str, Any], figures: ReportFigures) -> str:
         pct=_pct,
         num=_num,
         count=_count,
+        seconds=_seconds,
         points=_points,
         raw=_raw,
         path=json_pointer,
@@ -242,24 +260,36 @@ def report_figures(
             accuracy_curve(report),
         )
     ]
-    grid = example_grid(evaluation.eps, evaluation.examples, classes)
+    labels = eps_labels(report)
+    texts = [eps_label(labels, e) for e in evaluation.eps]
+    grid = example_grid(evaluation.eps, evaluation.examples, classes, texts)
     examples = []
     if grid is not None:
+        colour = is_colour(evaluation.examples[0].clean[0].numpy())
+        drawn = (
+            "in colour: 0.5 + delta / (2 max |delta|) per image, so mid-gray is no change and "
+            "a channel raised shows brighter in its colour, lowered darker; the largest "
+            "|delta| of each is written under it"
+            if colour
+            else "in diverging colours, red raised and blue lowered, magnified to the scale "
+            "stated on each row"
+        )
         examples.append(
             (
                 "The first samples: clean (label and confidence), adversarial at each budget "
                 "(prediction and confidence, red when the attack succeeded) and the "
-                "perturbation (diverging colours, magnified to the scale stated on each row).",
+                f"perturbation ({drawn}).",
                 grid,
             )
         )
     heatmaps = []
     if "confusion" in report:
+        confusion = report["confusion"]
         heatmaps.append(
             (
                 "Confusion on the adversarial inputs at the largest budget (worst case over the "
                 "attacks): rows are true labels, columns predictions; the diagonal stayed correct.",
-                confusion_heatmap(report["confusion"]),
+                confusion_heatmap(confusion, eps_label(labels, confusion["eps"])),
             )
         )
     return ReportFigures(curves=curves, examples=examples, heatmaps=heatmaps)
