@@ -15,7 +15,7 @@ fine-tuned one epoch by PGD-7 adversarial training at Linf 0.3 (alpha 0.5), the 
 ``common.CountingModule``, with ``torch.set_num_threads(2)``, on the same images in the same
 batches (by default one batch of all the images):
 
-- brittle: ``evaluate(classifier, standard_plans("linf", seed=0), x, y, [eps])`` into a
+- brittle: ``evaluate(classifier, suite_attacks("standard", "linf", Capability.WHITE_BOX, seed=0), x, y, [eps])`` into a
   temporary result store: APGD-CE on every image, APGD-T (DLR, 9 target classes) on the
   survivors, Square (5,000 queries) on the survivors; the whole call is timed;
 - torchattacks: ``AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=10,
@@ -76,16 +76,16 @@ def run_brittle(
     wall time of the whole ``evaluate`` call, and per attack the largest Linf distance over
     the samples it broke and how many of those are over ``eps`` (from the store)."""
     from brittle.eval import ResultStore, evaluate
-    from brittle.eval.suite import standard_plans
+    from brittle.eval.suite import suite_attacks
+    from brittle.threat import Capability
 
-    plans = standard_plans("linf", seed=0)
+    plans = suite_attacks("standard", "linf", Capability.WHITE_BOX, seed=0)
     with ResultStore(store_path) as store:
         start = time.perf_counter()
         evaluation = evaluate(
             classifier,
             plans,
-            x,
-            y,
+            (x, y),
             [eps],
             batch_size=batch,
             store=store,
@@ -307,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     import torchattacks
 
     from brittle.classifier import Classifier
-    from brittle.eval.suite import standard_plans
+    from brittle.eval.suite import suite_attacks
+    from brittle.threat import Capability
 
     torch.set_num_threads(args.threads)
     load_start = load()
@@ -478,10 +479,11 @@ def main(argv: list[str] | None = None) -> int:
             "recipe": common.ADV_RECIPE,
             "base_recipe": common.RECIPE,
         },
-        "brittle_suite": "standard_plans('linf', seed=0): " + ", ".join(evaluation.attacks),
+        "brittle_suite": "suite_attacks('standard', 'linf', WHITE_BOX, seed=0): "
+        + ", ".join(evaluation.attacks),
         "brittle_plans": [
             {"label": p.label, **p.spec, "survivors_only": p.survivors_only}
-            for p in standard_plans("linf", seed=0)
+            for p in suite_attacks("standard", "linf", Capability.WHITE_BOX, seed=0)
         ],
         "autoattack": "torchattacks.AutoAttack(model, norm='Linf', eps=eps, "
         "version='standard', n_classes=10, seed=0)",

@@ -17,9 +17,9 @@ from brittle.bounds.theorems import class_probabilities, in_distribution_bound_i
 from brittle.data import load_dataset
 from brittle.errors import InputError
 from brittle.eval import ResultStore
+from brittle.eval.pipeline import BOUND
 from brittle.generators import VAE, Generator, load_generator, save_generator, train_generator
 from brittle.models import load_classifier
-from brittle.tasks.evaluate import BOUND
 from pagecheck import browser_path, check_page
 from test_report_browser import assert_claims_match
 

@@ -62,8 +62,7 @@ def _run(
     return evaluate(
         classifier,
         lambda eps: CountingFGSM(eps, log, limit),
-        x,
-        y,
+        (x, y),
         EPS,
         batch_size=BATCH,
         store=store,
@@ -119,8 +118,7 @@ def test_stored_summary_matches_the_direct_attack(data, tmp_path: Path) -> None:
         evaluation = evaluate(
             classifier,
             FGSM,
-            x,
-            y,
+            (x, y),
             [0.2],
             batch_size=BATCH,
             store=store,
@@ -186,7 +184,7 @@ def test_bad_input_is_refused(data, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="nothing to attack"):
         run_attack(classifier, FGSM(0.1), x[:0], y[:0], progress=False)
     with ResultStore(tmp_path / "b.sqlite") as store, pytest.raises(InputError, match="eps"):
-        evaluate(classifier, FGSM, x, y, [], batch_size=8, store=store, run_key="a")
+        evaluate(classifier, FGSM, (x, y), [], batch_size=8, store=store, run_key="a")
     (tmp_path / "junk.sqlite").write_bytes(b"not a database" * 100)
     with pytest.raises(InputError, match="not a brittle result store"):
         ResultStore(tmp_path / "junk.sqlite").done("a", 0.1)
@@ -246,8 +244,7 @@ def test_report_files_have_the_numbers_and_the_warnings(data, tmp_path: Path) ->
         evaluation = evaluate(
             classifier,
             [plan],
-            x,
-            y,
+            (x, y),
             [0.01, 0.05],
             batch_size=16,
             store=store,
@@ -320,8 +317,7 @@ def test_a_run_resumed_with_another_batch_size_equals_an_uninterrupted_one(
             evaluate(
                 classifier,
                 lambda eps: StoppingPGD(eps, log, limit),
-                x,
-                y,
+                (x, y),
                 EPS,
                 batch_size=batch,
                 store=store,
@@ -347,7 +343,7 @@ def test_the_report_shows_values_as_a_reader_expects(data, tmp_path: Path) -> No
     classifier, x, y = data
     with ResultStore(tmp_path / "results.sqlite") as store:
         evaluation = evaluate(
-            classifier, FGSM, x, y, [0.1], batch_size=16, store=store, run_key="r", progress=False
+            classifier, FGSM, (x, y), [0.1], batch_size=16, store=store, run_key="r", progress=False
         )
     report = build_report(
         evaluation,
@@ -375,7 +371,7 @@ def test_robust_accuracy_interval_is_clopper_pearson_on_the_counts(data, tmp_pat
     classifier, x, y = data
     with ResultStore(tmp_path / "ci.sqlite") as store:
         evaluation = evaluate(
-            classifier, FGSM, x, y, [0.0, 0.05, 0.3], batch_size=16, store=store,
+            classifier, FGSM, (x, y), [0.0, 0.05, 0.3], batch_size=16, store=store,
             run_key="r", progress=False,
         )  # fmt: skip
     for summary in evaluation.summaries:
@@ -406,7 +402,7 @@ def test_the_worst_case_is_the_per_sample_or_over_the_attacks(data, tmp_path: Pa
     ids = torch.arange(1000, 1000 + N)
     with ResultStore(tmp_path / "w.sqlite") as store:
         evaluation = evaluate(
-            classifier, plans, x, y, [0.02, 0.08], batch_size=9, store=store, run_key="r",
+            classifier, plans, (x, y), [0.02, 0.08], batch_size=9, store=store, run_key="r",
             ids=ids, progress=False,
         )  # fmt: skip
         for i, eps in enumerate(evaluation.eps):

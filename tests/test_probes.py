@@ -24,9 +24,10 @@ from brittle.eval.probes import (
     single_step_check,
     unbounded_check,
 )
-from brittle.eval.runner import AttackPlan, Evaluation, single_plan
-from brittle.eval.suite import standard_plans
-from brittle.threat import Goal, Norm
+from brittle.eval.runner import Evaluation, single_plan
+from brittle.eval.spec import AttackSpec
+from brittle.eval.suite import suite_attacks
+from brittle.threat import Capability, Goal, Norm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -69,16 +70,16 @@ def _data(module: nn.Module) -> tuple[Classifier, Tensor, Tensor]:
 
 
 def _evaluate(
-    data: tuple[Classifier, Tensor, Tensor], plans: list[AttackPlan], eps: list[float], path: Path
+    data: tuple[Classifier, Tensor, Tensor], plans: list[AttackSpec], eps: list[float], path: Path
 ) -> Evaluation:
     classifier, x, y = data
     with ResultStore(path) as store:
         return evaluate(
-            classifier, plans, x, y, eps, batch_size=16, store=store, run_key="r", progress=False
+            classifier, plans, (x, y), eps, batch_size=16, store=store, run_key="r", progress=False
         )
 
 
-def _probe(data: tuple[Classifier, Tensor, Tensor], plans: list[AttackPlan]) -> Probe:
+def _probe(data: tuple[Classifier, Tensor, Tensor], plans: list[AttackSpec]) -> Probe:
     classifier, x, y = data
     return Probe(classifier, x, y, torch.arange(len(x)), plans, Goal.UNTARGETED, Norm.LINF, 0, 16)
 
@@ -139,7 +140,7 @@ def test_a_randomised_model_is_flagged() -> None:
 
 def test_a_masked_gradient_is_flagged_by_the_gradient_and_black_box_checks(tmp_path: Path) -> None:
     data = _data(Quantised(_net()))
-    plans = standard_plans("linf")
+    plans = suite_attacks("standard", "linf", Capability.WHITE_BOX)
     evaluation = _evaluate(data, plans, [0.3], tmp_path / "s.sqlite")
     gradients = gradient_check(_probe(data, plans))
     assert gradients.warned and gradients.numbers["vanished"] == gradients.numbers["correct"]

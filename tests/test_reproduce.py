@@ -22,9 +22,9 @@ from brittle.attacks.targets import all_other_targets
 from brittle.cli import ERROR_EXIT, STORAGE_EXIT, main
 from brittle.data import load_dataset
 from brittle.errors import InputError, StorageError
+from brittle.eval.lock import folder_lock
 from brittle.models import load_classifier
 from brittle.reproduce import REPRODUCTIONS, cache, papernot2016
-from brittle.tasks.lock import folder_lock
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

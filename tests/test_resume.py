@@ -141,7 +141,7 @@ def test_results_do_not_depend_on_the_batch_size(tmp_path: Path) -> None:
         path = tmp_path / f"b{batch}.sqlite"
         with ResultStore(path) as store:
             evaluate(
-                classifier, plans, data.x, data.y, [0.05, 0.1], batch_size=batch,
+                classifier, plans, (data.x, data.y), [0.05, 0.1], batch_size=batch,
                 store=store, run_key="r", ids=data.ids, progress=False,
             )  # fmt: skip
         rows.append(_stored(path))
@@ -209,7 +209,7 @@ def test_resume_rereads_the_options_and_refuses_contradictions(
     before = _stored(out / "results.sqlite")
     assert main(["evaluate", "--model", str(other), "--eps", "0.05", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "holds the evaluation of another run" in err and "the model file" in err
+    assert "holds the evaluation of another run" in err and "the model" in err
     assert _stored(out / "results.sqlite") == before
 
 

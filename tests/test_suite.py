@@ -16,7 +16,7 @@ from brittle.cli import main
 from brittle.errors import InputError
 from brittle.eval import ResultStore, evaluate
 from brittle.eval.runner import Evaluation
-from brittle.eval.suite import SCORE_QUERIES, standard_plans, suite_attacks
+from brittle.eval.suite import SCORE_QUERIES, suite_attacks
 from brittle.threat import Capability, Norm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -40,9 +40,8 @@ def _suite(data: tuple[Classifier, Tensor, Tensor], path: Path, batch: int) -> E
     with ResultStore(path) as store:
         return evaluate(
             classifier,
-            standard_plans("linf"),
-            x,
-            y,
+            suite_attacks("standard", "linf", Capability.WHITE_BOX),
+            (x, y),
             EPS,
             batch_size=batch,
             store=store,

@@ -15,10 +15,11 @@ from brittle.attacks.iterative import PGD
 from brittle.attacks.registry import make_attack
 from brittle.data import load_dataset
 from brittle.errors import InputError, StorageError, ThreatModelError
+from brittle.eval.lock import LOCK_NAME, folder_lock
+from brittle.eval.plan import failure_warnings, settle, unbounded
 from brittle.eval.runner import run_attack
-from brittle.tasks.adversary import prepare, unbounded
+from brittle.eval.spec import AttackSpec
 from brittle.tasks.common import load_target
-from brittle.tasks.lock import LOCK_NAME, folder_lock
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -169,29 +170,25 @@ def test_a_locked_folder_refuses_a_second_holder_and_names_the_first(tmp_path: P
 
 def test_a_budget_binds_below_the_boxs_diameter_in_the_attacks_norm(model: Path) -> None:
     victim = load_target(model, None, None, "test", 4, 0, None)  # [0, 1]^64
-    assert unbounded(make_attack("cw"), victim) and unbounded(make_attack("deepfool"), victim)
-    assert unbounded(make_attack("cw", eps=8.0), victim)  # the L2 diameter: all of the box
-    assert not unbounded(make_attack("cw", eps=7.9), victim)
-    assert not unbounded(make_attack("fgsm"), victim)  # fixed budget: failures are allowed
-    assert not unbounded(make_attack("fgsm", minimize=True), victim)  # bisects up to 0.25
-    assert unbounded(make_attack("fgsm", minimize=True, high=1.0), victim)  # the Linf diameter
-    adversary, bisection = prepare(
-        "fgsm",
-        victim,
-        eps=None,
-        params={"high": 1.0},
-        minimize=True,
-        targeted=False,
-        target=None,
-        capability=Capability.WHITE_BOX,
-        threat=None,
-        seed=0,
-    )
-    [warning] = adversary.failure_warnings(bisection, victim, success_rate=0.75)
+    clf, k = victim.model, victim.features
+
+    def free(attack: object) -> bool:
+        return unbounded(attack, clf, k)  # type: ignore[arg-type]
+
+    assert free(make_attack("cw")) and free(make_attack("deepfool"))
+    assert free(make_attack("cw", eps=8.0))  # the L2 diameter: all of the box
+    assert not free(make_attack("cw", eps=7.9))
+    assert not free(make_attack("fgsm"))  # fixed budget: failures are allowed
+    assert not free(make_attack("fgsm", minimize=True))  # bisects up to 0.25
+    assert free(make_attack("fgsm", minimize=True, high=1.0))  # the Linf diameter
+    spec = AttackSpec("fgsm", {"high": 1.0}, minimize=True)
+    (spec,), _ = settle((spec,), None, None, Capability.WHITE_BOX, clf, k)
+    bisection = spec.build(None)
+    [warning] = failure_warnings(spec, bisection, clf, k, success_rate=0.75)
     assert warning.startswith(f"fgsm --minimize {UNBOUNDED} (none, or one the whole input box")
     assert "left 25.0% of the correctly classified samples unbroken" in warning
-    assert adversary.failure_warnings(bisection, victim, success_rate=1.0) == []
-    assert adversary.failure_warnings(bisection, victim, success_rate=float("nan")) == []
+    assert failure_warnings(spec, bisection, clf, k, success_rate=1.0) == []
+    assert failure_warnings(spec, bisection, clf, k, success_rate=float("nan")) == []
 
 
 def test_a_minimal_attack_that_fails_without_a_budget_is_warned_about(model: Path) -> None:

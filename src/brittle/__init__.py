@@ -14,15 +14,21 @@ __all__ = [
     "Oracle",
     "ThreatModel",
     "__version__",
+    "evaluate",
     "load_classifier",
 ]
 
 
 def __getattr__(name: str) -> object:
-    # brittle.load_classifier lives with the checkpoints (models layer); import it lazily so
-    # that the core does not import the layers above it.
+    # brittle.load_classifier lives with the checkpoints (models layer) and brittle.evaluate
+    # with the evaluations (eval layer); import them lazily so that the core does not import
+    # the layers above it.
     if name == "load_classifier":
         from brittle.models.checkpoint import load_classifier
 
         return load_classifier
+    if name == "evaluate":
+        from brittle.eval.api import evaluate
+
+        return evaluate
     raise AttributeError(f"module 'brittle' has no attribute {name!r}")

@@ -67,7 +67,7 @@ class Norm(StrEnum):
             raise ThreatModelError(f"unknown norm {value!r}: use one of {names}") from None
 
 
-class AttackSpec(Protocol):
+class AttackTraits(Protocol):
     """What a threat model needs to know of an attack."""
 
     @property
@@ -121,7 +121,7 @@ class ThreatModel:
         if not low < high:
             raise ThreatModelError(f"bounds must satisfy low < high, got {self.bounds}")
 
-    def mismatch(self, attack: AttackSpec) -> str | None:
+    def mismatch(self, attack: AttackTraits) -> str | None:
         """Why ``attack`` is not permitted under this threat, or ``None`` if it is."""
         name = type(attack).__name__
         if self.goal not in attack.goals:
@@ -137,11 +137,11 @@ class ThreatModel:
             )
         return None
 
-    def permits(self, attack: AttackSpec) -> bool:
+    def permits(self, attack: AttackTraits) -> bool:
         """Whether ``attack`` may run under this threat."""
         return self.mismatch(attack) is None
 
-    def check(self, attack: AttackSpec) -> None:
+    def check(self, attack: AttackTraits) -> None:
         """Raise :class:`ThreatModelError` naming the mismatch if ``attack`` is not permitted."""
         reason = self.mismatch(attack)
         if reason is not None:

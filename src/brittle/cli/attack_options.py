@@ -33,10 +33,14 @@ _OWN = {"eps"}
 ``evaluate`` a list."""
 
 
-def add_attack_options(parser: argparse.ArgumentParser, eps: dict[str, Any]) -> None:
-    """The attack, its threat model and its declared parameters (``attack``, ``evaluate``).
+def add_attack_options(
+    parser: argparse.ArgumentParser, eps: dict[str, Any], attack: dict[str, Any] | None = None
+) -> argparse._ArgumentGroup:
+    """The attack, its threat model and its declared parameters (``attack``, ``evaluate``);
+    the group of the attack and its threat model, for a command to add its own to.
 
-    ``eps`` holds the keyword arguments of the command's own ``--eps``.
+    ``eps`` holds the keyword arguments of the command's own ``--eps``, ``attack`` those of
+    ``--attack`` that differ from one attack by name (``evaluate`` takes several).
     """
     names = attack_names()
     threat = parser.add_argument_group(
@@ -46,10 +50,13 @@ def add_attack_options(parser: argparse.ArgumentParser, eps: dict[str, Any]) -> 
     )
     threat.add_argument(
         "--attack",
-        dest="attack_name",
-        default="fgsm",
-        metavar="NAME",
-        help=f"One of {', '.join(names)} (default: fgsm).",
+        **{
+            "dest": "attack_name",
+            "default": "fgsm",
+            "metavar": "NAME",
+            "help": f"One of {', '.join(names)} (default: fgsm).",
+            **(attack or {}),
+        },
     )
     alias = " --max-distortion is the same option (JSMA's Upsilon, a share of the features)."
     threat.add_argument("--eps", "--max-distortion", **{**eps, "help": eps["help"] + alias})
@@ -88,6 +95,7 @@ def add_attack_options(parser: argparse.ArgumentParser, eps: dict[str, Any]) -> 
         "--minimize", action="store_true", help="Bisect eps per sample (result: min_eps)."
     )
     _add_declared(search, [("minimize", minimize_parameters())], _SEARCH, _search_help)
+    return threat
 
 
 def attack_request(args: argparse.Namespace) -> dict[str, Any]:

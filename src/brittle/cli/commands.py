@@ -30,6 +30,7 @@ from .options import (
     add_target,
     add_training,
     common_request,
+    limits_request,
     samples_request,
     target_request,
     training_request,
@@ -39,6 +40,7 @@ from .parser import (
     Parser,
     UsageError,
     add_command,
+    budget,
     budgets,
     choice,
     integer,
@@ -62,7 +64,7 @@ def train(args: argparse.Namespace) -> int:
     outcome = tasks.train(
         **training_request(args),
         **common_request(args),
-        progress=output.progress_bars(),
+        progress=output.progress_bars(args.quiet),
         log=print,
     )
     output.print_trained(outcome)
@@ -85,7 +87,7 @@ def attack(args: argparse.Namespace) -> int:
         eps=args.eps,
         json_path=args.json,
         save_path=args.save,
-        progress=output.progress_bars(),
+        progress=output.progress_bars(args.quiet),
     )
     output.print_attack(outcome)
     return 0
@@ -109,7 +111,6 @@ def evaluate(args: argparse.Namespace) -> int:
     evaluation into it is refused at once, with the pid, command and start time of the
     first. --export also writes the tables (samples, worst_case, results) as CSV and JSON.
     """
-    given = _explicit(args)
     folder = args.resume if args.resume is not None else args.out
     if folder is None:
         raise UsageError(
@@ -119,25 +120,26 @@ def evaluate(args: argparse.Namespace) -> int:
         raise UsageError(
             "--resume DIR is the evaluation's folder: drop --out, or give the same DIR"
         )
+    progress = output.progress_shown(args.quiet)
     try:
         if args.resume is not None:
             outcome = tasks.resume_evaluation(
                 args.resume,
-                _evaluate_request(args, given),
-                batch_size=args.batch_size,
+                _stated(args, _evaluate_request(args)),
+                batch_size=_given(args, "batch_size"),
+                limits=limits_request(args),
                 device=args.device,
                 export=args.export,
-                progress=output.progress_bars(),
+                progress=progress,
                 log=print,
             )
         else:
             outcome = tasks.evaluate_model(
-                **_evaluate_request(args, None),
+                **_evaluate_request(args),
                 device=args.device,
-                batch_size=args.batch_size,
                 out=args.out,
                 export=args.export,
-                progress=output.progress_bars(),
+                progress=progress,
                 log=print,
             )
     except KeyboardInterrupt:
@@ -147,61 +149,45 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Unset:
-    """An option's default that was not given on the command line (for --resume)."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __repr__(self) -> str:
-        return repr(self.value)
-
-
-def _mark_defaults(parser: argparse.ArgumentParser) -> None:
-    """Wrap every default of ``parser`` in :class:`_Unset`, so that the handler knows which
-    options were given (argparse leaves a non-string default as it is)."""
-    for action in parser._actions:
-        if action.default not in (argparse.SUPPRESS, None) and action.dest != "help":
-            action.default = _Unset(action.default)
-
-
-def _explicit(args: argparse.Namespace) -> set[str]:
-    """The options given on the command line (a default of ``None`` counts as not given);
-    unwraps the others' defaults in ``args``."""
-    given = set()
-    for name, value in vars(args).items():
-        if isinstance(value, _Unset):
-            setattr(args, name, value.value)
-        elif value is not None:
-            given.add(name)
-    return given
+def _given(args: argparse.Namespace, dest: str) -> Any:
+    """The value of option ``dest`` if the command line states one other than its default,
+    else ``None``."""
+    value = getattr(args, dest)
+    return None if value == args.default_of(dest) else value
 
 
 _OPTION_OF = {"attack_name": "attacks", "attacks": "attacks", "eps": "eps_list"}
-"""The keyword of :func:`brittle.tasks.evaluate_model` an evaluate option sets (the others:
-the same name; declared attack parameters: ``params``)."""
+"""The keyword of :func:`brittle.tasks.evaluation_spec` an evaluate option sets (the others:
+the same name; declared attack parameters: ``params``; the model's: ``model_options``)."""
 
 
-def _evaluate_request(args: argparse.Namespace, given: set[str] | None) -> dict[str, Any]:
-    """The keyword arguments of ``evaluate_model`` (all of them, or with ``given`` only
-    those the command line stated, for --resume to check against the saved ones)."""
+def _evaluate_request(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`brittle.tasks.evaluation_spec`."""
     names = list(args.attack_name or []) + list(args.attacks or [])
     request = {
         **target_request(args),
-        **attack_request(argparse.Namespace(**{**vars(args), "attack_name": "fgsm"})),
+        **attack_request(args),
         "attacks": names or (None if args.suite else ["fgsm"]),
         "suite": args.suite,
         "generator": args.generator,
         "eps_list": args.eps,
         "seed": args.seed,
     }
-    del request["attack"], request["batch_size"]
-    if given is None:
-        return request
+    del request["attack"]
+    return request
+
+
+def _stated(args: argparse.Namespace, request: dict[str, Any]) -> dict[str, Any]:
+    """The part of ``request`` the command line states (an option at its default counts
+    as not stated), for --resume to check against the saved options."""
     stated: dict[str, Any] = {}
-    for dest in given:
+    for dest in vars(args):
+        if dest in ("run", "command", "default_of") or _given(args, dest) is None:
+            continue
         if dest.startswith(("param.", "search.")):
             stated["params"] = request["params"]
+        elif dest in ("weights", "preprocess", "classes"):
+            stated["model_options"] = request["model_options"]
         elif dest in request or dest in _OPTION_OF:
             name = _OPTION_OF.get(dest, dest)
             stated[name] = request[name]
@@ -218,7 +204,7 @@ def demo(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         n=args.n,
         **common_request(args),
-        progress=output.progress_bars(),
+        progress=output.progress_bars(args.quiet),
         log=print,
     )
     output.print_report(evaluated)
@@ -241,7 +227,7 @@ def reproduce(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         data_dir=args.data_dir,
         **common_request(args),
-        progress=output.progress_bars(),
+        progress=output.progress_bars(args.quiet),
         log=lambda message: print(message, flush=True),  # a long run: each line as it comes
     )
     found = outcome.reproduction
@@ -273,7 +259,7 @@ def transfer(args: argparse.Namespace) -> int:
         **common_request(args),
         eps=args.eps,
         json_path=args.json,
-        progress=output.progress_bars(),
+        progress=output.progress_bars(args.quiet),
     )
     output.print_transfer(outcome)
     return 0
@@ -308,7 +294,7 @@ def generator_train(args: argparse.Namespace) -> int:
         n_train=args.n_train,
         out=args.out,
         **common_request(args),
-        progress=output.progress_bars(),
+        progress=output.progress_bars(args.quiet),
     )
     output.print_generator(outcome)
     return 0
@@ -337,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"Budget in the attack's norm (default: {DEFAULT_EPS:g} for fixed-budget attacks in "
         "Linf; none for minimal ones such as cw and deepfool)."
     )
-    add_attack_options(attacking, {"type": number, "metavar": "X", "help": eps_help})
+    add_attack_options(attacking, {"type": budget, "metavar": "X", "help": eps_help})
     outputs = attacking.add_argument_group("outputs")
     outputs.add_argument("--json", type=Path, metavar="PATH", help="Write the summary here.")
     outputs.add_argument(
@@ -374,17 +360,23 @@ def build_parser() -> argparse.ArgumentParser:
         "2018, Theorem 1).",
     )
     add_target(evaluating)
-    budgets_help = ",".join(f"{e:g}" for e in tasks.DEFAULT_EPS_LIST)
-    add_attack_options(
+    budgets_help = ",".join(tasks.DEFAULT_EPS_LIST)
+    listing = add_attack_options(
         evaluating,
         {
             "type": budgets,
-            "default": list(tasks.DEFAULT_EPS_LIST),
             "metavar": "LIST",
-            "help": f"Comma-separated budgets (default: {budgets_help}).",
+            "help": f"Comma-separated budgets, numbers or fractions such as 8/255 (default: "
+            f"{budgets_help}, for MNIST-like data in Linf: give your own for other data).",
+        },
+        {
+            "action": "append",
+            "default": None,
+            "help": f"An attack: {_ATTACK_ITEM}; repeat it for several (default: fgsm). One of "
+            f"{', '.join(attack_names())}.",
         },
     )
-    _add_attack_list(evaluating)
+    _add_attack_list(listing)
 
     demoing.add_argument(
         "--out",
@@ -433,31 +425,21 @@ def build_parser() -> argparse.ArgumentParser:
         bounding,
     ):
         add_common(command)
-    _mark_defaults(evaluating)
     return parser
 
 
-def _add_attack_list(parser: argparse.ArgumentParser) -> None:
-    """Make ``--attack`` of ``evaluate`` repeatable and add ``--attacks A,B,...``."""
-    old = next(a for a in parser._actions if a.dest == "attack_name")
-    group = next(g for g in parser._action_groups if old in g._group_actions)
-    group.conflict_handler = "resolve"  # the new --attack replaces the one-attack option
-    item = "NAME or NAME:PARAM=VALUE:... (e.g. pgd:steps=40:restarts=2)"
-    group.add_argument(
-        "--attack",
-        dest="attack_name",
-        action="append",
-        default=None,
-        metavar="NAME",
-        help=f"An attack: {item}; repeat it for several (default: fgsm). One of "
-        f"{', '.join(attack_names())}.",
-    )
+_ATTACK_ITEM = "NAME or NAME:PARAM=VALUE:... (e.g. pgd:steps=40:restarts=2)"
+
+
+def _add_attack_list(group: argparse._ArgumentGroup) -> None:
+    """``--attacks A,B,...`` and ``--suite`` beside the repeatable ``--attack`` of
+    ``evaluate``."""
     group.add_argument(
         "--attacks",
         type=lambda text: [part.strip() for part in text.split(",") if part.strip()],
         default=None,
         metavar="A,B,...",
-        help=f"Several attacks, comma-separated, each {item}.",
+        help=f"Several attacks, comma-separated, each {_ATTACK_ITEM}.",
     )
     group.add_argument(
         "--suite",
@@ -630,7 +612,7 @@ def _add_transfer_options(parser: argparse.ArgumentParser, eps_help: str) -> Non
         "the same input shape and classes.",
     )
     add_samples(group)
-    add_attack_options(parser, {"type": number, "metavar": "X", "help": eps_help})
+    add_attack_options(parser, {"type": budget, "metavar": "X", "help": eps_help})
     outputs = parser.add_argument_group("outputs")
     outputs.add_argument(
         "--json", type=Path, metavar="PATH", help="Write the matrices and the summary here."

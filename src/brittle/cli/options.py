@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from brittle import tasks
-from brittle.data import DATASET_NAMES, SPLITS
+from brittle.data import DATASET_NAMES, SPLITS, Limits
 from brittle.defenses import DefenseOptions
 from brittle.defenses.registry import defense_names, defense_options, option_help
 from brittle.models import ARCHITECTURES
 
-from .parser import UsageError, choice, integer, number
+from .parser import UsageError, choice, integer, number, seed
 
 Options = argparse.ArgumentParser | argparse._ArgumentGroup
 
@@ -43,16 +43,21 @@ _TRAINING = (
 
 
 def add_common(parser: Options) -> None:
-    """``--seed`` and ``--device``: every command."""
+    """``--seed``, ``--device`` and ``--quiet``: every command."""
     parser.add_argument(
         "--seed",
-        type=integer,
+        type=seed,
         default=0,
         metavar="N",
         help="Seed of the data subsets, the initialisation and the attacks (default: 0).",
     )
     parser.add_argument(
         "--device", metavar="NAME", help="cpu, cuda or cuda:N (default: cuda if available)."
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="No progress: neither bars on a terminal nor the periodic lines written to logs.",
     )
 
 
@@ -65,7 +70,9 @@ def add_data_dir(parser: Options) -> None:
         "--data-dir",
         type=Path,
         metavar="PATH",
-        help="MNIST/Fashion-MNIST IDX folder, .npz file or image folder.",
+        help="Where the data are: the IDX folder (mnist, fashion-mnist), the .npz file, the "
+        "image folder (CLASS/ or train/CLASS/ and test/CLASS/ sub-folders), the CIFAR-10 "
+        "binary folder (cifar10) or the folder of SVHN's .mat files (svhn).",
     )
 
 
@@ -74,12 +81,66 @@ def add_target(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model and data")
     group.add_argument(
         "--model",
-        type=Path,
-        default=Path("runs/lenet.pt"),
+        default="runs/lenet.pt",
+        metavar="SPEC",
+        help="The model: a checkpoint of `brittle train`, a TorchScript file (torch.jit.save), "
+        "a torch.export program (.pt2), an ONNX file (query-only: score-based attacks; needs "
+        "onnxruntime), or FILE.py:FACTORY / package.module:FACTORY (a function or class "
+        "returning an nn.Module) with --weights. FILE.py:FACTORY imports and runs your own "
+        "code: give only code you trust. (default: runs/lenet.pt)",
+    )
+    group.add_argument(
+        "--weights",
         metavar="PATH",
-        help="Checkpoint written by `brittle train` (default: runs/lenet.pt).",
+        help="The state_dict of a FILE.py:FACTORY model: a .pt file (read with "
+        "weights_only=True: no code is unpickled) or a .safetensors file.",
+    )
+    group.add_argument(
+        "--preprocess",
+        type=_preprocess,
+        metavar="MEAN/STD",
+        help="Per-channel normalisation the model expects, applied inside it so that eps stays "
+        "in pixel units: comma-separated means, a slash, comma-separated stds (e.g. "
+        "0.49,0.48,0.45/0.25,0.24,0.26).",
+    )
+    group.add_argument(
+        "--classes",
+        type=_classes,
+        metavar="NAMES",
+        help="The model's class names in the order of its outputs, comma-separated or a text "
+        "file with one per line; checked against the data's class names.",
     )
     add_samples(group)
+
+
+def _preprocess(text: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    from brittle.models.loaders import parse_preprocess
+
+    mean, std = _converted(parse_preprocess, text)
+    return tuple(mean), tuple(std)
+
+
+def _classes(text: str) -> tuple[str, ...]:
+    from brittle.models.loaders import parse_classes
+
+    return tuple(_converted(parse_classes, text))
+
+
+def _converted(convert: Callable[[str], Any], text: str) -> Any:
+    """``convert(text)``, its input errors turned into argparse's (one usage line)."""
+    from brittle.errors import BrittleError
+
+    try:
+        return convert(text)
+    except BrittleError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def model_options(args: argparse.Namespace) -> tasks.ModelOptions:
+    """The options of ``--model`` that are not the model itself."""
+    return tasks.ModelOptions(
+        weights=args.weights, preprocess=args.preprocess, classes=args.classes
+    )
 
 
 def add_samples(group: Options) -> None:
@@ -87,7 +148,9 @@ def add_samples(group: Options) -> None:
     group.add_argument(
         "--dataset",
         metavar="NAME",
-        help=f"{', '.join(DATASET_NAMES)} (default: the model's training data set).",
+        help=f"{', '.join(DATASET_NAMES)}, or python:MODULE:FACTORY / python:FILE.py:FACTORY "
+        "(a function returning a map-style torch Dataset; runs your own code) (default: the "
+        "data set the model records).",
     )
     add_data_dir(group)
     group.add_argument(
@@ -103,20 +166,48 @@ def add_samples(group: Options) -> None:
     group.add_argument(
         "--batch-size",
         type=integer,
-        default=256,
+        default=tasks.DEFAULT_BATCH_SIZE,
         metavar="N",
-        help="Samples per batch (default: 256).",
+        help=f"Samples per batch (default: {tasks.DEFAULT_BATCH_SIZE}).",
     )
+    defaults = Limits()
+    for name, what in _LIMITS.items():
+        group.add_argument(
+            "--" + name.replace("_", "-"),
+            type=integer,
+            metavar="N",
+            help=f"The most {what} a data file may make brittle read (default: "
+            f"{getattr(defaults, name):,}); raise it only for a file you mean to read.",
+        )
+
+
+_LIMITS = {
+    "max_bytes": "bytes decompressed at once",
+    "max_elements": "values in one array",
+    "max_pixels": "pixels in one image",
+    "max_classes": "classes",
+}
+"""The ceilings of :class:`~brittle.data.limits.Limits`, one option each."""
+
+
+def limits_request(args: argparse.Namespace) -> Limits | None:
+    """The ceilings the command line raises or lowers (``None``: the defaults)."""
+    given = {name: getattr(args, name) for name in _LIMITS if getattr(args, name) is not None}
+    return Limits(**given) if given else None
 
 
 def target_request(args: argparse.Namespace) -> dict[str, Any]:
     """The model and samples of ``attack`` and ``evaluate``, as their tasks take them."""
-    return {name: getattr(args, name) for name in _TARGET}
+    return {
+        **{name: getattr(args, name) for name in _TARGET},
+        "model_options": model_options(args),
+        "limits": limits_request(args),
+    }
 
 
 def samples_request(args: argparse.Namespace) -> dict[str, Any]:
     """The samples of ``transfer``, as its task takes them."""
-    return {name: getattr(args, name) for name in _SAMPLES}
+    return {**{name: getattr(args, name) for name in _SAMPLES}, "limits": limits_request(args)}
 
 
 def add_training(parser: argparse.ArgumentParser) -> None:

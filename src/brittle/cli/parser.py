@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import math
 import shutil
 import sys
 import textwrap
@@ -18,6 +17,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from brittle.budget import Budget, parse_budget, parse_budgets
+from brittle.errors import InputError
+from brittle.eval.spec import check_seed
 from brittle.threat import Capability
 
 from .exits import EXIT_CODES
@@ -97,7 +99,7 @@ def add_command(
         formatter_class=Formatter,
         allow_abbrev=False,
     )
-    parser.set_defaults(run=run, command=name)
+    parser.set_defaults(run=run, command=name, default_of=parser.get_default)
     return parser
 
 
@@ -109,6 +111,17 @@ def integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
 
 
+def seed(text: str) -> int:
+    """A seed: an integer in [0, 2**63 - 1] (:func:`brittle.eval.spec.check_seed`, what
+    numpy's and torch's generators accept), refused here for every command."""
+    try:
+        return check_seed(integer(text))
+    except InputError:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer in [0, 2**63 - 1], got {text!r}"
+        ) from None
+
+
 def number(text: str) -> float:
     try:
         return float(text)
@@ -116,17 +129,20 @@ def number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
 
 
-def budgets(text: str) -> list[float]:
-    """Comma-separated budgets, e.g. ``0.05,0.1,0.2``."""
+def budget(text: str) -> Budget:
+    """One budget: a number or a fraction such as ``8/255``."""
     try:
-        values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be comma-separated numbers such as 0.05,0.1,0.2, got {text!r}"
-        ) from None
-    if not values or any(not math.isfinite(v) or v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"must hold budgets >= 0, got {text!r}")
-    return values
+        return parse_budget(text)
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def budgets(text: str) -> tuple[Budget, ...]:
+    """Comma-separated budgets, numbers or fractions, e.g. ``0.05,0.1`` or ``2/255,8/255``."""
+    try:
+        return parse_budgets(text)
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def paths(text: str) -> list[Path]:

@@ -23,6 +23,8 @@ class Dataset:
     ``classes[k]`` names class ``k``; ``input_shape`` is ``(C, H, W)``; ``name`` says where the
     data came from (for reports). ``ids`` holds each sample's index in the split it was loaded
     from (kept through :meth:`subset`): the sample ids that seed attacks' random draws.
+    ``origin`` is how to open the data again (``dataset`` and ``data_dir`` as
+    :func:`~brittle.data.load_dataset` was given them), recorded by the models trained on it.
     """
 
     x: Tensor
@@ -31,6 +33,7 @@ class Dataset:
     input_shape: tuple[int, int, int]
     name: str
     ids: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    origin: dict[str, str | None] | None = None
 
     def __post_init__(self) -> None:
         if not len(self.ids) and len(self.x):

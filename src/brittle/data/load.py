@@ -57,4 +57,8 @@ def load_dataset(
         classes=source.classes,
         input_shape=(shape[0], shape[1], shape[2]),
         name=source.name,
+        origin={
+            "dataset": resolve_dataset_name(name, data_dir),
+            "data_dir": None if data_dir is None else str(data_dir),
+        },
     )

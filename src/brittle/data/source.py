@@ -141,7 +141,8 @@ class TensorSource(Source):
 
     def fetch(self, ids: Sequence[int]) -> tuple[Tensor, Tensor]:
         index = torch.as_tensor(list(ids), dtype=torch.long)
-        return self.x[index].float(), self.y[index]
+        x = self.x[index]
+        return (x if x.is_floating_point() else x.float()), self.y[index]
 
     def _digest(self) -> str:
         digest = hashlib.sha256()

@@ -2,7 +2,6 @@
 
 from .probes import probe_checks
 from .runner import (
-    AttackPlan,
     Evaluation,
     Examples,
     WorstCase,
@@ -12,13 +11,17 @@ from .runner import (
     worst_case,
 )
 from .sanity import SanityCheck, sweep_checks
+from .spec import AttackSpec, DataRef, EvaluationSpec, ModelRef
 from .store import SCHEMA_VERSION, ResultStore, attack_key, file_sha256, run_key
 
 __all__ = [
     "SCHEMA_VERSION",
-    "AttackPlan",
+    "AttackSpec",
+    "DataRef",
     "Evaluation",
+    "EvaluationSpec",
     "Examples",
+    "ModelRef",
     "ResultStore",
     "SanityCheck",
     "WorstCase",

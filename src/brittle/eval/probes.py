@@ -32,13 +32,16 @@ from brittle.attacks import FGSM
 from brittle.attacks.iterative import random_offset
 from brittle.classifier import Classifier
 from brittle.metrics.masking import input_gradient_norms
+from brittle.model import Model
 from brittle.perturbation import box_diameter, clip
 from brittle.randomness import per_sample
 from brittle.threat import Capability, Goal, Norm
 
-from .runner import AttackPlan, Evaluation, run_attack
+from .runner import Evaluation, run_attack
 from .sanity import NOT_RUN, PASSED, WARNING, SanityCheck
+from .spec import AttackSpec
 
+_NO_GRADIENTS = "the model is an oracle: it gives no gradients to check or to attack with"
 PROBE_SAMPLES = 500
 """How many samples (the first ones) the checks that query the model run on."""
 NOISE_DRAWS = 10
@@ -51,16 +54,23 @@ RANDOMNESS_TOLERANCE = 1e-4
 """Two passes differ when a logit moves by more than this times (1 + its magnitude)."""
 
 
+def labels(model: Model, x: Tensor) -> Tensor:
+    """The model's predictions on ``x`` (on the CPU)."""
+    if isinstance(model, Classifier):
+        return model.predict(x).cpu()
+    return model.predict_scores(x).argmax(1).cpu()
+
+
 @dataclass(frozen=True)
 class Probe:
     """What the checks run on: the model, the first samples, the evaluation's plans and
     goal, the norm, the seed and the batch size."""
 
-    classifier: Classifier
+    classifier: Model
     x: Tensor
     y: Tensor
     ids: Tensor
-    plans: Sequence[AttackPlan]
+    plans: Sequence[AttackSpec]
     goal: Goal
     norm: Norm
     seed: int
@@ -69,7 +79,7 @@ class Probe:
     @cached_property
     def correct(self) -> Tensor:
         """Which of these samples the model classifies correctly (on the CPU)."""
-        return self.classifier.predict(self.x).cpu() == self.y.cpu()
+        return labels(self.classifier, self.x) == self.y.cpu()
 
     def robust(self, evaluation: Evaluation, i: int) -> Tensor:
         """The evaluation's worst case at ``eps[i]`` on these samples: robust or not."""
@@ -77,9 +87,9 @@ class Probe:
 
 
 def probe_checks(
-    classifier: Classifier,
+    classifier: Model,
     evaluation: Evaluation,
-    plans: Sequence[AttackPlan],
+    plans: Sequence[AttackSpec],
     x: Tensor,
     y: Tensor,
     ids: Tensor,
@@ -123,6 +133,8 @@ def single_step_check(probe: Probe, evaluation: Evaluation) -> SanityCheck:
             f"FGSM is compared under an untargeted goal in {', '.join(sorted(n.value for n in FGSM.norms))}; "
             f"this evaluation is {probe.goal.value} in {probe.norm.value}",
         )
+    if probe.classifier.capability < Capability.WHITE_BOX:
+        return SanityCheck(name, title, NOT_RUN, _NO_GRADIENTS)
     if all(plan.spec.get("name") == FGSM.name for plan in probe.plans):
         return SanityCheck(name, title, NOT_RUN, "the evaluation's only attack is FGSM itself")
     fgsm, attacks = [], []
@@ -242,7 +254,7 @@ def noise_check(probe: Probe, evaluation: Evaluation) -> SanityCheck:
             probe.seed, probe.ids, ("noise", draw), random_offset(probe.norm, shape.numel())
         )
         noisy = clip(probe.x + eps * offsets.to(probe.x).view_as(probe.x), bounds)
-        robust &= probe.classifier.predict(noisy).cpu() == probe.y.cpu()
+        robust &= labels(probe.classifier, noisy) == probe.y.cpu()
     attacks = probe.robust(evaluation, len(evaluation.eps) - 1)
     noise_only = int((attacks & ~robust).sum())
     numbers = {
@@ -279,6 +291,8 @@ def gradient_check(probe: Probe) -> SanityCheck:
     """The cross-entropy's input gradient is finite, and vanishes on fewer than
     :data:`VANISHING_SHARE` of the probe's correctly classified samples."""
     name, title = "gradients", "Gradients finite and non-zero"
+    if not isinstance(probe.classifier, Classifier):
+        return SanityCheck(name, title, NOT_RUN, _NO_GRADIENTS)
     l1, _ = input_gradient_norms(probe.classifier, probe.x, probe.y, probe.batch_size)
     l1 = l1.cpu()
     correct = probe.correct
@@ -329,8 +343,8 @@ def gradient_check(probe: Probe) -> SanityCheck:
 def randomness_check(probe: Probe) -> SanityCheck:
     """Two forward passes on the probe's inputs give the same logits."""
     name, title = "deterministic", "Model deterministic (same outputs on two calls)"
-    first = probe.classifier.predict_logits(probe.x)
-    second = probe.classifier.predict_logits(probe.x)
+    first = probe.classifier.predict_scores(probe.x)
+    second = probe.classifier.predict_scores(probe.x)
     moved = (first - second).abs() > RANDOMNESS_TOLERANCE * (1 + first.abs())
     changed = int(moved.any(dim=1).sum())
     flipped = int((first.argmax(1) != second.argmax(1)).sum())
@@ -352,7 +366,7 @@ def randomness_check(probe: Probe) -> SanityCheck:
     )
 
 
-def black_box_check(evaluation: Evaluation, plans: Sequence[AttackPlan]) -> SanityCheck:
+def black_box_check(evaluation: Evaluation, plans: Sequence[AttackSpec]) -> SanityCheck:
     """No gradient-free attack breaks a sample that every gradient attack left standing."""
     name, title = "black_box", "White box at least as strong as black box"
     white = [

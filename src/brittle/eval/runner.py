@@ -1,7 +1,7 @@
 """Running attacks over data sets in batches, and evaluations over several budgets that resume.
 
 :func:`run_attack` attacks a data set batch by batch and joins the results.
-:func:`evaluate` runs one attack, or a list of them (:class:`AttackPlan`), at each budget
+:func:`evaluate` runs one attack, or a list of them (:class:`~brittle.eval.spec.AttackSpec`), at each budget
 ``eps``; writes every batch to a :class:`~brittle.eval.store.ResultStore` as soon as it is
 done, skips the samples the store already holds, and summarises each budget from the stored
 rows only, so a resumed run reports exactly what an uninterrupted one would. With several
@@ -20,16 +20,16 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from brittle.attacks.base import Attack, TargetSpec, check_ids
-from brittle.attacks.registry import describe_attack
 from brittle.attacks.result import AttackResult
-from brittle.classifier import Classifier
+from brittle.data.source import Source, TensorSource
 from brittle.errors import InputError
-from brittle.model import as_tensor
+from brittle.model import Model, as_tensor
+from brittle.progress import show_progress
 
-from .store import ResultStore, attack_key
+from .spec import AttackSpec
+from .store import ResultStore
 
 DEFAULT_EXAMPLES = 8
 """How many samples (the first ones) have their images kept for the report, per budget."""
@@ -48,27 +48,6 @@ def clopper_pearson(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[flo
 
     interval = binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="exact")
     return float(interval.low), float(interval.high)
-
-
-@dataclass(frozen=True)
-class AttackPlan:
-    """One attack of an evaluation: its label, its spec (the store's key) and its builder.
-
-    ``build(eps)`` makes the attack at budget ``eps``; ``spec`` is JSON-ready and says what
-    the attack is without its budget (name, declared parameters, the targets), so that the
-    same spec means the same per-sample results; ``target`` is the targets it aims at.
-    """
-
-    label: str
-    spec: dict[str, Any]
-    build: Callable[[float], Attack]
-    target: TargetSpec = None
-    survivors_only: bool = False
-
-    @property
-    def key(self) -> str:
-        """The attack's key in the store (:func:`~brittle.eval.store.attack_key`)."""
-        return attack_key(self.spec)
 
 
 @dataclass(frozen=True)
@@ -93,11 +72,12 @@ class Examples:
         none = torch.zeros(0)
         return Examples([], none, none, none, none, none, none, none, none)
 
-    def with_clean_scores(self, classifier: Classifier) -> Examples:
-        """These examples with the classifier's clean predictions and their confidences."""
+    def with_clean_scores(self, model: Model) -> Examples:
+        """These examples with the model's clean predictions and their confidences (NaN
+        for a label-only oracle)."""
         if not self.indices:
             return self
-        probs = classifier.predict_logits(self.clean).softmax(dim=1).cpu()
+        probs = model.probabilities(model.predict_scores(self.clean)).cpu()
         confidence, pred = probs.max(dim=1)
         return replace(self, pred_clean=pred, confidence_clean=confidence)
 
@@ -171,7 +151,7 @@ def _chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:
 
 
 def run_attack(
-    classifier: Classifier,
+    classifier: Model,
     attack: Attack,
     x: Tensor,
     y: Tensor,
@@ -192,7 +172,7 @@ def run_attack(
     x, y = _check_batch(x, y, batch_size)
     ids = check_ids(ids, len(x), x.device)
     results = []
-    with tqdm(total=len(x), desc=attack.name, unit="sample", disable=not progress) as bar:
+    with show_progress(len(x), attack.name, progress, unit="sample") as bar:
         for start in range(0, len(x), batch_size):
             part = slice(start, start + batch_size)
             target_part = _batch_target(target, part)
@@ -205,49 +185,74 @@ def run_attack(
 
 def single_plan(
     attack_factory: Callable[[float], Attack], eps: float, target: TargetSpec = None
-) -> AttackPlan:
-    """The plan of one attack built by ``attack_factory(eps)``: labelled by the attack's
-    name, its spec the attack's declared parameters (of the attack at ``eps``) without the
-    budget, and the targets."""
-    probe = attack_factory(eps)
-    spec = describe_attack(probe)
-    spec["params"].pop("eps", None)
-    spec["target"] = target if isinstance(target, str) or target is None else "given"
-    return AttackPlan(label=probe.name, spec=spec, build=attack_factory, target=target)
+) -> AttackSpec:
+    """The spec of one attack built by ``attack_factory(eps)``, labelled by the attack's
+    name (an attack the registry need not know)."""
+    name = attack_factory(eps).name
+    return AttackSpec(name=name, label=name, target=target, factory=attack_factory)
+
+
+def as_source(data: Source | tuple[Any, Any]) -> Source:
+    """``data`` as a :class:`~brittle.data.source.Source`: a source, or inputs and labels."""
+    if isinstance(data, Source):
+        return data
+    try:
+        x, y = data
+    except (TypeError, ValueError):
+        raise InputError(
+            f"data must be a Source or a pair (x, y) of inputs and labels, got "
+            f"{type(data).__name__}"
+        ) from None
+    x, y = as_tensor(x, "x"), as_tensor(y, "y")
+    if len(y) != len(x):
+        raise InputError(f"x has {len(x)} samples but y has {len(y)} labels; they must match")
+    return TensorSource(x, y)
 
 
 def evaluate(
-    classifier: Classifier,
-    attacks: Callable[[float], Attack] | Sequence[AttackPlan],
-    x: Tensor,
-    y: Tensor,
+    classifier: Model,
+    attacks: Callable[[float], Attack] | Sequence[AttackSpec],
+    data: Source | tuple[Any, Any],
     eps_list: Sequence[float],
     *,
     batch_size: int,
     store: ResultStore,
     run_key: str,
     target: TargetSpec = None,
-    ids: Tensor | None = None,
+    ids: Tensor | Sequence[int] | None = None,
     progress: bool = True,
     examples: int = DEFAULT_EXAMPLES,
 ) -> Evaluation:
-    """Attack ``x`` with each attack at each budget in ``eps_list`` (sorted), resuming.
+    """Attack the samples ``ids`` of ``data`` with each attack at each budget in
+    ``eps_list`` (sorted), resuming.
 
-    ``attacks`` is one attack factory (``factory(eps)`` builds the attack of budget ``eps``;
-    ``target`` its targets) or a list of :class:`AttackPlan`. Each call is also held to
-    ``eps``, so a minimal-perturbation attack counts as a success only within the budget.
-    Samples already stored under ``(run_key, attack, eps)`` are not attacked again. Every
-    batch is stored as soon as it is done (one transaction); the summaries are computed from
-    the stored rows. ``ids`` are the samples' ids in their data set (the store's key, unique;
-    default ``arange(len(x))``); they seed the samples' random draws as in
-    :func:`run_attack`, so a resumed run, whatever its batch size, draws what an
-    uninterrupted one would. The images of the first ``examples`` samples are kept.
+    ``data`` is a :class:`~brittle.data.source.Source` (``ids`` are its sample indices,
+    default all; each chunk of ``batch_size`` samples is fetched when it is attacked, so the
+    whole set is never held in memory) or a pair ``(x, y)`` of tensors (``ids`` then name
+    their rows, default ``arange(len(x))``). ``attacks`` is one attack factory
+    (``factory(eps)`` builds the attack of budget ``eps``; ``target`` its targets) or a list
+    of :class:`~brittle.eval.spec.AttackSpec`. Each call is also held to ``eps``, so a
+    minimal-perturbation attack counts as a success only within the budget. Samples already
+    stored under ``(run_key, attack, eps)`` are not attacked again. Every chunk is stored as
+    soon as it is done (one transaction); the summaries are computed from the stored rows.
+    The ids key the store and seed the samples' random draws as in :func:`run_attack`, so a
+    resumed run, whatever its batch size, draws what an uninterrupted one would. The images
+    of the first ``examples`` samples are kept.
     """
-    x, y = _check_batch(x, y, batch_size)
-    ids = check_ids(ids, len(x), x.device)
-    id_list = [int(i) for i in ids.tolist()]
+    check_batch_size(batch_size)
+    source = as_source(data)
+    if ids is None:
+        id_list = list(range(len(source)))
+    else:
+        id_list = [int(i) for i in torch.as_tensor(ids).reshape(-1).tolist()]
+    if not id_list:
+        raise InputError("there is nothing to attack: no sample was given")
     if len(set(id_list)) != len(id_list):
         raise InputError("the sample ids must be distinct: they key the per-sample results")
+    rows = id_list if isinstance(data, Source) else list(range(len(source)))
+    if len(rows) != len(id_list):
+        raise InputError(f"x has {len(source)} samples but there are {len(id_list)} ids")
+    source.check_ids(rows)
     budgets = sorted({float(e) for e in eps_list})
     if not budgets or any(not math.isfinite(e) or e < 0 for e in budgets):
         raise InputError(f"eps_list must hold finite budgets >= 0, got {list(eps_list)}")
@@ -271,7 +276,7 @@ def evaluate(
     todo = sum(len(p) for p in pending.values())
     attacked = 0
     start = time.perf_counter()
-    with tqdm(total=todo, desc="evaluate", unit="sample", disable=not progress) as bar:
+    with show_progress(todo, "evaluate", progress, unit="sample") as bar:
         for eps in budgets:
             for a, plan in enumerate(plans):
                 if plan.survivors_only and pending[a, eps]:
@@ -285,21 +290,12 @@ def evaluate(
                 attack = plan.build(eps)
                 bar.set_postfix_str(f"{plan.label} eps={eps:g}")
                 for chunk in _chunks(pending[a, eps], batch_size):
-                    index = torch.tensor(chunk, dtype=torch.long)
-                    xb = x[index]
-                    target_b = _batch_target(plan.target, index)
-                    result = attack(classifier, xb, y[index], target_b, eps=eps, ids=ids[index])
+                    chunk_rows = [rows[i] for i in chunk]
                     chunk_ids = [id_list[i] for i in chunk]
-                    store.insert(
-                        run_key,
-                        plan.key,
-                        eps,
-                        chunk_ids,
-                        result,
-                        attack_name=plan.label,
-                        x=xb,
-                        keep=keep,
-                    )
+                    attack_chunk(
+                        classifier, plan, attack, eps, source, chunk_rows, chunk_ids,
+                        store=store, run_key=run_key, keep=keep,
+                    )  # fmt: skip
                     attacked += len(chunk)
                     bar.update(len(chunk))
     seconds = time.perf_counter() - start
@@ -321,13 +317,44 @@ def evaluate(
     return replace(evaluation, examples=kept)
 
 
+def attack_chunk(
+    classifier: Model,
+    plan: AttackSpec,
+    attack: Attack,
+    eps: float,
+    source: Source,
+    rows: Sequence[int],
+    ids: Sequence[int],
+    *,
+    store: ResultStore,
+    run_key: str,
+    keep: set[int],
+) -> None:
+    """Attack one chunk of samples (``rows`` of ``source``, keyed ``ids``) with ``plan``'s
+    ``attack`` at ``eps`` and store the results in one transaction: the unit of work of an
+    evaluation, independent of every other chunk."""
+    x, y = source.fetch(rows)
+    index = torch.as_tensor(list(rows), dtype=torch.long)
+    target = _batch_target(plan.target, index)
+    id_tensor = torch.as_tensor(list(ids), dtype=torch.long)
+    result = attack(classifier, x, y, target, eps=eps, ids=id_tensor)
+    store.insert(run_key, plan.key, eps, list(ids), result, attack_name=plan.label, x=x, keep=keep)
+
+
+def check_batch_size(batch_size: Any) -> int:
+    """A batch size: an integer >= 1."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    return batch_size
+
+
 def _not_done(done: set[int], ids: Sequence[int]) -> list[int]:
     """The positions of the ``ids`` that ``done`` does not hold."""
     return [i for i, sid in enumerate(ids) if sid not in done]
 
 
 def _standing(
-    store: ResultStore, run_key: str, earlier: Sequence[AttackPlan], eps: float, ids: Sequence[int]
+    store: ResultStore, run_key: str, earlier: Sequence[AttackSpec], eps: float, ids: Sequence[int]
 ) -> set[int]:
     """The ids still standing at ``eps`` after the ``earlier`` attacks: classified correctly
     and broken by none of them (each read on the samples it holds; rows it holds beyond
@@ -342,7 +369,7 @@ def _standing(
 def summarise(
     store: ResultStore,
     run_key: str,
-    plans: Sequence[AttackPlan],
+    plans: Sequence[AttackSpec],
     budgets: Sequence[float],
     ids: Sequence[int],
     *,
@@ -544,7 +571,7 @@ def _interval(robust: Tensor) -> dict[str, float]:
 def _examples(
     store: ResultStore,
     run_key: str,
-    plans: Sequence[AttackPlan],
+    plans: Sequence[AttackSpec],
     eps: float,
     picked: Tensor,
     combined: AttackResult,

@@ -8,10 +8,9 @@ report. Every output place is checked before any work and every file is written 
 command line's, :mod:`brittle.cli`).
 """
 
-from .adversary import TARGETS
-from .attack import AttackOutcome, attack, save_adversarial
+from .attack import TARGETS, AttackOutcome, attack, save_adversarial
 from .bound import BoundOutcome, bound
-from .common import DEFAULT_N, default_device, resolve_device
+from .common import DEFAULT_BATCH_SIZE, DEFAULT_N, ModelOptions, default_device, resolve_device
 from .compare import CompareOutcome, compare
 from .demo import DEMO_EPS, DEMO_LR, DEMO_TRAIN, demo
 from .evaluate import (
@@ -19,6 +18,7 @@ from .evaluate import (
     STORE_NAME,
     EvaluateOutcome,
     evaluate_model,
+    evaluation_spec,
     resume_evaluation,
 )
 from .generator import GeneratorOutcome, generator_train
@@ -27,6 +27,7 @@ from .train import Recipe, TrainOutcome, train, train_on
 from .transfer import TransferOutcome, transfer
 
 __all__ = [
+    "DEFAULT_BATCH_SIZE",
     "DEFAULT_EPS_LIST",
     "DEFAULT_N",
     "DEMO_EPS",
@@ -40,6 +41,7 @@ __all__ = [
     "CompareOutcome",
     "EvaluateOutcome",
     "GeneratorOutcome",
+    "ModelOptions",
     "Recipe",
     "ReproduceOutcome",
     "TrainOutcome",
@@ -50,6 +52,7 @@ __all__ = [
     "default_device",
     "demo",
     "evaluate_model",
+    "evaluation_spec",
     "generator_train",
     "reproduce",
     "resolve_device",

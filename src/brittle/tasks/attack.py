@@ -9,27 +9,26 @@ from typing import Any
 import numpy as np
 import torch
 
-from brittle.attacks.base import Attack
 from brittle.attacks.result import AttackResult
 from brittle.attacks.targets import all_other_targets
+from brittle.criteria import TARGET_CHOICES
+from brittle.data import Limits
 from brittle.errors import InputError
+from brittle.eval.defended import defense_check
+from brittle.eval.plan import failure_warnings, settle
 from brittle.eval.runner import run_attack
+from brittle.eval.spec import AttackSpec, check_target
 from brittle.files import check_outputs, write_atomic
 from brittle.metrics import source_target_matrices
-from brittle.metrics.masking import NORMS, MaskingCheck, gradient_masking_check
-from brittle.perturbation import box_diameter
 from brittle.report.content import threat_section, write_json
-from brittle.threat import Capability, Norm, ThreatModel
+from brittle.threat import Capability, ThreatModel
 
-from .adversary import EVERY_TARGET, prepare
-from .common import Target, check_count, load_target
+from .common import DEFAULT_BATCH_SIZE, ModelOptions, load_target
 
-MASKING_SAMPLES = 500
-"""The gradient-masking check of a defended model runs on the first this many samples."""
-MASKING_FALLBACK_EPS = 0.1
-"""The check's Linf budget, as a share of the box's width, when the attack's budget cannot
-serve: an L0 budget (FGSM and PGD take no L0 step), or none that binds (an unbounded minimal
-attack)."""
+EVERY_TARGET = "all"
+"""The ``--target`` choice that attacks each sample once per other class."""
+TARGETS = (*TARGET_CHOICES, EVERY_TARGET)
+"""The target choices of the command line (``--target``)."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ def attack(
     attack: str = "fgsm",
     eps: float | None = None,
     n: int | None = None,
-    batch_size: int = 256,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     targeted: bool = False,
     target: str | None = None,
     minimize: bool = False,
@@ -65,8 +64,12 @@ def attack(
     seed: int = 0,
     device: str | None = None,
     progress: bool = True,
+    model_options: ModelOptions | None = None,
+    limits: Limits | None = None,
 ) -> AttackOutcome:
-    """Attack ``n`` samples of ``dataset`` with ``attack`` against the checkpoint ``model``.
+    """Attack ``n`` samples of ``dataset`` with ``attack`` against ``model`` (a file of any
+    format :func:`~brittle.models.loaders.load_model` reads; ``model_options`` its weights,
+    preprocessing and class names).
 
     ``n=None``: 1,000 samples, or the whole split when it holds fewer; more than the split
     holds is refused. ``dataset=None``: the data set the model was trained on.
@@ -74,38 +77,37 @@ def attack(
     ``target="all"`` attacks each sample once per other class (:func:`every_other_class`)
     and adds the source x target matrices to the summary.
     The attack is checked against ``threat``, or against the threat built from ``targeted``,
-    ``target``, ``capability``, the norm and ``eps`` (:mod:`brittle.tasks.adversary`),
+    ``target``, ``capability``, the norm and ``eps`` (:func:`~brittle.eval.plan.settle`),
     before any sample is attacked. The summary holds :meth:`AttackResult.summary` plus the
     threat model, the attack's parameters, where the model and data came from and
     ``warnings``: a minimal attack without a budget that binds (none, or at least the box's
     diameter) that leaves correctly classified samples unbroken is too weak as set
     (:func:`~brittle.eval.sanity.unbounded_failure_warnings`); a defended model (checkpoint
     metadata ``defense``) also gets the warnings of its gradient-masking check
-    (:func:`defense_check`), whose numbers are under ``gradient_masking``. The summary is
+    (:func:`~brittle.eval.defended.defense_check`), whose numbers are under ``gradient_masking``. The summary is
     written to ``json_path`` and the inputs and results to ``save_path`` (``.npz``), both
     checked before any work (:func:`~brittle.files.check_outputs`: writable, regular files
     or absent, not links, not the same file, neither the model nor the data) and written
     atomically.
     """
-    check_count(n, "--n")
     check_outputs(
         {"--json": json_path, "--save": save_path}, {"--model": model, "--data-dir": data_dir}
     )
-    victim = load_target(model, dataset, data_dir, split, n, seed, device)
     every = target == EVERY_TARGET
-    adversary, built = prepare(
-        attack,
-        victim,
-        eps=eps,
-        params=params,
+    stated = {k: v for k, v in (params or {}).items() if v is not None}
+    spec = AttackSpec(
+        name=attack,
+        params=stated,
         minimize=minimize,
-        targeted=targeted or every,
-        target=None if every else target,
-        capability=capability,
-        threat=threat,
+        target=check_target(None if every else target, targeted or every),
         seed=seed,
     )
-    x, y, ids, aims = victim.data.x, victim.data.y, victim.data.ids, adversary.target
+    victim = load_target(model, dataset, data_dir, split, n, seed, device, model_options, limits)
+    if eps is None and threat is not None:
+        eps = threat.eps
+    (spec,), threat = settle((spec,), threat, eps, capability, victim.model, victim.features)
+    built = spec.build(eps)
+    x, y, ids, aims = victim.data.x, victim.data.y, victim.data.ids, spec.target
     if every:
         x, y, aims, ids = every_other_class(x, y, ids, victim.classifier.num_classes)
     result = run_attack(
@@ -119,17 +121,19 @@ def attack(
         progress=progress,
     )
     stats = result.summary()
-    described = adversary.describe(built)
+    described = {**spec.spec}
     if every:
         described["target"] = EVERY_TARGET
         stats["source_target"] = source_target_section(result, victim.classifier.num_classes)
     summary = {
         **stats,
-        "warnings": adversary.failure_warnings(built, victim, stats["success_rate"]),
-        "threat_model": threat_section(adversary.threat, [adversary.threat.eps]),
+        "warnings": failure_warnings(
+            spec, built, victim.model, victim.features, stats["success_rate"]
+        ),
+        "threat_model": threat_section(threat, [threat.eps]),
         "attack_params": described,
         "model": victim.model_info(),
-        "dataset": victim.dataset_info(data_dir),
+        "dataset": victim.dataset_info(),
     }
     check = defense_check(victim, built, batch_size, seed)
     if check is not None:
@@ -142,44 +146,6 @@ def attack(
     if save_path is not None:
         outcome = replace(outcome, saved=save_adversarial(save_path, outcome))
     return outcome
-
-
-def defense_check(
-    victim: Target, attack: Attack, batch_size: int, seed: int
-) -> MaskingCheck | None:
-    """The gradient-masking check of a defended model; ``None`` for an undefended one.
-
-    A model is defended when its checkpoint metadata name a ``defense``. The check
-    (:func:`~brittle.metrics.masking.gradient_masking_check`) runs on the first
-    :data:`MASKING_SAMPLES` of ``victim``'s samples, in ``attack``'s norm and at its budget
-    (:func:`masking_budget`).
-    """
-    if not victim.meta.get("defense"):
-        return None
-    norm, eps = masking_budget(victim, attack.norm, attack.eps)
-    k = min(len(victim.data), MASKING_SAMPLES)
-    data = victim.data
-    return gradient_masking_check(
-        victim.classifier,
-        data.x[:k],
-        data.y[:k],
-        eps,
-        norm=norm,
-        seed=seed,
-        batch_size=batch_size,
-        ids=data.ids[:k],
-    )
-
-
-def masking_budget(victim: Target, norm: Norm, eps: float | None) -> tuple[Norm, float]:
-    """The norm and budget of the gradient-masking check for an attack in ``norm`` at ``eps``:
-    the same when the check works in that norm and the budget binds (below the box's
-    diameter), else Linf at :data:`MASKING_FALLBACK_EPS` of the box's width."""
-    low, high = victim.classifier.envelope()
-    diameter = box_diameter(norm, (low, high), victim.features)
-    if norm in NORMS and eps is not None and eps < diameter:
-        return norm, eps
-    return Norm.LINF, MASKING_FALLBACK_EPS * (high - low)
 
 
 def every_other_class(

@@ -26,13 +26,12 @@ from matplotlib.figure import Figure
 
 import brittle
 from brittle.errors import InputError
+from brittle.eval.pipeline import EVALUATION, STORE_NAME, SUMMARY
 from brittle.eval.runner import CONFIDENCE, clopper_pearson
 from brittle.eval.store import ResultStore
 from brittle.files import check_outputs, write_text_atomic
 from brittle.report.content import finite, write_json
 from brittle.report.plots import literal, to_png
-
-from .evaluate import EVALUATION, STORE_NAME, SUMMARY
 
 COMPARE_JSON = "compare.json"
 COMPARE_HTML = "compare.html"
@@ -118,7 +117,7 @@ def read_run(folder: Path, name: str) -> RunData:
         folder=folder,
         run=run,
         identity=identity,
-        model=str(options.get("model")),
+        model=str(((options.get("spec") or {}).get("model") or {}).get("spec")),
         attacks=list(keys),
         eps=eps,
         robust=robust,
@@ -129,18 +128,18 @@ def _robust(
     store: ResultStore, run: str, keys: list[str], eps: list[float]
 ) -> dict[float, dict[int, bool]]:
     """Per budget, each sample id that every attack holds, and whether it is robust under
-    all of them (classified correctly before and after each attack)."""
-    marks = ", ".join("?" * len(keys))
-    rows = store.rows(
-        f"SELECT eps, sample_id, MIN(pred_clean = y AND pred_adv = y), COUNT(DISTINCT attack) "
-        f"FROM samples WHERE run = ? AND attack IN ({marks}) GROUP BY eps, sample_id",
-        (run, *keys),
-    )
-    wanted = set(eps)
-    robust: dict[float, dict[int, bool]] = {e: {} for e in eps}
-    for e, sid, ok, count in rows:
-        if float(e) in wanted and int(count) == len(keys):
-            robust[float(e)][int(sid)] = bool(ok)
+    all of them (classified correctly before and after each attack, every target). The rows
+    are read with :meth:`~brittle.eval.store.ResultStore.result`, which refuses damaged ones."""
+    robust: dict[float, dict[int, bool]] = {}
+    for e in eps:
+        results = [store.result(run, key, e) for key in keys]
+        held = set.intersection(*(set(r.ids.tolist()) for r in results))
+        standing = dict.fromkeys(held, True)
+        for result in results:
+            for sid, ok in zip(result.ids.tolist(), result.robust.tolist(), strict=True):
+                if sid in standing:
+                    standing[sid] = standing[sid] and ok
+        robust[e] = standing
     return robust
 
 

@@ -1,7 +1,7 @@
 """``brittle reproduce NAME``: run a paper's experiment and write its report.
 
 The name is checked first, the output folder is checked to be writable and locked
-(:func:`~brittle.tasks.lock.folder_lock`) before any work, and the report is written
+(:func:`~brittle.eval.lock.folder_lock`) before any work, and the report is written
 atomically (:func:`~brittle.reproduce.report.write_reproduction`). What a reproduction
 trains it caches in the folder, so that the same command run again does not retrain.
 """
@@ -12,13 +12,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from brittle.eval.lock import folder_lock
 from brittle.files import check_outputs
 from brittle.report.html import ReportPaths
 from brittle.reproduce import REPRODUCTIONS, Reproduction, reproduction, write_reproduction
 from brittle.reproduce.report import HTML_NAME, JSON_NAME
 
 from .common import Log, check_count, quiet, resolve_device
-from .lock import folder_lock
 
 REPRODUCTION_NAMES = tuple(REPRODUCTIONS)
 """The names ``brittle reproduce`` takes."""

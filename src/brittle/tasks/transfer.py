@@ -9,17 +9,20 @@ from pathlib import Path
 from typing import Any
 
 from brittle.classifier import Classifier
-from brittle.data import load_dataset
+from brittle.data import Limits, open_source
 from brittle.errors import InputError
+from brittle.eval.plan import settle
+from brittle.eval.spec import AttackSpec, check_target
 from brittle.eval.store import file_sha256
+from brittle.eval.target import draw_ids
 from brittle.files import check_outputs
 from brittle.metrics.transfer import TransferMatrix, check_compatible, transfer_matrix
 from brittle.models import load_checkpoint, load_classifier
 from brittle.report.content import threat_section, write_json
 from brittle.threat import Capability, ThreatModel
 
-from .adversary import EVERY_TARGET, prepare
-from .common import DEFAULT_N, Target, check_count, draw, resolve_device
+from .attack import EVERY_TARGET
+from .common import DEFAULT_BATCH_SIZE, Target, check_count, resolve_device
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ def transfer(
     attack: str = "fgsm",
     eps: float | None = None,
     n: int | None = None,
-    batch_size: int = 256,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     targeted: bool = False,
     target: str | None = None,
     minimize: bool = False,
@@ -52,6 +55,7 @@ def transfer(
     seed: int = 0,
     device: str | None = None,
     progress: bool = True,
+    limits: Limits | None = None,
 ) -> TransferOutcome:
     """Attack ``n`` samples of ``dataset`` on each checkpoint of ``models`` with ``attack``
     and classify the examples crafted on each with every model.
@@ -85,37 +89,38 @@ def transfer(
     classifiers = [classifier for classifier, _ in loaded]
     check_compatible(classifiers, names)
     name = _dataset_name(dataset, names, [meta for _, meta in loaded])
-    data = draw(load_dataset(name, split, data_dir), n, seed, split, "--n", DEFAULT_N)
-    targets = [Target(c, meta, data, split, seed) for c, meta in loaded]
-    adversary, built = prepare(
-        attack,
-        targets[0],
-        eps=eps,
-        params=params,
+    source = open_source(name, split, data_dir, limits=limits)
+    ids = draw_ids(len(source), n, seed, f"the {split} split of {source.name}")
+    targets = [Target(c, meta, source, ids, seed) for c, meta in loaded]
+    data = targets[0].data
+    spec = AttackSpec(
+        name=attack,
+        params={k: v for k, v in (params or {}).items() if v is not None},
         minimize=minimize,
-        targeted=targeted,
-        target=target,
-        capability=capability,
-        threat=threat,
+        target=check_target(target, targeted),
         seed=seed,
     )
+    if eps is None and threat is not None:
+        eps = threat.eps
+    (spec,), threat = settle((spec,), threat, eps, capability, classifiers[0], targets[0].features)
+    built = spec.build(eps)
     matrix = transfer_matrix(
         classifiers,
         built,
         data.x,
         data.y,
         names=names,
-        target=adversary.target,
+        target=spec.target,
         ids=data.ids,
         batch_size=batch_size,
         progress=progress,
     )
     summary = {
         **matrix.as_json(),
-        "threat_model": threat_section(adversary.threat, [adversary.threat.eps]),
-        "attack_params": adversary.describe(built),
+        "threat_model": threat_section(threat, [threat.eps]),
+        "attack_params": spec.spec,
         "models": [{"name": m, **t.model_info()} for m, t in zip(names, targets, strict=True)],
-        "dataset": targets[0].dataset_info(data_dir),
+        "dataset": targets[0].dataset_info(),
     }
     outcome = TransferOutcome(matrix=matrix, summary=summary)
     if json_path is not None:

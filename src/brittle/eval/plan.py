@@ -1,0 +1,178 @@
+"""The first phase of an evaluation: settle its attacks and its threat model, name its run.
+
+The threat model is an input (Papernot et al. 2016: what the adversary may do is stated
+first, then an attack is chosen within it). An evaluation is given one, or states it from
+the user's options: the goal (from the targets), the capability, the norm (an attack's
+``norm`` parameter or its default), the largest budget and the model's box. Either way every
+attack is checked against it before any sample is attacked, so an attack that needs more than
+the threat grants (gradients under ``oracle_scores``, say) is refused up front, and the
+attacks of one evaluation must state one threat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from brittle.attacks.base import Attack, MinimizationAttack, TargetSpec
+from brittle.attacks.registry import accepted_parameters, attack_class
+from brittle.errors import InputError
+from brittle.perturbation import box_diameter
+from brittle.threat import Capability, Goal, Norm, ThreatModel
+
+from .sanity import unbounded_failure_warnings
+from .spec import AttackSpec, EvaluationSpec
+from .store import run_key
+from .suite import suite_attacks
+from .target import Target
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An evaluation ready to run: its spec, the target, the attacks as settled (suite
+    expanded, the threat's norm and goal filled in), the threat and the run's identity."""
+
+    spec: EvaluationSpec
+    target: Target
+    attacks: tuple[AttackSpec, ...]
+    threat: ThreatModel
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What the run is: the model's SHA-256, the data's identity (format, split, size,
+        class names and content hash; never the display name alone), the threat model
+        without its budget, and the seed. Two runs with one identity give one result per
+        (attack, budget, sample)."""
+        data = self.target.source.identity()
+        return {
+            "model_sha256": self.target.meta["sha256"],
+            "data": {k: data[k] for k in ("kind", "split", "size", "classes", "sha256")},
+            "threat": {
+                "goal": self.threat.goal.value,
+                "capability": self.threat.capability.name,
+                "norm": self.threat.norm.value,
+                "bounds": list(self.threat.bounds),
+                "in_distribution": self.threat.in_distribution,
+            },
+            "seed": self.spec.seed,
+        }
+
+    @property
+    def key(self) -> str:
+        """The run's key in the store (the hash of :attr:`identity`)."""
+        return run_key(self.identity)
+
+
+def make_plan(spec: EvaluationSpec, target: Target) -> Plan:
+    """Settle ``spec``'s attacks (the suite's, when it names one) and its threat on
+    ``target``."""
+    attacks = spec.attacks
+    if spec.suite is not None:
+        attacks = _suite(spec, target)
+    settled, threat = settle(
+        attacks, spec.threat, spec.largest, spec.capability, target.model, target.features
+    )
+    return Plan(spec=spec, target=target, attacks=settled, threat=threat)
+
+
+def settle(
+    attacks: tuple[AttackSpec, ...],
+    threat: ThreatModel | None,
+    largest: float | None,
+    capability: Capability,
+    model: Any,
+    features: int,
+) -> tuple[tuple[AttackSpec, ...], ThreatModel]:
+    """The attacks with what the threat implies filled in, and the threat, each attack
+    checked against it at the ``largest`` budget.
+
+    With ``threat`` given, an attack that takes a norm and was not given one gets the
+    threat's, and a targeted goal aims attacks without targets at random classes. Without
+    it, the threat is stated from the first attack (:func:`stated_threat`) with
+    ``capability``, or the model's when it grants less (an Oracle). An attack targeted by
+    default (L-BFGS) aims at random classes.
+    """
+    settled: list[AttackSpec] = []
+    stated = threat
+    granted = getattr(model, "capability", capability)
+    capability = min(capability, granted)  # an Oracle grants no more than its queries
+    for attack in attacks:
+        params, target = dict(attack.params), attack.target
+        if threat is not None and attack.factory is None:
+            if "norm" in accepted_parameters(attack_class(attack.name)):
+                params.setdefault("norm", threat.norm.value)
+            if target is None and threat.goal is Goal.TARGETED:
+                target = "random"
+        attack = replace(attack, params=params, target=target)
+        built = attack.build(largest)
+        if built.targeted and attack.target is None:
+            attack = replace(attack, target="random")
+        if stated is None:
+            stated = stated_threat(built, attack.target, capability, model, features)
+        built.check_threat(stated)
+        settled.append(attack)
+    assert stated is not None
+    first = settled[0].build(largest)
+    for attack in settled[1:]:
+        other = attack.build(largest)
+        mine = (bool(attack.target is not None), other.norm)
+        if mine != (bool(settled[0].target is not None), first.norm):
+            raise InputError(
+                f"the attacks of one evaluation must state one threat model: "
+                f"{settled[0].label} and {attack.label} differ in goal or norm; evaluate them "
+                "into separate --out folders"
+            )
+    return tuple(settled), stated
+
+
+def stated_threat(
+    attack: Attack, target: TargetSpec, capability: Capability, model: Any, features: int
+) -> ThreatModel:
+    """The threat the user stated: goal from the targets, the capability asked for, the
+    attack's norm and budget (an attack without one is bounded by the box's diameter), and
+    the model's box."""
+    bounds = model.envelope()
+    eps = attack.eps
+    if eps is None:
+        eps = box_diameter(attack.norm, bounds, features)
+    return ThreatModel(
+        goal=Goal.TARGETED if target is not None else Goal.UNTARGETED,
+        capability=capability,
+        norm=attack.norm,
+        eps=eps,
+        bounds=bounds,
+    )
+
+
+def unbounded(attack: Attack, model: Any, features: int) -> bool:
+    """Whether ``attack`` looks for minimal perturbations without a budget that binds: none,
+    or one at least the diameter of the model's box in the attack's norm."""
+    if not isinstance(attack, MinimizationAttack):
+        return False
+    if attack.eps is None:
+        return True
+    diameter = box_diameter(attack.norm, model.envelope(), features)
+    return attack.eps >= diameter * (1 - 1e-9)
+
+
+def failure_warnings(
+    spec: AttackSpec, attack: Attack, model: Any, features: int, success_rate: float
+) -> list[str]:
+    """The warning that ``attack``, minimal and :func:`unbounded`, left correctly
+    classified samples unbroken (``success_rate`` below 1): it is too weak as set."""
+    if not unbounded(attack, model, features):
+        return []
+    label = f"{spec.name} --minimize" if spec.minimize else spec.name
+    return unbounded_failure_warnings(label, success_rate)
+
+
+def _suite(spec: EvaluationSpec, target: Target) -> tuple[AttackSpec, ...]:
+    """The attacks of ``spec``'s suite for the threat it states, on the target's inputs."""
+    if spec.threat is not None and spec.threat.goal is not Goal.UNTARGETED:
+        raise InputError(
+            f"the {spec.suite} suite is untargeted; drop the targeted goal, or list the attacks"
+        )
+    norm = spec.norm or (spec.threat.norm.value if spec.threat is not None else Norm.LINF.value)
+    granted = spec.threat.capability if spec.threat is not None else spec.capability
+    assert spec.suite is not None
+    return suite_attacks(spec.suite, norm, granted, target.source.input_shape, spec.seed)
