@@ -210,7 +210,7 @@ def test_the_constructor_takes_the_declared_parameters_in_order(name: str) -> No
 
 
 def test_a_declared_attack_of_ones_own() -> None:
-    """The README's example: parameters declared once, as fields."""
+    """An attack of one's own: parameters declared once, as fields."""
 
     @declared
     class Nudge(FixedBudgetAttack):

@@ -131,7 +131,7 @@ def project(
         if len(set(fractions)) > 1:
             shrunk = torch.cat([_project_l0(delta[i : i + 1], f) for i, f in enumerate(fractions)])
         else:
-            shrunk = _project_l0(delta, float(fractions[0]))
+            shrunk = _project_l0(delta, float(fractions[0])) if fractions else delta
     else:
         e = torch.as_tensor(eps, dtype=x.dtype, device=x.device).expand(x.shape[0])
         if norm is Norm.L2:

@@ -238,7 +238,7 @@ class ProjectedAscent(FixedBudgetAttack):
         if self.restarts == 1:
             return self._ascend(run, todo, 0)[0]
         best = run.x.clone()
-        best_loss = torch.full((len(run.x),), -math.inf, device=run.x.device)
+        best_loss = torch.full((len(run.x),), -math.inf, dtype=run.x.dtype, device=run.x.device)
         for restart in range(self.restarts):
             x_adv, success = self._ascend(run, todo, restart)
             loss = self._final_loss(run, x_adv, todo, success)
@@ -256,7 +256,7 @@ class ProjectedAscent(FixedBudgetAttack):
         Updates ``success`` in place with their verdict and returns every row's loss
         (``inf`` for rows that met the goal during the ascent).
         """
-        loss = torch.full(success.shape, math.inf, device=x_adv.device)
+        loss = torch.full(success.shape, math.inf, dtype=x_adv.dtype, device=x_adv.device)
         unmet = (~success).nonzero().squeeze(1)
         if len(unmet):
             logits = run.access.logits(x_adv[unmet], idx[unmet])
