@@ -370,14 +370,19 @@ def test_n_train_zero_names_the_option(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ progress bars
-def test_progress_bars_only_on_a_terminal(model: Path) -> None:
+def test_progress_is_a_bar_on_a_terminal_lines_in_a_log_and_nothing_when_quiet(
+    model: Path,
+) -> None:
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
             return True
 
     args = ("attack", "--model", model, "--n", "8")
     piped = invoke(*args)
-    assert piped.exit_code == 0 and piped.stderr == ""
+    assert piped.exit_code == 0
+    assert "8/8 samples (100.0%)" in piped.stderr and "\r" not in piped.stderr  # plain lines
+    quiet = invoke(*args, "--quiet")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
     terminal = invoke(*args, stderr=Terminal())
     assert terminal.exit_code == 0 and "8/8" in terminal.stderr
 

@@ -87,7 +87,7 @@ def attack(args: argparse.Namespace) -> int:
         eps=args.eps,
         json_path=args.json,
         save_path=args.save,
-        progress=output.progress_bars(args.quiet),
+        progress=output.progress_shown(args.quiet),
     )
     output.print_attack(outcome)
     return 0
@@ -483,7 +483,10 @@ def _add_bound_options(parser: argparse.ArgumentParser) -> None:
     """The options of ``bound``: the generator, the classifier, the sizes and the JSON."""
     for flag, text in (
         ("--generator", "Generator checkpoint (brittle generator train)."),
-        ("--model", "Classifier checkpoint (brittle train)."),
+        (
+            "--model",
+            "The classifier: a checkpoint of brittle train, TorchScript or a torch.export program (.pt2).",
+        ),
     ):
         parser.add_argument(flag, type=Path, required=True, metavar="PATH", help=text)
     parser.add_argument(

@@ -4,11 +4,13 @@ beside the classifier's measured r_Z, r_in and r_unc; a JSON file and an HTML pa
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 import brittle
@@ -18,10 +20,11 @@ from brittle.bounds.projected import theorem2_check
 from brittle.bounds.robustness import check_pair
 from brittle.bounds.theorems import in_distribution_bound
 from brittle.bounds.transferability import theorem3_check
+from brittle.classifier import Classifier
 from brittle.errors import InputError
 from brittle.files import check_outputs, write_text_atomic
 from brittle.generators import GeneratorSummary, load_generator, summarise_generator
-from brittle.models import load_classifier
+from brittle.models import load_model
 from brittle.report.content import write_json
 
 from .common import check_count, resolve_device
@@ -84,9 +87,11 @@ def bound(
     json_out, html_out = places["--json"], places[_HTML]
     torch_device = resolve_device(device)
     gen, gen_meta = load_generator(generator, torch_device)
-    classifier = load_classifier(model, torch_device)
+    classifier = _white_box(model, gen.output_shape, torch_device)
     check_pair(classifier, gen)
-    second = None if second_model is None else load_classifier(second_model, torch_device)
+    second = (
+        None if second_model is None else _white_box(second_model, gen.output_shape, torch_device)
+    )
     if second is not None:
         check_pair(second, gen)
     found = analyse(
@@ -288,3 +293,16 @@ def _num(value: float | None) -> str:
     if value is None or not np.isfinite(value):
         return "n/a"
     return f"{value:.4g}"
+
+
+def _white_box(model: str | Path, shape: Sequence[int], device: torch.device) -> Classifier:
+    """The model at ``model`` (any format :func:`~brittle.models.load_model` reads without
+    weights), for inputs of ``shape``; refused when it gives no gradients (ONNX)."""
+    loaded = load_model(model, input_shape=shape, device=device)
+    if not isinstance(loaded.model, Classifier):
+        raise InputError(
+            f"{model} is a query-only model ({loaded.meta.get('format')}): the robustness "
+            "estimators of the bounds follow the model's gradients; give a white-box model "
+            "(a brittle checkpoint, TorchScript or a torch.export program)"
+        )
+    return loaded.model
