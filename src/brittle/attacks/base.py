@@ -50,6 +50,9 @@ from .params import NORMS, TARGETED, NormArg, Param, budget, check_params, norm_
 from .result import AttackResult
 
 TargetSpec = TargetChoice | None
+DEFAULT_BATCH_SIZE = 256
+"""How many samples an attack takes at once when its caller is not told (evaluations,
+checks and metrics that run attacks over a data set)."""
 
 
 @dataclass

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from brittle.attacks.base import DEFAULT_BATCH_SIZE
 from brittle.classifier import Classifier
 from brittle.errors import InputError
 from brittle.generators import Generator, estimate_lipschitz
@@ -159,7 +160,7 @@ def analyse(
     confidence: float = 0.95,
     lipschitz: float | None = None,
     seed: int = 0,
-    batch_size: int = 256,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> BoundAnalysis:
     """The bounds of Theorem 1 at ``quantile`` and r_Z, r_in, r_unc on ``n`` samples.
 

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from brittle.attacks import FGSM
+from brittle.attacks.base import DEFAULT_BATCH_SIZE
 from brittle.attacks.iterative import random_offset
 from brittle.classifier import Classifier
 from brittle.metrics.masking import input_gradient_norms
@@ -96,7 +97,7 @@ def probe_checks(
     *,
     goal: Goal,
     seed: int = 0,
-    batch_size: int = 256,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> list[SanityCheck]:
     """The checks above for ``evaluation`` of ``plans`` on ``x`` (the evaluated samples in
     its order, labels ``y``, ids ``ids``) under ``goal``; each on the first samples."""

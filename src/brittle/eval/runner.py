@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from brittle.attacks.base import Attack, TargetSpec, check_ids
+from brittle.attacks.base import DEFAULT_BATCH_SIZE, Attack, TargetSpec, check_ids
 from brittle.attacks.result import AttackResult
 from brittle.data.source import Source, TensorSource
 from brittle.errors import InputError
@@ -156,7 +156,7 @@ def run_attack(
     x: Tensor,
     y: Tensor,
     *,
-    batch_size: int = 256,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     target: TargetSpec = None,
     eps: float | None = None,
     ids: Tensor | None = None,

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
-from brittle.attacks.base import Attack, TargetSpec
+from brittle.attacks.base import DEFAULT_BATCH_SIZE, Attack, TargetSpec
 from brittle.attacks.registry import (
     accepted_parameters,
     attack_class,
@@ -36,8 +36,6 @@ from brittle.threat import Capability, ThreatModel
 
 from .store import attack_key
 
-DEFAULT_BATCH_SIZE = 256
-"""How many samples an attack takes at once when not told."""
 DEFAULT_N = 1000
 """How many samples an evaluation draws when not told (all when the split holds fewer)."""
 DEFAULT_EPS = ("0.05", "0.1", "0.2", "0.3")

@@ -42,7 +42,7 @@ from torch import Tensor
 
 from brittle.access import ModelAccess
 from brittle.attacks import FGSM, PGD, Attack
-from brittle.attacks.base import check_ids
+from brittle.attacks.base import DEFAULT_BATCH_SIZE, check_ids
 from brittle.classifier import Classifier
 from brittle.errors import InputError
 from brittle.threat import Capability, Norm
@@ -147,7 +147,7 @@ def gradient_masking_check(
     norm: str | Norm = "linf",
     steps: int = DEFAULT_STEPS,
     seed: int = 0,
-    batch_size: int = 256,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     ids: Tensor | None = None,
 ) -> MaskingCheck:
     """Check ``classifier`` for masked gradients on ``x`` (labels ``y``) at budget ``eps``.

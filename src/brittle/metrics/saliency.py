@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from brittle.access import ModelAccess
+from brittle.attacks.base import DEFAULT_BATCH_SIZE
 from brittle.attacks.jsma import saliency_map, saliency_terms
 from brittle.classifier import Classifier
 from brittle.errors import InputError
@@ -24,7 +25,7 @@ def adversarial_distance(
     target: Any,
     increase: bool = True,
     use_logits: bool = True,
-    batch_size: int = 256,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> Tensor:
     """Adversarial distance of each input to its target class (Papernot 2016, equation 11):
 

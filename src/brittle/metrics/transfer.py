@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from brittle.attacks.base import Attack, TargetSpec, check_ids
+from brittle.attacks.base import DEFAULT_BATCH_SIZE, Attack, TargetSpec, check_ids
 from brittle.classifier import Classifier
 from brittle.errors import InputError
 from brittle.model import as_tensor
@@ -86,7 +86,7 @@ def transfer_matrix(
     names: Sequence[str] | None = None,
     target: TargetSpec = None,
     ids: Tensor | Sequence[int] | None = None,
-    batch_size: int = 256,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = False,
 ) -> TransferMatrix:
     """Craft ``attack``'s examples of ``x`` (labels ``y``) on each model and classify them

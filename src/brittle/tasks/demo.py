@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from brittle.attacks.base import DEFAULT_BATCH_SIZE
 from brittle.data import load_dataset
 from brittle.files import check_outputs
 
@@ -27,7 +28,7 @@ def demo(
     n_train: int | None = None,
     epochs: int = 1,
     n: int = 500,
-    batch_size: int = 256,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = 0,
     device: str | None = None,
     progress: bool = True,
