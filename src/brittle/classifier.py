@@ -13,8 +13,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from brittle.devices import check_device
 from brittle.errors import GradientError, InputError, ModelOutputError
-from brittle.model import BoundsSpec, Model, as_tensor
+from brittle.model import BoundsSpec, Model, as_tensor, model_failure
 from brittle.threat import Capability
 
 Preprocessing = tuple[Sequence[float] | float, Sequence[float] | float] | dict[str, Any] | None
@@ -54,7 +55,9 @@ class Classifier(Model):
     input_shape:
         Shape of one input (``(C, H, W)``); inputs of another shape are refused.
     device:
-        Where inputs are moved; defaults to the device of the module's parameters.
+        Where inputs are moved; defaults to the device of the module's parameters. A
+        device given must be the CPU or a CUDA GPU this machine has
+        (:func:`~brittle.devices.check_device`).
     mode:
         The module's state while an attack crafts examples: ``"eval"`` (the default: dropout
         off, batchnorm on its running statistics), ``"train"`` (dropout on, batchnorm on batch
@@ -87,10 +90,10 @@ class Classifier(Model):
             raise InputError(f"outputs must be 'logits' or 'probabilities', got {outputs!r}")
         if device is None:
             first = next(iter(module.parameters()), None)
-            device = first.device if first is not None else "cpu"
-        super().__init__(
-            bounds, num_classes, input_shape, torch.device(device), _floating_dtype(module)
-        )
+            resolved = first.device if first is not None else torch.device("cpu")
+        else:
+            resolved = check_device(device)
+        super().__init__(bounds, num_classes, input_shape, resolved, _floating_dtype(module))
         self.module = module
         self.outputs = outputs
         self.mode = mode
@@ -147,8 +150,16 @@ class Classifier(Model):
         return (x - self._mean) / self._std
 
     def logits(self, x: Tensor) -> Tensor:
-        """Differentiable logits of inputs ``x`` given in input space (preprocessing inside)."""
-        out: Tensor = self.module(self._preprocess(x))
+        """Differentiable logits of inputs ``x`` given in input space (preprocessing inside).
+
+        An exception the module raises is re-raised by :func:`~brittle.model.model_failure`
+        as a :class:`~brittle.errors.ModelError` (or an ``InputError`` for inputs of a shape
+        it cannot take) with the module's message.
+        """
+        try:
+            out: Tensor = self.module(self._preprocess(x))
+        except Exception as err:
+            raise model_failure(err, x) from err
         if self.outputs == "probabilities":
             out = torch.log(out.clamp_min(torch.finfo(out.dtype).tiny))
         return out
@@ -236,11 +247,8 @@ class Classifier(Model):
         try:
             with self.evaluation(), torch.no_grad():
                 z = self.module(self._preprocess(sample))
-        except RuntimeError as err:
-            raise InputError(
-                f"the model failed on inputs of shape {tuple(sample.shape[1:])}: {err}. "
-                "Check the shape and channel count the model expects."
-            ) from err
+        except Exception as err:
+            raise model_failure(err, sample) from err
         if not isinstance(z, Tensor) or z.ndim != 2 or z.shape[0] != sample.shape[0]:
             got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
             raise ModelOutputError(

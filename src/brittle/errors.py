@@ -19,6 +19,11 @@ class ModelOutputError(BrittleError):
     """The model's outputs cannot be used as logits (probabilities, NaN, wrong width)."""
 
 
+class ModelError(BrittleError):
+    """The model itself raised an exception while it ran (its forward, or an oracle's
+    ``predict``): the message names the exception and shows the model's own message."""
+
+
 class GradientError(BrittleError):
     """The model gives no usable input gradient (None, NaN, not differentiable)."""
 

@@ -10,6 +10,7 @@ feature (two arrays of one input's shape).
 from __future__ import annotations
 
 import numbers
+import re
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from brittle.errors import InputError
+from brittle.errors import BrittleError, InputError, ModelError
 from brittle.perturbation import Bounds, clip
 from brittle.threat import Capability
 
@@ -31,6 +32,10 @@ BoundsSpec = tuple[
 _BOUNDS_TOLERANCE = 1e-6
 _IMPLAUSIBLE_CLASSES = 100
 """From this many outputs, a model whose labels use under a quarter of them is suspect."""
+_SHAPE_WORDS = re.compile(r"\b(shapes?|sizes?|dimensions?|channels|dims?)\b", re.IGNORECASE)
+"""Words of the errors torch raises when inputs do not fit a layer ("mat1 and mat2 shapes
+cannot be multiplied", "expected input[8, 3, 28, 28] to have 1 channels", "shape '[-1, 784]'
+is invalid for input of size 2352", "The size of tensor a (3) must match ...")."""
 
 
 def as_tensor(value: Any, name: str) -> Tensor:
@@ -40,6 +45,42 @@ def as_tensor(value: Any, name: str) -> Tensor:
     if isinstance(value, np.ndarray):
         return torch.from_numpy(value)
     raise InputError(f"{name} must be a torch.Tensor or numpy array, got {type(value).__name__}")
+
+
+def model_failure(err: Exception, x: Tensor, who: str = "the model") -> BrittleError:
+    """The error to raise when the model itself raised ``err`` while running on ``x``.
+
+    An error brittle raised on purpose is returned as it is. A ``RuntimeError`` or
+    ``ValueError`` whose message is about shapes or sizes means the inputs do not fit the
+    model: an :class:`InputError` that says to check the shape. Anything else (a ``KeyError``
+    in a forward, a ``RuntimeError`` of the model's own, running out of memory) is a
+    :class:`ModelError` naming the exception and showing the model's message, never reported
+    as a shape problem. Raise it ``from err`` so the traceback stays one step away.
+    """
+    if isinstance(err, BrittleError):
+        return err
+    shape = tuple(x.shape[1:])
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    message = lines[0] if lines else "(no message)"  # torch appends a C++ trace to some
+    out_of_memory = isinstance(err, MemoryError | torch.OutOfMemoryError)
+    if (
+        isinstance(err, RuntimeError | ValueError)
+        and not out_of_memory
+        and _SHAPE_WORDS.search(message)
+    ):
+        return InputError(
+            f"{who} failed on inputs of shape {shape}: {message}. Check the shape and channel "
+            "count the model expects"
+        )
+    advice = (
+        "it ran out of memory: lower --batch-size (batch_size=)"
+        if out_of_memory
+        else "the error is the model's own, not brittle's: fix the model, then run again"
+    )
+    return ModelError(
+        f"{who} raised {type(err).__name__} on {x.shape[0]} input(s) of shape {shape}: "
+        f"{message} ({advice})"
+    )
 
 
 def box_scale(bounds: Bounds) -> float:
@@ -192,9 +233,10 @@ class Model(ABC):
         """Validate a batch of inputs and return it on :attr:`device` in :attr:`dtype`.
 
         Refuses (with :class:`InputError`) anything but a batch of the right shape, with
-        finite values inside :attr:`bounds`.
+        finite values inside :attr:`bounds`. The inputs are detached from any autograd graph
+        they belong to: an attack's result never carries the caller's graph.
         """
-        x = as_tensor(x, name)
+        x = as_tensor(x, name).detach()
         if not x.is_floating_point():
             box_low, box_high = self.envelope()
             raise InputError(

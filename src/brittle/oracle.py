@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from brittle.devices import check_device
 from brittle.errors import InputError, ModelOutputError
-from brittle.model import BoundsSpec, Model
+from brittle.model import BoundsSpec, Model, model_failure
 from brittle.threat import Capability
 
 Predict = Callable[[Tensor], Any]
@@ -31,7 +32,9 @@ class Oracle(Model):
     ``outputs="labels"``: ``predict`` returns one class per input (a decision-based oracle,
     capability ``ORACLE_LABELS``); ``"scores"``: one row of K scores per input, logits or
     probabilities (``ORACLE_SCORES``). ``predict`` is called with batches on ``device``
-    (default CPU) in ``dtype``; it must not keep or change them.
+    (default CPU; the CPU or a CUDA GPU this machine has) in ``dtype``; it must not keep or
+    change them. An exception ``predict`` raises is reported as a
+    :class:`~brittle.errors.ModelError` with its message.
     """
 
     def __init__(
@@ -50,7 +53,7 @@ class Oracle(Model):
             raise InputError(f"outputs must be 'labels' or 'scores', got {outputs!r}")
         if num_classes is None or input_shape is None:
             raise InputError("an Oracle needs num_classes and input_shape: it cannot be probed")
-        super().__init__(bounds, num_classes, input_shape, torch.device(device), dtype)
+        super().__init__(bounds, num_classes, input_shape, check_device(device), dtype)
         self.predict = predict
         self.outputs = outputs
         self.capability = (
@@ -65,8 +68,11 @@ class Oracle(Model):
 
     def query(self, x: Tensor) -> Tensor:
         """The oracle's answer for ``x``: labels ``(N,)`` or scores ``(N, K)``, checked."""
-        with torch.no_grad():
-            raw = self.predict(x)
+        try:
+            with torch.no_grad():
+                raw = self.predict(x)
+        except Exception as err:
+            raise model_failure(err, x, "the oracle") from err
         try:
             out = torch.as_tensor(np.asarray(raw) if not isinstance(raw, Tensor) else raw)
         except (TypeError, ValueError) as err:

@@ -19,7 +19,13 @@
 ``format`` (``brittle-results``) and ``schema_version``; ``PRAGMA user_version`` and
 ``PRAGMA application_id`` say the same to any SQLite tool. A file that is not such a store, an
 older brittle store (schema 1) or one of a newer schema, is refused with what it is and what
-to do: it is never upgraded, changed or overwritten.
+to do: it is never upgraded, changed or overwritten. Rows are checked as they are read
+(:mod:`.integrity`: types, ranges, fields that contradict each other, such as a flipped
+``success``), records when the store is opened: a damaged store is a
+:class:`~brittle.errors.StorageError` naming the file and the first bad row and saying to
+move the file aside, and from then on the store refuses every write. A reader (``create``
+false) opens the file read-only (SQLite's ``mode=ro``), so a store on a read-only disk or in
+a read-only folder can be compared and exported.
 
 Each batch is written in one transaction, so a run killed mid-way loses at most the batch
 in flight, and a rerun skips every sample already stored.
@@ -40,6 +46,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import math
 import sqlite3
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -54,6 +61,8 @@ from torch import Tensor
 import brittle
 from brittle.attacks.result import AttackResult
 from brittle.errors import InputError, StorageError
+
+from .integrity import JUDGED_GOALS, Violation, check_rows, typed
 
 SCHEMA_VERSION = 2
 """The version of the store's schema this brittle reads and writes."""
@@ -181,17 +190,34 @@ class ResultStore:
     """Per-sample attack results in an SQLite file of schema :data:`SCHEMA_VERSION`.
 
     A missing (or empty) file is created, unless ``create`` is false (a reader: the file
-    must be a store already). ``busy_timeout`` is how long, in seconds, a write waits for
-    another process's write transaction to end. A file that is not a store of this schema is
-    refused (:class:`~brittle.errors.InputError`) and left as it is. Failures of the file or
-    the disk raise :class:`StorageError`.
+    must be a store already). ``read_only`` (default: when ``create`` is false) opens the
+    file for reading only: nothing is ever written to it, and it may be on a read-only disk
+    or in a read-only folder. ``busy_timeout`` is how long, in seconds, a write waits for
+    another process's write transaction to end. ``classes``: the number of classes of the
+    model whose results the store holds, when known; a stored class index beyond it is
+    damage. A file that is not a store of this schema is refused
+    (:class:`~brittle.errors.InputError`) and left as it is; a damaged record (when the
+    store is opened) or row (when it is read, :mod:`.integrity`) is a :class:`StorageError`
+    naming it, after which every write is refused. Failures of the file or the disk raise
+    :class:`StorageError`.
     """
 
     def __init__(
-        self, path: str | Path, *, busy_timeout: float = BUSY_TIMEOUT, create: bool = True
+        self,
+        path: str | Path,
+        *,
+        busy_timeout: float = BUSY_TIMEOUT,
+        create: bool = True,
+        read_only: bool | None = None,
+        classes: int | None = None,
     ) -> None:
         self.path = Path(path)
         self.busy_timeout = busy_timeout
+        self.read_only = not create if read_only is None else read_only
+        self.classes = classes
+        self._damage: str | None = None  # what is wrong with the store, once found damaged
+        if self.read_only and create:
+            raise InputError(f"the result store {self.path} cannot be created read-only")
         if self.path.is_dir():
             raise InputError(f"the result store {self.path} is a folder; give a file path")
         _refuse_foreign_bytes(self.path)
@@ -221,13 +247,14 @@ class ResultStore:
         :meth:`_transaction`. The check and the creation are one write transaction, so two
         processes opening a new file at once create it once.
         """
-        self._db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        self._db = self._connect()
         try:
             tables = self._tables()
             if not tables and not create:
                 raise InputError(f"{self.path} is an empty SQLite file, not a result store yet")
             if tables:  # an existing store: check it without writing anything
                 self._check_schema(tables)
+                self._check_records()
             else:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 with self._transaction() as db:
@@ -239,6 +266,66 @@ class ResultStore:
         except BaseException:
             self._db.close()
             raise
+
+    def _connect(self) -> sqlite3.Connection:
+        """A connection for reading and writing, or for reading only (:attr:`read_only`).
+
+        A read-only connection uses SQLite's ``mode=ro``. In WAL mode even a reader needs to
+        create the ``-shm`` index beside the file, which a read-only folder forbids; there,
+        when no write is pending in a ``-wal`` file, the file is opened ``immutable``: no
+        process can write to it while its folder is read-only, so nothing can change under
+        the reader.
+        """
+        if not self.read_only:
+            return sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        uri = self.path.absolute().as_uri()
+
+        def connect(mode: str) -> sqlite3.Connection:
+            return sqlite3.connect(
+                f"{uri}?{mode}", uri=True, timeout=self.busy_timeout, isolation_level=None
+            )
+
+        db = connect("mode=ro")
+        try:
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError as err:
+            db.close()
+            wal = Path(f"{self.path}-wal")
+            if _kind(err) != _READ_ONLY or (wal.exists() and wal.stat().st_size > 0):
+                raise
+        return connect("immutable=1")
+
+    def _check_records(self) -> None:
+        """Refuse a store with a record that is not a JSON object (a few rows: read whole),
+        before anything reads or writes it."""
+        for kind, key, text in self._db.execute("SELECT kind, key, json FROM records"):
+            try:
+                record = json.loads(text)
+            except (TypeError, ValueError):
+                record = None
+            if not isinstance(record, dict):
+                raise self._damaged(f"its {kind!r} record {key!r} is not a JSON object")
+
+    def _damaged(self, what: str) -> StorageError:
+        """The error of a store found damaged, ``what`` being what is wrong; from now on the
+        store refuses every write with it (:meth:`_transaction`)."""
+        self._damage = (
+            f"the result store {self.path} is damaged: {what}. Its results cannot be trusted "
+            "and brittle writes nothing more to it: move the file aside (a new run then starts "
+            "over), then run the same command again"
+        )
+        return StorageError(self._damage)
+
+    def _identity(self, run: str) -> tuple[bool, int | None]:
+        """What ``run``'s identity (its ``run`` record, when there is one) says of its rows:
+        whether they were judged by (targeted) misclassification with kappa = 0 (the goal is
+        in :data:`~.integrity.JUDGED_GOALS`), and the number of the data's classes."""
+        identity = self.record("run", run) or {}
+        threat, data = identity.get("threat"), identity.get("data")
+        judged = isinstance(threat, dict) and threat.get("goal") in JUDGED_GOALS
+        names = data.get("classes") if isinstance(data, dict) else None
+        return judged, len(names) if isinstance(names, list) and names else None
 
     def _tables(self) -> set[str]:
         rows = self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
@@ -323,6 +410,8 @@ class ResultStore:
         ``BEGIN IMMEDIATE`` takes the write lock up front (waiting up to the busy timeout),
         so a transaction never fails half-way because another process started writing.
         """
+        if self._damage is not None:
+            raise StorageError(self._damage)
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
@@ -388,7 +477,12 @@ class ResultStore:
                 "SELECT sample_id FROM samples WHERE run = ? AND attack = ? AND eps = ?",
                 (run, attack, float(eps)),
             ).fetchall()
-        return {int(r[0]) for r in rows}
+        if not rows:
+            return set()
+        ids = typed("sample_id", [r[0] for r in rows], "integer")
+        if isinstance(ids, Violation):
+            raise self._damaged(f"a row of samples at eps {eps:g} {ids.describe()}")
+        return set(ids.tolist())
 
     def count(self, run: str | None = None) -> int:
         """How many per-sample rows the store holds (of ``run``, or of every run)."""
@@ -466,48 +560,71 @@ class ResultStore:
         batch; ``min_eps`` (from ``Minimize``, ``inf`` where the model was not fooled) is there
         when every row has one. ``norm`` and ``criterion`` are left empty for the caller, who
         knows the attack, to fill in; ``attack`` is the stored name.
+
+        Every row of ``(run, attack, eps)`` is checked as it is read (:mod:`.integrity`:
+        types, ranges, the invariants of the run's goal, class indices below
+        :attr:`classes` when known): a damaged row raises a :class:`StorageError` naming it,
+        and the store then refuses every write.
         """
-        names = ("sample_id", "attack_name", *_COLUMNS)
+        names = ("rowid", "attack_name", "sample_id", *_COLUMNS)
         with self._storage_errors("read"):
             rows = self._db.execute(
                 f"SELECT {', '.join(names)} FROM samples WHERE run = ? AND attack = ? AND "
                 "eps = ? ORDER BY sample_id, target",
                 (run, attack, float(eps)),
             ).fetchall()
-            (seconds,) = self._db.execute(
-                "SELECT COALESCE(SUM(seconds), 0) FROM batches WHERE run = ? AND attack = ? "
-                "AND eps = ?",
+            seconds, bad_batches = self._db.execute(
+                "SELECT COALESCE(SUM(seconds), 0), COUNT(*) - COUNT(CASE WHEN typeof(seconds) "
+                "IN ('real', 'integer') AND seconds >= 0 THEN 1 END) FROM batches "
+                "WHERE run = ? AND attack = ? AND eps = ?",
                 (run, attack, float(eps)),
             ).fetchone()
+        columns = {name: [row[j] for row in rows] for j, name in enumerate(names)}
+        judged, labels = self._identity(run)
+        arrays, violation = check_rows(columns, classes=self.classes, labels=labels, judged=judged)
+        if violation is not None:
+            i = violation.row
+            raise self._damaged(
+                f"row {columns['rowid'][i]} of samples (attack {columns['attack_name'][i]!r}, "
+                f"eps {eps:g}, sample {columns['sample_id'][i]!r}) {violation.describe()}"
+            )
+        if bad_batches:
+            raise self._damaged(
+                f"{bad_batches} batch(es) of eps {eps:g} record seconds that are not a number >= 0"
+            )
+        order = np.arange(len(rows))
         if ids is not None:
-            by_id = {int(r[0]): r for r in rows}
+            stored = arrays["sample_id"]
+            assert stored is not None  # a required column
+            by_id = {sid: i for i, sid in enumerate(stored.tolist())}
             missing = [int(i) for i in ids if int(i) not in by_id]
             if missing:
                 raise InputError(
                     f"{len(missing)} samples (first id {missing[0]}) are not stored for eps="
                     f"{eps:g} in {self.path}"
                 )
-            rows = [by_id[int(i)] for i in ids]
-        columns = {name: [row[j] for row in rows] for j, name in enumerate(names)}
-        ints = {c: torch.tensor(columns[c], dtype=torch.long) for c in _INT_COLUMNS}
-        bools = {c: torch.tensor(columns[c], dtype=torch.bool) for c in _BOOL_COLUMNS}
-        floats = {c: torch.tensor(columns[c], dtype=torch.float32) for c in _FLOAT_COLUMNS}
-        targets = columns["target"]
-        has_target = bool(rows) and targets[0] is not None
-        min_eps = columns["min_eps"]
-        has_min_eps = bool(rows) and all(v is not None for v in min_eps)
-        tensors: dict[str, Tensor] = {**ints, **bools, **floats}
+            order = np.array([by_id[int(i)] for i in ids], dtype=np.int64)
+
+        def column(name: str, dtype: type) -> Tensor:
+            """The column in the order asked for, cast by numpy (faster than torch's cast)."""
+            array = arrays[name]
+            assert array is not None
+            return torch.from_numpy(array[order].astype(dtype))
+
+        target, min_eps = arrays["target"], arrays["min_eps"]
         return AttackResult(
-            x_adv=torch.zeros(len(rows), 0),
-            target=torch.tensor(targets, dtype=torch.long) if has_target else None,
-            ids=torch.tensor(columns["sample_id"], dtype=torch.long),
+            x_adv=torch.zeros(len(order), 0),
+            target=None if target is None else column("target", np.int64),
+            ids=column("sample_id", np.int64),
             attack=str(columns["attack_name"][0]) if rows else "",
             norm="",
             criterion="",
             eps=float(eps),
             seconds=float(seconds),
-            min_eps=torch.tensor(min_eps, dtype=torch.float64) if has_min_eps else None,
-            **tensors,
+            min_eps=None if min_eps is None else column("min_eps", np.float64),
+            **{c: column(c, np.int64) for c in _INT_COLUMNS},
+            **{c: column(c, np.bool_) for c in _BOOL_COLUMNS},
+            **{c: column(c, np.float32) for c in _FLOAT_COLUMNS},
         )
 
     def examples(self, run: str, attack: str, eps: float) -> tuple[list[int], Tensor, Tensor]:
@@ -521,7 +638,18 @@ class ResultStore:
             ).fetchall()
         if not rows:
             return [], torch.zeros(0), torch.zeros(0)
-        shape = json.loads(rows[0][1])
+        shape = _example_shape(rows[0][1])
+        size = 4 * math.prod(shape) if shape else -1
+        for sid, text, clean, adversarial in rows:
+            if text != rows[0][1] or shape is None or not isinstance(sid, int):
+                what = f"its shape {text!r} is not the list of sizes of the first, {rows[0][1]!r}"
+            elif not (isinstance(clean, bytes) and isinstance(adversarial, bytes)):
+                what = "its inputs are not blobs"
+            elif len(clean) != size or len(adversarial) != size:
+                what = f"its inputs are not float32 arrays of shape {shape}"
+            else:
+                continue
+            raise self._damaged(f"the kept example of sample {sid!r} at eps {eps:g}: {what}")
 
         def stack(column: int) -> Tensor:
             arrays = [np.frombuffer(r[column], dtype=np.float32).reshape(shape) for r in rows]
@@ -541,6 +669,19 @@ class ResultStore:
             names = [d[0] for d in cursor.description]
             cursor.close()
         return names
+
+
+def _example_shape(text: Any) -> list[int] | None:
+    """The shape a kept example's ``shape`` column gives (JSON list of positive sizes), or
+    ``None`` when it gives none."""
+    try:
+        shape = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    valid = isinstance(shape, list) and all(
+        isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape
+    )
+    return shape if valid else None
 
 
 def _refuse_foreign_bytes(path: Path) -> None:

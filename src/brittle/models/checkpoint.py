@@ -18,8 +18,13 @@ A file of another kind than the one asked for is refused with what it is and how
 An untrusted file must not exhaust memory either: before any real network is built, the
 architecture its metadata name is built on the meta device (shapes only, no memory) and must
 match the file's tensors name by name and shape by shape, so a forged ``hidden=[10**6, 10**6]``
-is refused in milliseconds. Checkpoints are written atomically (:mod:`brittle.files`): a
-failed save leaves the previous file as it was.
+is refused in milliseconds. What the file holds is counted in the bytes of its storages, not
+in the elements its tensors claim: a tensor ``expand()``-ed from one number (stride 0) claims
+millions of elements from 4 bytes, and is refused. Weights must be numbers of the network's
+kind (floating point for floating-point weights): integer weights would load as a different
+model without a word. The metadata are checked against a schema (:data:`META_SCHEMA`), so a
+forged field is one :class:`CheckpointError` naming it. Checkpoints are written atomically
+(:mod:`brittle.files`): a failed save leaves the previous file as it was.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import pickle
 import reprlib
 import warnings
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +53,73 @@ from .zoo import ARCHITECTURES, build_model
 
 FORMAT = "brittle-checkpoint"
 VERSION = 1
+
+
+def _integer(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _shape(value: Any) -> bool:
+    return isinstance(value, list | tuple) and bool(value) and all(_integer(s, 1) for s in value)
+
+
+def _bounds(value: Any) -> bool:
+    if value is None:
+        return True
+    return (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(_number(b) for b in value)
+        and value[0] < value[1]
+    )
+
+
+def _statistic(value: Any, positive: bool) -> bool:
+    """One number or a non-empty list of numbers, finite (and > 0 for a ``std``)."""
+    values = value if isinstance(value, list | tuple) and value else [value]
+    return all(_number(v) and math.isfinite(v) and (not positive or v > 0) for v in values)
+
+
+def _preprocessing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, list | tuple) and len(value) == 2:
+        value = {"mean": value[0], "std": value[1]}
+    return (
+        isinstance(value, dict)
+        and set(value) <= {"mean", "std"}
+        and _statistic(value.get("mean", 0.0), positive=False)
+        and _statistic(value.get("std", 1.0), positive=True)
+    )
+
+
+META_SCHEMA: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "kind": ("a string", lambda v: isinstance(v, str)),
+    "arch": ("a string naming an architecture", lambda v: isinstance(v, str)),
+    "arch_kwargs": ("an object of keyword arguments", lambda v: isinstance(v, dict)),
+    "input_shape": ("a list of positive integers (C, H, W)", _shape),
+    "num_classes": ("an integer >= 2", lambda v: _integer(v, 2)),
+    "latent_dim": ("an integer >= 1", lambda v: _integer(v, 1)),
+    "output_shape": ("a list of positive integers (C, H, W)", _shape),
+    "bounds": ("null or two numbers [low, high] with low < high", _bounds),
+    "preprocessing": (
+        'null or {"mean": M, "std": S}, each a number or a list of numbers (std > 0)',
+        _preprocessing,
+    ),
+    "dataset": ("null or a string", lambda v: v is None or isinstance(v, str)),
+    "classes": (
+        "a list of strings (one name per class)",
+        lambda v: isinstance(v, list | tuple) and all(isinstance(c, str) for c in v),
+    ),
+    "accuracy": ("null or a number", lambda v: v is None or _number(v)),
+    "defense": ("null or an object", lambda v: v is None or isinstance(v, dict)),
+}
+"""The metadata fields brittle reads: for each, what it must be (in words, for messages) and
+the test of a value. Other fields (provenance: seed, epochs, ...) are kept as they are."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +234,6 @@ def save_module(path: str | Path, module: nn.Module, meta: Mapping[str, Any], ki
     full.setdefault("arch_kwargs", {})
     full["brittle_version"] = brittle.__version__
     full["created"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    _check_meta(full, kind)
     try:
         meta_json = json.dumps(full, sort_keys=True)
     except (TypeError, ValueError) as err:
@@ -170,6 +241,7 @@ def save_module(path: str | Path, module: nn.Module, meta: Mapping[str, Any], ki
             f"checkpoint metadata must be JSON-serialisable (numbers, strings, lists, dicts): "
             f"{err}. Convert tensors and arrays with .tolist()"
         ) from err
+    _check_meta(json.loads(meta_json), kind)  # as load_module will read them back
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     _check_state_dict(state, json.loads(meta_json), kind)
     payload = {"format": FORMAT, "version": VERSION, "state_dict": state, "meta_json": meta_json}
@@ -200,7 +272,7 @@ def load_module(
 def load_classifier(path: str | Path, device: str | torch.device | None = None) -> Classifier:
     """Load a checkpoint as a :class:`~brittle.Classifier` with its bounds and preprocessing."""
     model, meta = load_checkpoint(path, device)
-    bounds = meta.get("bounds") or (0.0, 1.0)
+    bounds = meta.get("bounds") or (0.0, 1.0)  # checked by META_SCHEMA
     return Classifier(
         model,
         bounds=(float(bounds[0]), float(bounds[1])),
@@ -299,6 +371,7 @@ def _parse_meta(payload: Any, path: str | Path, kind: Kind) -> dict[str, Any]:
     if not isinstance(payload.get("state_dict"), dict):
         raise CheckpointError(f"{path}: the checkpoint has no state_dict")
     _check_kind(meta, path, kind)
+    meta.setdefault("arch_kwargs", {})
     try:
         _check_meta(meta, kind)
     except CheckpointError as err:
@@ -327,19 +400,57 @@ def _check_kind(meta: Mapping[str, Any], path: str | Path, kind: Kind) -> None:
 
 
 def _check_meta(meta: Mapping[str, Any], kind: Kind) -> None:
+    """Refuse metadata that lack a field ``kind`` needs, hold a field of the wrong type
+    (:data:`META_SCHEMA`: the error names the field, its value and what it must be), name an
+    unknown architecture, or a per-channel preprocessing of another channel count."""
     missing = [key for key in kind.required if key not in meta]
     if missing:
         raise CheckpointError(
             f"checkpoint metadata lack {', '.join(missing)}; pass them in meta (a network "
             f"from {kind.builder} records them itself)"
         )
+    for key, (expected, valid) in META_SCHEMA.items():
+        if key in meta and not valid(meta[key]):
+            value = meta[key]
+            raise CheckpointError(
+                f"checkpoint metadata field {key!r} is {reprlib.repr(value)} (a JSON "
+                f"{_json_type(value)}) but must be {expected}"
+            )
+    channels = _channels(meta.get("preprocessing"))
+    shape = meta.get("input_shape")
+    if shape is not None and channels - {1, shape[0]}:
+        raise CheckpointError(
+            f"checkpoint metadata field 'preprocessing' is {reprlib.repr(meta['preprocessing'])} "
+            f"but must give one number or one per channel: input_shape {list(shape)} has "
+            f"{shape[0]} channel(s)"
+        )
     if meta["arch"] not in kind.architectures:
         raise CheckpointError(
             f"unknown architecture {meta['arch']!r}; brittle {kind.name} checkpoints hold: "
             f"{', '.join(kind.architectures)}"
         )
-    if not isinstance(meta.get("arch_kwargs", {}), dict):
-        raise CheckpointError(f"arch_kwargs must be a dict, got {meta['arch_kwargs']!r}")
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of ``value``'s type, for messages."""
+    names = [(bool, "boolean"), (str, "string"), (int | float, "number"), (dict, "object")]
+    if value is None:
+        return "null"
+    if isinstance(value, list | tuple):
+        return "list"
+    return next((name for kind, name in names if isinstance(value, kind)), type(value).__name__)
+
+
+def _channels(preprocessing: Any) -> set[int]:
+    """The lengths of the per-channel lists of a (valid) ``preprocessing``, 1 for a number."""
+    if preprocessing is None:
+        return set()
+    pair = (
+        preprocessing
+        if isinstance(preprocessing, dict)
+        else dict(zip(("mean", "std"), preprocessing, strict=True))
+    )
+    return {len(v) if isinstance(v, list | tuple) else 1 for v in pair.values()}
 
 
 def _rebuild(meta: Mapping[str, Any], kind: Kind) -> nn.Module:
@@ -352,11 +463,18 @@ def _rebuild(meta: Mapping[str, Any], kind: Kind) -> nn.Module:
         ) from err
 
 
-def _architecture_shapes(meta: Mapping[str, Any], kind: Kind) -> dict[str, tuple[int, ...]]:
-    """Name and shape of every tensor of the network ``meta`` describe, built on the meta
-    device: no memory is allocated and no weight initialised, whatever sizes ``meta`` name."""
+def _architecture_tensors(meta: Mapping[str, Any], kind: Kind) -> dict[str, Tensor]:
+    """Every tensor of the network ``meta`` describe, by name, built on the meta device
+    (shape and dtype only): no memory is allocated and no weight initialised, whatever sizes
+    ``meta`` name."""
     with torch.device("meta"):
-        return {k: tuple(v.shape) for k, v in _rebuild(meta, kind).state_dict().items()}
+        return dict(_rebuild(meta, kind).state_dict())
+
+
+def _architecture_shapes(meta: Mapping[str, Any], kind: Kind) -> dict[str, tuple[int, ...]]:
+    """Name and shape of every tensor of the network ``meta`` describe (see
+    :func:`_architecture_tensors`)."""
+    return {k: tuple(v.shape) for k, v in _architecture_tensors(meta, kind).items()}
 
 
 def _shape_differences(
@@ -384,16 +502,26 @@ def _check_file_weights(
     """Refuse, before building the network, weights that do not fit the file's metadata.
 
     Checked in order of cost, so a forged file fails fast: every entry is a tensor; the
-    metadata name at most one layer size per tensor held (each size in a list such as
-    ``hidden`` or ``channels`` is a layer with weights; a list of a million sizes would
-    take long to build even on the meta device); the network they describe, built on the meta
-    device, has no more weights than the file holds; and its tensors match the file's, name by
-    name and shape by shape.
+    tensors claim no more bytes than their storages hold (:func:`_storage_bytes`: an
+    ``expand()``-ed tensor claims millions of elements from one); the metadata name at most
+    one layer size per tensor held (each size in a list such as ``hidden`` or ``channels`` is
+    a layer with weights; a list of a million sizes would take long to build even on the meta
+    device); the network they describe, built on the meta device, has no more weights than
+    the file holds; its tensors match the file's, name by name and shape by shape; and each
+    holds numbers of the network's kind (floating point, integer or boolean: a floating-point
+    weight of another precision is cast to the network's, an integer one is refused).
     """
     if not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
         raise CheckpointError(
             f"{path}: the checkpoint's state_dict holds entries that are not named tensors; "
             f"give the path of a file written by {kind.saver}"
+        )
+    claimed, stored = _storage_bytes(state.values())
+    if claimed > stored:
+        raise CheckpointError(
+            f"{path}: the checkpoint's tensors claim {claimed:,} bytes but the file holds "
+            f"{stored:,} bytes of data (tensors expanded from fewer values, or overlapping), so "
+            f"it was refused before loading them (the file is damaged or forged). {_resave(kind)}"
         )
     sizes = sum(len(v) for v in meta["arch_kwargs"].values() if isinstance(v, list))
     if sizes > len(state):
@@ -402,9 +530,10 @@ def _check_file_weights(
             f"file holds {len(state)} tensors (the file is damaged or forged). {_resave(kind)}"
         )
     try:
-        wanted = _architecture_shapes(meta, kind)
+        network = _architecture_tensors(meta, kind)
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from err
+    wanted = {k: tuple(v.shape) for k, v in network.items()}
     needed = sum(math.prod(shape) for shape in wanted.values())
     held = sum(v.numel() for v in state.values())
     if needed > held:
@@ -418,6 +547,42 @@ def _check_file_weights(
         raise CheckpointError(
             f"{path}: {_misfit(meta, kind)} (differences, name and shape: {diff}). {_resave(kind)}"
         )
+    mixed = [k for k, v in state.items() if _number_kind(v.dtype) != _number_kind(network[k].dtype)]
+    if mixed:
+        name = mixed[0]
+        raise CheckpointError(
+            f"{path}: tensor {name!r} holds {state[name].dtype} values but the network's are "
+            f"{network[name].dtype} ({len(mixed)} tensor(s) of another kind of number); brittle "
+            "never casts weights between integer and floating point, which would load another "
+            f"model without a word (the file is damaged or forged). {_resave(kind)}"
+        )
+
+
+def _storage_bytes(tensors: Iterable[Tensor]) -> tuple[int, int]:
+    """The bytes ``tensors`` claim (elements times element size, each distinct view once)
+    and the bytes their storages hold (each storage once). A file written from a genuine
+    state_dict claims at most what it holds; a tensor ``expand()``-ed or strided over fewer
+    values (stride 0) claims more."""
+    storages: dict[int, int] = {}
+    views: set[tuple[Any, ...]] = set()
+    claimed = 0
+    for tensor in tensors:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        view = (storage.data_ptr(), tensor.storage_offset(), tensor.shape, tensor.stride())
+        if (view, tensor.dtype) not in views:
+            views.add((view, tensor.dtype))
+            claimed += tensor.numel() * tensor.element_size()
+    return claimed, sum(storages.values())
+
+
+def _number_kind(dtype: torch.dtype) -> str:
+    """Which kind of number a dtype holds: boolean, complex, floating or integer."""
+    if dtype == torch.bool:
+        return "boolean"
+    if dtype.is_complex:
+        return "complex"
+    return "floating" if dtype.is_floating_point else "integer"
 
 
 def _misfit(meta: Mapping[str, Any], kind: Kind) -> str:
