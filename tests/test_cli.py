@@ -179,13 +179,16 @@ def test_bad_input_is_one_error_line_and_exit_2(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("attack", "--eps", "abc"), "--eps must be a number, got 'abc'"),
-        (("attack", "--n", "ten"), "--n must be an integer, got 'ten'"),
+        (
+            ("attack", "--eps", "abc"),
+            "--eps must be a number or a fraction such as 0.3 or 8/255, got 'abc'",
+        ),
+        (("attack", "--n", "ten"), "--num-samples must be an integer, got 'ten'"),
         (("attack", "--steps", "1.5"), "--steps must be an integer"),
         (("attack", "--norm", "l0"), "--norm must be one of linf, l2, l1"),
         (("attack", "--capability", "god"), "--capability must be one of"),
         (("attack", "--target", "most_likely"), "--target must be one of random, least_likely"),
-        (("evaluate", "--out", "x", "--eps", "0.1,-1"), "--eps must hold budgets >= 0"),
+        (("evaluate", "--out", "x", "--eps", "0.1,-1"), "--eps must be a finite number >= 0"),
         (("train", "--epochs"), "--epochs needs a value"),
         (("attack", "--nope", "3"), "unknown option --nope (see brittle attack --help)"),
         (("train", "--restarts", "3"), "unknown option --restarts"),
@@ -450,7 +453,7 @@ def test_an_interrupted_evaluation_says_how_to_resume(
 
 PAUSED_EVALUATION = """
 import pathlib, sys, time
-import brittle.tasks.evaluate as task
+import brittle.eval.pipeline as task
 from brittle.cli import main
 
 ready, go = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
@@ -529,14 +532,14 @@ def test_help_into_a_closed_pipe_stops_quietly(args: tuple[str, ...]) -> None:
 
 
 def test_attack_into_a_closed_pipe_stops_quietly(model: Path) -> None:
-    result = _into_closed_pipe("attack", "--model", model, "--n", "4")
+    result = _into_closed_pipe("attack", "--model", model, "--n", "4", "--quiet")
     assert result.returncode == BROKEN_PIPE_EXIT
     assert result.stderr == ""  # no "error: [Errno 32] Broken pipe", no traceback
 
 
 def test_attack_piped_into_head(model: Path) -> None:
     brittle = subprocess.Popen(
-        [*CLI, "attack", "--model", str(model), "--n", "4"],
+        [*CLI, "attack", "--model", str(model), "--n", "4", "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

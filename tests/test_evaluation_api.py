@@ -119,7 +119,7 @@ def test_a_spec_refuses_what_cannot_be_run() -> None:
         EvaluationSpec(ref, data, (AttackSpec("fgsm", survivors_only=True),))
     with pytest.raises(InputError, match="not both"):
         EvaluationSpec(ref, data, (AttackSpec("fgsm"),), suite="standard")
-    with pytest.raises(InputError, match="batch size"):
+    with pytest.raises(InputError, match="--batch-size"):
         EvaluationSpec(ref, data, (AttackSpec("fgsm"),), batch_size=0)
     with pytest.raises(InputError, match="--n"):
         DataRef(n=0)

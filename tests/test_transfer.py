@@ -233,7 +233,7 @@ def test_bad_models_and_outputs_are_refused_before_any_work(
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     module = sys.modules["brittle.tasks.transfer"]
-    for name in ("load_dataset", "transfer_matrix"):
+    for name in ("open_source", "transfer_matrix"):
         monkeypatch.setattr(module, name, _no_work)
     if second == "json":
         monkeypatch.setattr(module, "load_checkpoint", _no_work)

@@ -15,6 +15,15 @@ from typing import Any
 from brittle.errors import InputError
 
 
+class BudgetError(InputError):
+    """A budget that cannot be read; ``reason`` says why without naming the option (the
+    command line puts its flag before it)."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(f"{what} {reason}")
+        self.reason = reason
+
+
 class Budget(float):
     """A budget ``eps`` (a float) with the ``text`` it was given as."""
 
@@ -35,14 +44,14 @@ def parse_budget(value: Any, what: str = "eps") -> Budget:
     if isinstance(value, Budget):
         return value
     if isinstance(value, bool):
-        raise InputError(f"{what} must be a number >= 0 (e.g. 0.3 or 8/255), got {value!r}")
+        raise BudgetError(what, f"must be a number >= 0 (e.g. 0.3 or 8/255), got {value!r}")
     if isinstance(value, int | float):
         number, text = float(value), f"{float(value):g}"
     else:
         text = str(value).strip()
         number = _number(text, what)
     if not math.isfinite(number) or number < 0:
-        raise InputError(f"{what} must be a finite number >= 0 (e.g. 0.3 or 8/255), got {text!r}")
+        raise BudgetError(what, f"must be a finite number >= 0 (e.g. 0.3 or 8/255), got {text!r}")
     return Budget(number, text)
 
 
@@ -52,7 +61,7 @@ def parse_budgets(values: str | Iterable[Any], what: str = "eps") -> tuple[Budge
     items = values.split(",") if isinstance(values, str) else list(values)
     parsed = [parse_budget(v, what) for v in items if not (isinstance(v, str) and not v.strip())]
     if not parsed:
-        raise InputError(f"give at least one budget {what} (e.g. 0.1,0.2,0.3 or 8/255)")
+        raise BudgetError(what, "must hold at least one budget (e.g. 0.1,0.2,0.3 or 8/255)")
     unique: dict[float, Budget] = {}
     for budget in parsed:
         unique.setdefault(float(budget), budget)
@@ -66,6 +75,6 @@ def _number(text: str, what: str) -> float:
             return float(numerator) / float(denominator)
         return float(text)
     except (ValueError, ZeroDivisionError):
-        raise InputError(
-            f"{what} must be a number or a fraction such as 0.3 or 8/255, got {text!r}"
+        raise BudgetError(
+            what, f"must be a number or a fraction such as 0.3 or 8/255, got {text!r}"
         ) from None

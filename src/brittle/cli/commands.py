@@ -402,7 +402,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs", type=integer, default=1, metavar="N", help="Training epochs (default: 1)."
     )
     demoing.add_argument(
-        "--n", type=integer, default=500, metavar="N", help="Test samples to attack (default: 500)."
+        "--num-samples",
+        "--n",
+        dest="n",
+        type=integer,
+        default=500,
+        metavar="N",
+        help="Test samples to attack (default: 500).",
     )
     reproducing = add_command(commands, "reproduce", reproduce, "NAME --out DIR [options]")
     _add_reproduce_options(reproducing)
@@ -479,6 +485,11 @@ def _add_compare_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_BOUND_DEST = {"--num-samples": "n"}
+"""The keyword of :func:`brittle.tasks.bound` an option of ``bound`` sets, where it is not
+the option's name (``--num-samples``, also ``--n``, sets ``n``)."""
+
+
 def _add_bound_options(parser: argparse.ArgumentParser) -> None:
     """The options of ``bound``: the generator, the classifier, the sizes and the JSON."""
     for flag, text in (
@@ -497,7 +508,7 @@ def _add_bound_options(parser: argparse.ArgumentParser) -> None:
         help="Write the figures here (and the HTML page beside it).",
     )
     sizes: list[tuple[str, Callable[[str], Any], str, str]] = [
-        ("--n", integer, "N", "Generated samples robustness is measured on"),
+        ("--num-samples", integer, "N", "Generated samples robustness is measured on"),
         ("--n-samples", integer, "N", "Samples for the class probabilities"),
         ("--quantile", number, "Q", "Quantile of robustness bounded, in (0, 1)"),
         ("--confidence", number, "X", "Confidence of the probabilities' intervals"),
@@ -515,10 +526,17 @@ def _add_bound_options(parser: argparse.ArgumentParser) -> None:
         if p.default is not inspect.Parameter.empty
     }
     for flag, convert, metavar, text in sizes:
-        default = defaults[flag[2:].replace("-", "_")]
+        dest = _BOUND_DEST.get(flag, flag[2:].replace("-", "_"))
+        default = defaults[dest]
         shown = "estimated" if default is None else f"{default:,}"
+        flags = (flag, "--n") if flag == "--num-samples" else (flag,)
         parser.add_argument(
-            flag, type=convert, default=default, metavar=metavar, help=f"{text} (default: {shown})."
+            *flags,
+            dest=dest,
+            type=convert,
+            default=default,
+            metavar=metavar,
+            help=f"{text} (default: {shown}).",
         )
     parser.add_argument(
         "--second-model",

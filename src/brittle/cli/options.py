@@ -157,11 +157,14 @@ def add_samples(group: Options) -> None:
         "--split", default="test", metavar="|".join(SPLITS), help="Data split (default: test)."
     )
     group.add_argument(
+        "--num-samples",
         "--n",
+        dest="n",
         type=integer,
         metavar="N",
         help="Samples to attack, drawn with --seed; at least 1 and at most the split's size "
-        f"(default: {tasks.DEFAULT_N:,}, or the whole split when it has fewer).",
+        f"(default: {tasks.DEFAULT_N:,}, or the whole split when it has fewer). Under torchrun "
+        "write --num-samples: torchrun reads --n as one of its own options.",
     )
     group.add_argument(
         "--batch-size",

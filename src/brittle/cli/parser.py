@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from brittle.budget import Budget, parse_budget, parse_budgets
+from brittle.budget import Budget, BudgetError, parse_budget, parse_budgets
 from brittle.errors import InputError
 from brittle.eval.spec import check_seed
 from brittle.threat import Capability
@@ -133,16 +133,16 @@ def budget(text: str) -> Budget:
     """One budget: a number or a fraction such as ``8/255``."""
     try:
         return parse_budget(text)
-    except InputError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+    except BudgetError as err:
+        raise argparse.ArgumentTypeError(err.reason) from None
 
 
 def budgets(text: str) -> tuple[Budget, ...]:
     """Comma-separated budgets, numbers or fractions, e.g. ``0.05,0.1`` or ``2/255,8/255``."""
     try:
         return parse_budgets(text)
-    except InputError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+    except BudgetError as err:
+        raise argparse.ArgumentTypeError(err.reason) from None
 
 
 def paths(text: str) -> list[Path]:

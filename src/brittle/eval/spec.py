@@ -64,6 +64,11 @@ def check_target(target: Any, targeted: bool = False) -> TargetSpec:
     ``None``; ``targeted`` without a choice aims at random classes."""
     if target is None:
         return "random" if targeted else None
+    if target == "all":
+        raise InputError(
+            "--target all (each sample once per other class) is an option of `brittle "
+            "attack`; an evaluation takes one target per sample: random, least_likely or next"
+        )
     if not isinstance(target, str) or target not in TARGET_CHOICES:
         raise InputError(
             f"unknown target {target!r}: an evaluation aims each sample at one target, one of "
@@ -104,14 +109,14 @@ class AttackSpec:
                     f"the budget of {self.label} is the evaluation's (eps), not a parameter of "
                     "the attack"
                 )
-            declared = set(accepted_parameters(cls))
+            declared = list(accepted_parameters(cls))
             if self.minimize:
-                declared |= {p.name for p in minimize_parameters()}
-            unknown = sorted(set(self.params) - declared)
+                declared += [p.name for p in minimize_parameters()]
+            unknown = sorted(set(self.params) - set(declared))
             if unknown:
                 raise InputError(
                     f"attack {self.name!r} does not take {', '.join(unknown)}; its parameters "
-                    f"are {', '.join(sorted(declared - {'eps'})) or 'none'}"
+                    f"are {', '.join(declared) or 'none'}"
                 )
 
     @classmethod
