@@ -392,19 +392,30 @@ def evaluation(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "run"
 
 
+ROBUST_ROW = "SELECT MIN(rowid) FROM samples WHERE pred_clean = y AND pred_adv = y"
+
+
+@pytest.mark.parametrize(
+    ("sql", "rule"),
+    [
+        ("UPDATE samples SET y = 'abc' WHERE rowid = 3", "'y is an integer' (y='abc')"),
+        ("UPDATE samples SET pred_adv = 99 WHERE rowid = 3", "pred_adv is a class index (0 to 9)"),
+        (f"UPDATE samples SET success = 1 WHERE rowid = ({ROBUST_ROW})", "untargeted success"),
+    ],
+)
 def test_resuming_a_damaged_store_exits_3_and_adds_no_row(
-    evaluation: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    evaluation: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], sql: str, rule: str
 ) -> None:
     run = tmp_path / "run"
     shutil.copytree(evaluation, run)
     store = run / "results.sqlite"
-    _tamper(store, "UPDATE samples SET y = 'abc' WHERE rowid = 3")
+    _tamper(store, sql)
     with closing(sqlite3.connect(store)) as db:
         rows = db.execute("SELECT * FROM samples ORDER BY rowid").fetchall()
     capsys.readouterr()
     code = main(["evaluate", "--resume", str(run), "--device", "cpu"])
     line = _one_error_line(capsys, code, 3)
-    assert str(store) in line and "row 3 of samples" in line and "move the file aside" in line
+    assert str(store) in line and rule in line and "move the file aside" in line
     with closing(sqlite3.connect(store)) as db:
         assert db.execute("SELECT * FROM samples ORDER BY rowid").fetchall() == rows
 

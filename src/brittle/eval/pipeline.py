@@ -94,7 +94,7 @@ def run_evaluation(
         if target is None:
             target = open_target(spec.model, spec.data, seed=spec.seed, device=device)
         plan = make_plan(spec, target)
-        with ResultStore(store_path) as store:
+        with ResultStore(store_path, classes=target.model.num_classes) as store:
             _check_same_run(store, plan, out)
             store.register(plan.key, plan.identity)
             for attack in plan.attacks:
