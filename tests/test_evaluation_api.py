@@ -273,3 +273,14 @@ def test_a_python_evaluation_is_kept_for_resume_by_python(tmp_path: Path) -> Non
     spec = saved_spec(tmp_path)
     assert spec.attacks[0].params == {"steps": 3}
     assert spec.model.spec.startswith("<python")
+
+
+def test_a_model_with_more_classes_than_the_data_is_reported(tmp_path: Path) -> None:
+    x, y = _data()
+    torch.manual_seed(0)
+    wide = nn.Sequential(nn.Flatten(), nn.Linear(16, 5))  # 5 outputs, the data hold 3 classes
+    outcome = brittle.evaluate(
+        wide, TensorSource(x, y, classes=["a", "b", "c"]), out=tmp_path, eps=0.3, progress=False
+    )
+    assert (tmp_path / "report.html").is_file()
+    assert outcome.report["results"][0]["n"] == N

@@ -120,7 +120,7 @@ def run_evaluation(
                 store.put_record(BOUND, plan.key, report["bound"])
             store.put_record(SUMMARY, plan.key, _summary_record(report))
             exported = export_tables(store, evaluation, out) if export else ()
-        paths = write_report(out, report, evaluation, target.source.classes)
+        paths = write_report(out, report, evaluation, class_names(target))
     return EvaluateOutcome(evaluation, report, paths, store_path, spec, exported)
 
 
@@ -164,6 +164,17 @@ def saved_spec(out: str | Path) -> EvaluationSpec:
             "run it again with the same options"
         )
     return EvaluationSpec.from_json(saved["spec"])
+
+
+def class_names(target: Target) -> list[str]:
+    """A name for every class the model outputs: the data's, then the model's recorded
+    ones, then the index (a model may output classes the evaluated data do not hold)."""
+    names = list(target.source.classes)
+    recorded = target.meta.get("classes") or []
+    count = max(len(names), int(getattr(target.model, "num_classes", None) or 0))
+    for k in range(len(names), count):
+        names.append(str(recorded[k]) if k < len(recorded) else str(k))
+    return names
 
 
 def _saved(spec: EvaluationSpec) -> dict[str, Any] | None:
@@ -230,7 +241,7 @@ def _report(plan: Plan, evaluation: Evaluation, store_path: Path) -> dict[str, A
         run=plan.identity,
         store={"path": str(store_path), "schema_version": SCHEMA_VERSION},
         checks=_checks(plan, evaluation),
-        classes=target.source.classes,
+        classes=class_names(target),
         device=str(target.model.device),
         eps_text=[b.text for b in spec.eps],
     )
