@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from brittle import Classifier
 from brittle.attacks import LBFGS, AttackResult, MinimizationAttack
-from brittle.errors import InputError
+from brittle.errors import InputError, ModelError
 from brittle.threat import Norm
 from helpers import softmax_on_digits
 
@@ -111,7 +111,7 @@ def test_model_error_reaches_the_caller(digits: Digits):
     def run() -> None:
         try:
             LBFGS().attack(failing, x, y, t)
-        except RuntimeError as err:
+        except ModelError as err:  # the model's own exception, named as the model's
             errors.append(err)
 
     worker = threading.Thread(target=run, daemon=True)
