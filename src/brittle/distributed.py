@@ -10,13 +10,19 @@ where this process stands, a world of one when there is no group.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
+from brittle import errors
 from brittle.devices import check_device, default_device
 from brittle.errors import InputError
+
+T = TypeVar("T")
 
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 """What a launcher sets for every process of a job."""
@@ -94,3 +100,90 @@ def _device_of(device: str | torch.device | None, local_rank: int) -> torch.devi
             )
         return torch.device(f"cuda:{local_rank}")
     return torch.device("cpu")
+
+
+def agree(facts: Mapping[str, Any], what: str) -> None:
+    """Refuse to go on unless every rank holds the same ``facts`` (comparable values, e.g.
+    the data's content hash and the settings): an :class:`~brittle.errors.InputError` on every
+    rank, naming the first fact that differs, before any rank starts work the others would
+    wait on. Nothing to compare in a world of one."""
+    place = world()
+    if not place.distributed:
+        return
+    every: list[dict[str, Any] | None] = [None] * place.size
+    dist.all_gather_object(every, dict(facts))
+    first = every[0] or {}
+    for rank, theirs in enumerate(every):
+        for key in sorted(set(first) | set(theirs or {})):
+            mine, other = first.get(key), (theirs or {}).get(key)
+            if mine != other:
+                raise InputError(
+                    f"the processes disagree on {what}: {key} is {mine!r} on rank 0 but "
+                    f"{other!r} on rank {rank}; start every process with the same arguments "
+                    "and the same data"
+                )
+
+
+@contextmanager
+def together(what: str) -> Iterator[None]:
+    """Run the block on every rank and stop every rank when it failed on one.
+
+    A rank whose block raised re-raises its own error; the others raise an error of the same
+    brittle kind that names the rank and its message (a rank that cannot see the data, say),
+    instead of waiting forever for it at the next collective. In a world of one the block
+    runs as it is.
+    """
+    place = world()
+    if not place.distributed:
+        yield
+        return
+    failure: Exception | None = None
+    try:
+        yield
+    except Exception as err:  # every kind, so that no rank is left waiting
+        failure = err
+    mine = None if failure is None else (type(failure).__name__, str(failure))
+    every: list[tuple[str, str] | None] = [None] * place.size
+    dist.all_gather_object(every, mine)
+    if failure is not None:
+        raise failure
+    for rank, report in enumerate(every):
+        if report is not None:
+            kind, message = report
+            raise _kind(kind)(f"rank {rank} stopped while {what}: {message}")
+
+
+def from_leader(work: Callable[[], T]) -> T:
+    """``work()`` run by rank 0 alone (writing a file, say), its result given to every rank.
+
+    An error of rank 0's is raised on every rank (the others with its kind and message).
+    The result must be picklable. In a world of one, ``work()``.
+    """
+    place = world()
+    if not place.distributed:
+        return work()
+    box: list[Any] = [None]
+    failure: Exception | None = None
+    if place.leader:
+        try:
+            box = [("done", work())]
+        except Exception as err:  # every kind, so that no rank is left waiting
+            failure = err
+            box = [("failed", (type(err).__name__, str(err)))]
+    dist.broadcast_object_list(box, src=0)
+    if failure is not None:
+        raise failure
+    state, value = box[0]
+    if state == "failed":
+        kind, message = value
+        raise _kind(kind)(f"rank 0 stopped: {message}")
+    return value
+
+
+def _kind(name: str) -> type[errors.BrittleError]:
+    """The brittle error class called ``name``; :class:`~brittle.errors.BrittleError` for any
+    other exception (a bug on another rank)."""
+    found = getattr(errors, name, None)
+    if isinstance(found, type) and issubclass(found, errors.BrittleError):
+        return found
+    return errors.BrittleError

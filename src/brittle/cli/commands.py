@@ -16,6 +16,7 @@ import brittle
 from brittle import tasks
 from brittle.attacks.registry import DEFAULT_EPS, attack_names
 from brittle.data import DATASET_NAMES
+from brittle.distributed import world
 from brittle.eval.suite import SUITES
 from brittle.generators import GENERATORS
 from brittle.reproduce.report import show_value
@@ -67,7 +68,8 @@ def train(args: argparse.Namespace) -> int:
         progress=output.progress_bars(args.quiet),
         log=print,
     )
-    output.print_trained(outcome)
+    if world().leader:  # the other ranks of a torchrun job leave the printing to rank 0
+        output.print_trained(outcome)
     return 0
 
 

@@ -69,9 +69,11 @@ def fmt(key: str, value: Any) -> str:
 
 def print_trained(outcome: tasks.TrainOutcome) -> None:
     meta = outcome.meta
+    processes = outcome.history.processes
+    on = f" on {processes} processes" if processes > 1 else ""
     print(
         f"trained {meta['arch']} on {meta['n_train']} samples of {meta['dataset']} for "
-        f"{meta['epochs']} epoch(s) in {outcome.history.seconds:.1f} s: "
+        f"{meta['epochs']} epoch(s) in {outcome.history.seconds:.1f} s{on}: "
         f"test accuracy {meta['accuracy']:.1%}"
     )
     defense = meta.get("defense")

@@ -29,6 +29,7 @@ from brittle.attacks.base import FixedBudgetAttack, TargetSpec
 from brittle.attacks.fgsm import steepest_ascent
 from brittle.classifier import Classifier, Mode
 from brittle.errors import InputError
+from brittle.models.sharding import batch_rand, batch_rows
 from brittle.perturbation import broadcast_view, project
 from brittle.threat import Norm
 
@@ -102,14 +103,15 @@ class PGDTraining(MixedObjective):
 
     def _start(self, x: Tensor) -> Tensor:
         """A uniform draw in the eps-ball per sample (zero without ``random_start``), from the
-        global generator that :func:`~brittle.models.train_model` seeds."""
+        generator that :func:`~brittle.models.train_model` seeds, per row of the global batch
+        (:func:`~brittle.models.sharding.batch_rand`)."""
         if not self.random_start:
             return torch.zeros_like(x)
         if self.norm is Norm.LINF:
-            return self.eps * (2 * torch.rand_like(x) - 1)
-        direction = torch.randn_like(x)
+            return self.eps * (2 * batch_rand(x.shape, device=x.device, dtype=x.dtype) - 1)
+        direction = batch_rand(x.shape, device=x.device, dtype=x.dtype, normal=True)
         direction = direction / broadcast_view(direction.flatten(1).norm(dim=1), x)
-        radius = torch.rand(len(x), device=x.device) ** (1 / x[0].numel())
+        radius = batch_rand((len(x),), device=x.device) ** (1 / x[0].numel())
         return self.eps * broadcast_view(radius, x) * direction
 
     def _details(self) -> dict[str, Any]:
@@ -129,7 +131,9 @@ class AttackTraining(MixedObjective):
     wrapped as a :class:`~brittle.Classifier` in ``mode`` (default ``"train"``: dropout on
     while crafting, batchnorm on batch statistics without recording them; the parameters
     are frozen meanwhile, so the attack adds nothing to their gradients). Each step gives the
-    samples fresh ids, so random starts differ from step to step and stay reproducible.
+    samples fresh ids (row ``r`` of the global batch at step ``k`` is ``k * batch + r``, on
+    however many processes), so random starts differ from step to step and stay
+    reproducible.
     ``target`` is passed to targeted attacks (e.g. ``"random"`` for JSMA).
     """
 
@@ -157,7 +161,8 @@ class AttackTraining(MixedObjective):
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, grad: Tensor | None) -> Tensor:
         clf = self.classifier(model)
         clf.mode = self.mode
-        ids = torch.arange(len(x), device=x.device) + self._steps * len(x)
+        first, total = batch_rows(len(x))
+        ids = torch.arange(first, first + len(x), device=x.device) + self._steps * total
         self._steps += 1
         return self.attack(clf, x, y, self.target, ids=ids).x_adv
 
@@ -169,7 +174,8 @@ class AttackTraining(MixedObjective):
 class EnsembleTraining(MixedObjective):
     """Ensemble adversarial training: FGSM examples from the current model and static ones.
 
-    Each batch is split among the sources in turn: the rows ``r`` with
+    Each batch is split among the sources in turn: the rows ``r`` (of the global batch, on
+    however many processes) with
     ``(r + step) mod (S + 1) == 0`` get FGSM on the current weights (from the clean pass's
     gradient, as :class:`FGSMTraining`), the rows with remainder ``i`` get FGSM crafted on
     the static model ``i`` (in eval mode; it is never trained).
@@ -224,7 +230,9 @@ class EnsembleTraining(MixedObjective):
         if not self._classifiers:
             raise RuntimeError("EnsembleTraining.check must run before training")
         x_adv = x + self.eps * grad.sign()
-        source = (torch.arange(len(x), device=x.device) + self._steps) % (len(self.static) + 1)
+        first, _ = batch_rows(len(x))
+        place = torch.arange(first, first + len(x), device=x.device)
+        source = (place + self._steps) % (len(self.static) + 1)
         self._steps += 1
         for i, clf in enumerate(self._classifiers, start=1):
             rows = (source == i).nonzero().squeeze(1)

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from brittle.classifier import Classifier, Mode
 from brittle.errors import InputError
@@ -81,7 +82,14 @@ class MixedObjective(ABC):
         self._wrapped: Classifier | None = None
 
     def classifier(self, model: nn.Module) -> Classifier:
-        """``model`` as a :class:`~brittle.Classifier` in :attr:`bounds` (made once)."""
+        """``model`` as a :class:`~brittle.Classifier` in :attr:`bounds` (made once).
+
+        A model wrapped for data-parallel training is unwrapped: examples are crafted on
+        this process's rows with its own copy of the weights (the same on every process),
+        with no gradient averaging and no collective the other processes would wait on.
+        """
+        if isinstance(model, DistributedDataParallel):
+            model = model.module
         if self._wrapped is None or self._wrapped.module is not model:
             self._wrapped = Classifier(model, bounds=self.bounds)
         return self._wrapped

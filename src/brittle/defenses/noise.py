@@ -6,7 +6,8 @@
 mixed with the clean loss as adversarial training is (:class:`~.mixture.MixedObjective`).
 Zero-mean noise does not find the directions that raise the loss, so it should not help
 against FGSM (the paper's maxout network: 86.2% and 90.4% adversarial error). The draws come
-from the global generator, which :func:`~brittle.models.train_model` seeds.
+from the generator :func:`~brittle.models.train_model` seeds, per row of the global batch
+(:func:`~brittle.models.sharding.batch_rand`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from brittle.errors import InputError
+from brittle.models.sharding import batch_rand
 
 from .mixture import MixedObjective
 
@@ -41,7 +43,7 @@ class NoiseTraining(MixedObjective):
         self.kind: NoiseKind = kind
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, grad: Tensor | None) -> Tensor:
-        u = torch.rand_like(x)
+        u = batch_rand(x.shape, device=x.device, dtype=x.dtype)
         noise = torch.where(u < 0.5, -1.0, 1.0) if self.kind == "sign" else 2 * u - 1
         return x + self.eps * noise
 

@@ -7,25 +7,36 @@ temperature-scaled cross-entropy), or a :class:`TrainingStep`, which backpropaga
 clean loss before it can build the rest) and reports its parts (the clean and adversarial
 losses) for the progress bar and the history. Labels are class indices ``(N,)`` or soft
 labels ``(N, K)``, rows of probabilities (defensive distillation trains on them).
+
+Under a running process group (``torchrun``, :func:`brittle.distributed.join`) the loop is
+data-parallel: the model is wrapped in :class:`~torch.nn.parallel.DistributedDataParallel`
+and each process trains on its slice of every global batch (:mod:`.sharding`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from brittle.distributed import World, agree, together, world
 from brittle.errors import InputError, ModelOutputError
 from brittle.model import as_tensor
 
 from .rng import seeded
+from .sharding import BatchShare, ShardedBatches, sharing
 
 Objective = Callable[[nn.Module, Tensor, Tensor], Tensor]
 """A loss on a mini-batch, ``objective(model, x, y) -> scalar``, backpropagated by the loop."""
@@ -60,12 +71,16 @@ class TrainHistory:
     """What :func:`train_model` did: the mean training loss of each epoch and the wall time.
 
     ``loss`` includes the L1 penalty when there is one (it is what was minimised); ``parts``
-    holds the per-epoch means of a :class:`TrainingStep`'s parts (e.g. ``"clean"``, ``"adv"``).
+    holds the per-epoch means of a :class:`TrainingStep`'s parts (e.g. ``"clean"``, ``"adv"``);
+    ``step_loss`` the loss of every step, the mean over its global batch (every process's
+    rows). ``processes`` is how many processes trained.
     """
 
     loss: list[float]
     seconds: float
     parts: dict[str, list[float]] = field(default_factory=dict)
+    step_loss: list[float] = field(default_factory=list)
+    processes: int = 1
 
 
 def cross_entropy(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
@@ -135,52 +150,79 @@ def train_model(
     ``weight_decay * W`` to the gradient of each weight tensor, i.e. the L2 penalty
     ``(weight_decay / 2) * sum W^2``; L1 and weight decay act on :func:`penalised_weights`
     only. ``momentum`` is used by ``"sgd"`` only. ``on_epoch`` is called after each epoch
-    with the number of epochs done (to keep a snapshot, say).
+    with the number of epochs done (to keep a snapshot, say), on every process.
 
     ``seed`` fixes the shuffling (a ``torch.Generator``) and any randomness in the model or
     the objective, such as dropout (the global generators are seeded inside and restored
     after), so a model built with ``build_model(..., seed=s)`` and trained with the same
     arguments ends with the same weights on CPU. The data stay where they are; mini-batches
     are moved to ``device`` (default: the model's). The model's train/eval mode is restored.
+
+    Under a running process group of ``size`` processes, every process calls this with the
+    same arguments and data (checked: an :class:`~brittle.errors.InputError` on every
+    process otherwise) and trains the same model, wrapped in
+    :class:`~torch.nn.parallel.DistributedDataParallel` (which gives every process rank 0's
+    initial weights and averages the gradients): ``batch_size`` is the global batch, a
+    multiple of ``size``, and each process trains on its ``batch_size / size`` rows of it
+    (:class:`~brittle.models.sharding.ShardedBatches`; an epoch's last, partial global batch
+    is left out). The objective crafts its examples on each process's rows, its random draws
+    those the one-process loop gives these rows (:func:`~brittle.models.sharding.batch_rand`),
+    so the losses are the one-process losses up to floating-point sums for objectives whose
+    randomness goes through it (dropout masks are drawn per process, and batch norm
+    normalises each process's rows). The history holds the losses of the global batches.
     """
-    _check_hyperparameters(epochs, batch_size, lr, optimizer, momentum, weight_decay, l1)
-    x, y = check_data(x, y, soft=True)
-    device = _resolve_device(model, device)
-    model.to(device)
-    classes = _check_model_on(model, x, y, device)
-    step = _as_step(objective if objective is not None else cross_entropy)
-    step.check(model, x[:2].to(device), classes)
-    opt = _make_optimizer(model, optimizer, lr, momentum, weight_decay)
-    n_batches = math.ceil(len(x) / batch_size)
-    history = TrainHistory(loss=[], seconds=0.0, parts={name: [] for name in step.parts})
+    place = world()
+    with together("checking the training data and settings"):
+        _check_hyperparameters(epochs, batch_size, lr, optimizer, momentum, weight_decay, l1)
+        x, y = check_data(x, y, soft=True)
+        batches = ShardedBatches(len(x), batch_size, seed, place)
+        device = _resolve_device(model, device)
+        model.to(device)
+        classes = _check_model_on(model, x, y, device)
+        step = _as_step(objective if objective is not None else cross_entropy)
+        step.check(model, x[:2].to(device), classes)
+        opt = _make_optimizer(model, optimizer, lr, momentum, weight_decay)
+    recipe = (epochs, batch_size, lr, optimizer, momentum, weight_decay, l1, seed)
+    agree(_training_facts(x, y, recipe, step), "the training")
+    trained = _data_parallel(model, device) if place.distributed else model
+    history = TrainHistory(
+        loss=[], seconds=0.0, parts={name: [] for name in step.parts}, processes=place.size
+    )
     names = ("loss", *step.parts)
     was_training = model.training
     start = time.perf_counter()
-    shuffle = torch.Generator().manual_seed(seed)
-    bar = tqdm(total=epochs * n_batches, desc="train", unit="batch", disable=not progress)
+    bar = tqdm(
+        total=epochs * len(batches),
+        desc="train",
+        unit="batch",
+        disable=not (progress and place.leader),
+    )
     try:
-        with seeded(seed, device):
+        with _randomness(seed, device, place, batches):
             model.train()
             for epoch in range(epochs):
                 total = torch.zeros(len(names), device=device)
+                curve: list[Tensor] = []
                 seen = 0
-                order = torch.randperm(len(x), generator=shuffle)
-                for batch, idx in enumerate(order.split(batch_size)):
+                for batch, idx in enumerate(batches.epoch()):
                     xb, yb = x[idx].to(device), y[idx].to(device)
                     opt.zero_grad(set_to_none=True)
-                    losses = step.backward(model, xb, yb)
+                    losses = step.backward(trained, xb, yb)
                     if l1 > 0:
                         penalty = l1 * l1_penalty(model)
-                        penalty.backward()
+                        penalty.backward()  # the same on every process: not averaged
                         losses = losses.clone()
                         losses[0] += penalty.detach()
                     opt.step()
                     total += losses * len(idx)
+                    curve.append(losses[:1])
                     seen += len(idx)
                     bar.update()
                     if batch % POSTFIX_EVERY == 0:
                         bar.set_postfix(_postfix(epoch, names, total / seen))
-                means = (total / len(x)).tolist()
+                total, steps = _across_processes(total, torch.cat(curve), place)
+                means = (total / (seen * place.size)).tolist()
+                history.step_loss.extend(steps.tolist())
                 if not all(math.isfinite(v) for v in means):
                     raise ModelOutputError(
                         f"training diverged: the loss is {means[0]} at epoch {epoch + 1}; "
@@ -189,7 +231,7 @@ def train_model(
                 history.loss.append(means[0])
                 for name, value in zip(step.parts, means[1:], strict=True):
                     history.parts[name].append(value)
-                bar.set_postfix(_postfix(epoch, names, total / len(x)))
+                bar.set_postfix(_postfix(epoch, names, total / (seen * place.size)))
                 if on_epoch is not None:
                     on_epoch(epoch + 1)
     finally:
@@ -197,6 +239,62 @@ def train_model(
         model.train(was_training)
     history.seconds = time.perf_counter() - start
     return history
+
+
+def _training_facts(
+    x: Tensor, y: Tensor, recipe: tuple[Any, ...], step: TrainingStep
+) -> dict[str, Any]:
+    """What every process of a data-parallel training must hold the same: the data's
+    shapes and content (SHA-256) and the settings."""
+    content = hashlib.sha256()
+    for tensor in (x, y):
+        content.update(np.ascontiguousarray(tensor.detach().cpu().numpy()).data)
+    describe = getattr(step, "describe", None)
+    return {
+        "the training inputs' shape": tuple(x.shape),
+        "the training labels' shape": tuple(y.shape),
+        "the training data's SHA-256": content.hexdigest(),
+        "(epochs, batch_size, lr, optimizer, momentum, weight_decay, l1, seed)": recipe,
+        "the objective": describe() if callable(describe) else type(step).__name__,
+    }
+
+
+def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` wrapped for data-parallel training: rank 0's parameters and buffers copied
+    to every process now, gradients averaged across processes in every backward pass."""
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+
+@contextlib.contextmanager
+def _randomness(
+    seed: int, device: torch.device, place: World, batches: ShardedBatches
+) -> Iterator[None]:
+    """The random state of the loop: torch's global generators seeded with ``seed`` in a
+    world of one; under several processes, seeded per process (dropout masks differ from
+    process to process) while the objective's per-row draws come from a generator seeded
+    with ``seed`` on every process, for the whole global batch (:func:`.sharding.sharing`)."""
+    if not place.distributed:
+        with seeded(seed, device):
+            yield
+        return
+    own = int(np.random.SeedSequence((seed, place.rank)).generate_state(1, np.uint64)[0])
+    shared = torch.Generator(device).manual_seed(seed)
+    with (
+        seeded(own, device),
+        sharing(BatchShare(batches.start, batches.batch_size, shared)),
+    ):
+        yield
+
+
+def _across_processes(total: Tensor, curve: Tensor, place: World) -> tuple[Tensor, Tensor]:
+    """An epoch's summed losses (each step's losses times its rows) over every process,
+    and its curve of step losses averaged over the processes (each the mean of an equal
+    share of the global batch, so their mean is the global batch's): one all-reduce."""
+    if not place.distributed:
+        return total, curve
+    both = torch.cat([total, curve])
+    dist.all_reduce(both)
+    return both[: len(total)], both[len(total) :] / place.size
 
 
 class LossStep:

@@ -1,9 +1,14 @@
 """``brittle train``: train a model of the zoo, optionally with a defence, and save a
-checkpoint with its metadata."""
+checkpoint with its metadata.
+
+Under ``torchrun`` every process runs it with the same arguments: each loads the data, the
+training is data-parallel (:func:`brittle.models.train_model`) and rank 0 alone measures
+the model and writes the checkpoint, whose metadata every process returns.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -18,6 +23,7 @@ from brittle.defenses import (
     describe_distillation,
     soft_labels,
 )
+from brittle.distributed import from_leader, join, together
 from brittle.errors import InputError
 from brittle.files import check_outputs
 from brittle.models import (
@@ -32,8 +38,9 @@ from brittle.models import (
     save_checkpoint,
     train_model,
 )
+from brittle.models.sharding import check_global_batch
 
-from .common import Log, check_count, draw, quiet, resolve_device
+from .common import Log, check_count, draw, quiet
 
 _TEACHER = "--out's teacher (NAME.teacher.pt)"
 """The teacher ``--defense distill`` trains and saves beside ``--out``, in messages."""
@@ -41,11 +48,13 @@ _TEACHER = "--out's teacher (NAME.teacher.pt)"
 
 @dataclass(frozen=True)
 class TrainOutcome:
-    """A trained model: where its checkpoint is, its metadata and its training history."""
+    """A trained model: where its checkpoint is, its metadata and its training history, and
+    the network itself (in memory on every process, also where the file is not)."""
 
     path: Path
     meta: dict[str, Any]
     history: TrainHistory
+    model: nn.Module | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -91,28 +100,41 @@ def train(
     checked, and the checkpoints it names (``--static``, ``--teacher``) are loaded; before
     any training, they must take the data's input shape and classes. ``--defense distill`` without a teacher
     trains one at the temperature first and saves it beside ``out`` (``NAME.teacher.pt``).
+
+    Started by ``torchrun`` (:func:`brittle.distributed.join`), every process trains on its
+    share of each global batch of ``batch_size`` (a multiple of the number of processes) on
+    ``device`` or its local rank's GPU; rank 0 alone checks and writes ``out``, logs and
+    shows progress. A process that fails before training stops them all with its message.
     """
-    check_count(n_train, "--n-train")
-    new_teacher = defense is not None and defense.name == "distill" and defense.teacher is None
-    out = check_outputs(
-        {"--out": out, _TEACHER: teacher_path(Path(out)) if new_teacher else None},
-        {
-            "--static": defense.static if defense else None,
-            "--teacher": defense.teacher if defense else None,
-            "--data-dir": data_dir,
-        },
-    )["--out"]
-    recipe = Recipe(arch, epochs, batch_size, lr, optimizer, weight_decay, l1, seed)
-    fixed: dict[str, tuple[nn.Module, dict[str, Any]]] = {}
-    if defense is not None:
-        defense.check()
-        fixed = {path: load_checkpoint(path) for path in (*defense.static, defense.teacher) if path}
-    train_set = load_dataset(dataset, "train", data_dir)
-    if n_train is not None:
-        train_set = draw(train_set, n_train, seed, "train", "--n-train")
-    test_set = load_dataset(dataset, "test", data_dir)
-    for path, (_, meta) in fixed.items():
-        check_fits(meta, train_set, path)
+    place, where = join(device)
+    log, progress = (log, progress) if place.leader else (quiet, False)
+    with together("checking the options and loading the data"):
+        check_count(n_train, "--n-train")
+        check_global_batch(batch_size, place.size)
+        new_teacher = defense is not None and defense.name == "distill" and defense.teacher is None
+        out = _check_out(out, new_teacher, defense, data_dir) if place.leader else Path(out)
+        recipe = Recipe(arch, epochs, batch_size, lr, optimizer, weight_decay, l1, seed)
+        fixed: dict[str, tuple[nn.Module, dict[str, Any]]] = {}
+        if defense is not None:
+            defense.check()
+            fixed = {
+                path: load_checkpoint(path) for path in (*defense.static, defense.teacher) if path
+            }
+        train_set = load_dataset(dataset, "train", data_dir)
+        if n_train is not None:
+            train_set = draw(train_set, n_train, seed, "train", "--n-train")
+        test_set = load_dataset(dataset, "test", data_dir)
+        for path, (_, meta) in fixed.items():
+            check_fits(meta, train_set, path)
+    device = str(where)
+    left = len(train_set) % batch_size
+    if place.distributed and left and len(train_set) > batch_size:
+        log(
+            f"{place.size} processes: each epoch trains on {len(train_set) - left} of the "
+            f"{len(train_set)} samples, in global batches of {batch_size}; the other {left} "
+            "(different ones every epoch) are left out of it, so that every process takes "
+            "the same steps"
+        )
     if defense is None:
         return train_on(
             train_set, test_set, recipe=recipe, out=out, device=device, progress=progress
@@ -131,6 +153,21 @@ def train(
         device=device,
         progress=progress,
     )
+
+
+def _check_out(
+    out: str | Path, new_teacher: bool, defense: DefenseOptions | None, data_dir: str | Path | None
+) -> Path:
+    """``--out`` (and the teacher's file beside it) checked as a place to write, apart from
+    every file the command reads."""
+    return check_outputs(
+        {"--out": out, _TEACHER: teacher_path(Path(out)) if new_teacher else None},
+        {
+            "--static": defense.static if defense else None,
+            "--teacher": defense.teacher if defense else None,
+            "--data-dir": data_dir,
+        },
+    )["--out"]
 
 
 def teacher_path(out: Path) -> Path:
@@ -179,8 +216,9 @@ def _distill(
             device=device,
             progress=progress,
         )
-        teacher, where = load_checkpoint(taught.path)[0], str(taught.path)
-    labels = soft_labels(teacher.to(resolve_device(device)), train_set.x, temperature)
+        assert taught.model is not None
+        teacher, where = taught.model, str(taught.path)
+    labels = soft_labels(teacher.to(device), train_set.x, temperature)
     log(f"training the student on the teacher's soft labels at temperature {temperature:g}")
     return train_on(
         train_set,
@@ -213,9 +251,11 @@ def train_on(
     a defence), ``labels`` the training labels (soft labels for distillation). The RBF
     network's prototypes start at the class means. The checkpoint (written atomically) records the test accuracy
     (at T = 1), the data set, its classes, the seed, the epochs, the number of training
-    samples, the training recipe and the defence (``None`` without one).
+    samples, the training recipe (with the number of processes) and the defence (``None``
+    without one). Under several processes, rank 0 alone measures the model and writes the
+    checkpoint; every process returns its metadata.
     """
-    torch_device = resolve_device(device)
+    torch_device = join(device)[1]
     classes = len(train_set.classes)
     start = initial_kwargs(recipe.arch, train_set.x, train_set.y, classes)
     model = build_model(recipe.arch, train_set.input_shape, classes, seed=recipe.seed, **start)
@@ -240,7 +280,6 @@ def train_on(
         "classes": train_set.classes,
         "bounds": [0.0, 1.0],
         "preprocessing": None,
-        "accuracy": accuracy(model, test_set.x, test_set.y, device=torch_device),
         "seed": recipe.seed,
         "epochs": recipe.epochs,
         "n_train": len(train_set),
@@ -250,10 +289,19 @@ def train_on(
             "optimizer": recipe.optimizer,
             "weight_decay": recipe.weight_decay,
             "l1": recipe.l1,
+            "processes": history.processes,
             "seconds": round(history.seconds, 3),
         },
         "defense": defense,
     }
-    path = save_checkpoint(out, model, meta)
-    _, saved = load_checkpoint(path)
-    return TrainOutcome(path=path, meta=saved, history=history)
+
+    def measure_and_save() -> tuple[Path, dict[str, Any]]:
+        measured = {
+            **meta,
+            "accuracy": accuracy(model, test_set.x, test_set.y, device=torch_device),
+        }
+        path = save_checkpoint(out, model, measured)
+        return path, load_checkpoint(path)[1]
+
+    path, saved = from_leader(measure_and_save)
+    return TrainOutcome(path=path, meta=saved, history=history, model=model)
