@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 import torch
 import torch.multiprocessing as mp
+from torch.distributed.run import get_args_parser
 
 from brittle import tasks
-from brittle.cli import main
+from brittle.cli import build_parser, main
 from brittle.distributed import World
 from brittle.errors import InputError
 from brittle.models import load_checkpoint
@@ -210,3 +211,13 @@ def test_torchrun_trains_with_pgd_and_rank_0_alone_writes_the_checkpoint(
     ):
         torch.testing.assert_close(other, value, rtol=1e-4, atol=1e-5, msg=key)
     assert alone_meta["accuracy"] == pytest.approx(meta["accuracy"], abs=1 / 360)
+
+
+def test_the_readme_torchrun_training_line_reaches_brittle_whole() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("    torchrun --nproc-per-node 2 -m brittle train")
+    line = readme[start : readme.index("\n\n", start)].replace("\\\n", " ").split()
+    args = get_args_parser().parse_args(line[1:])
+    assert args.nproc_per_node == "2" and args.module and args.training_script == "brittle"
+    parsed = build_parser().parse_args(args.training_script_args)
+    assert (parsed.defense, parsed.steps, parsed.batch_size) == ("pgd", 7, 128)
