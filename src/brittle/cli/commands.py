@@ -147,7 +147,8 @@ def evaluate(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         output.print_interrupted(folder / tasks.STORE_NAME)
         return INTERRUPTED_EXIT
-    output.print_report(outcome)
+    if outcome is not None:  # the other ranks of a torchrun job leave the printing to rank 0
+        output.print_report(outcome)
     return 0
 
 

@@ -59,7 +59,7 @@ def evaluate(
     progress: bool = True,
     log: Log = quiet,
     export: bool = False,
-) -> EvaluateOutcome:
+) -> EvaluateOutcome | None:
     """Evaluate ``model`` on ``data`` under each attack at each budget; write the store and
     the report into ``out``. Calling it again with the same arguments resumes.
 
@@ -78,6 +78,10 @@ def evaluate(
     ``norm``. ``eps``: the budgets, numbers or texts such as ``"8/255"`` (kept as written in
     the report). ``threat``: the threat model, else stated from the attacks, ``capability``
     and ``bounds``. ``classes``: the class names (checked against the data's).
+
+    Under a ``torch.distributed`` process group (``torchrun``), call it on every rank with the
+    same arguments: the ranks share the samples, rank 0 writes the store and the report and
+    returns the outcome, the others return ``None``.
     """
     check_count(n, "n")
     chosen = [] if suite is not None else _listed(attacks)

@@ -18,17 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from brittle.classifier import Classifier
+from brittle.distributed import join
 from brittle.errors import InputError
 from brittle.files import check_outputs
 from brittle.report.content import build_report, finite
 from brittle.report.html import ReportPaths, write_report
 
+from .chunks import attack_ticket
 from .defended import defense_check
 from .lock import folder_lock
 from .plan import Plan, failure_warnings, make_plan
 from .probes import PROBE_SAMPLES, probe_checks
 from .runner import Evaluation, evaluate
 from .sanity import SanityCheck, recorded_accuracy_check, sweep_checks
+from .sharing import Share, agree, same_everywhere
 from .spec import EvaluationSpec
 from .store import SCHEMA_VERSION, ResultStore
 from .tables import export_tables
@@ -76,7 +79,7 @@ def run_evaluation(
     log: Log = quiet,
     export: bool = False,
     options: dict[str, Any] | None = None,
-) -> EvaluateOutcome:
+) -> EvaluateOutcome | None:
     """Run ``spec`` into the folder ``out``: ``results.sqlite``, ``report.json`` and
     ``report.html`` (and the tables as CSV and JSON with ``export``).
 
@@ -86,41 +89,94 @@ def run_evaluation(
     locked until the report is written. A store of another run or another schema is
     refused. Every attack is checked against the threat before any sample is attacked.
     ``options``: the command-line options the spec was made from, kept beside it.
+
+    In a job of several processes (``torchrun``, or a process group the caller started),
+    every rank opens the model and the data and the ranks share the chunks
+    (:mod:`brittle.eval.sharing`); rank 0 alone writes the store and the report and returns
+    the outcome, the other ranks return ``None``. Each rank's device is its own
+    (:func:`brittle.distributed.join`).
     """
     out = Path(out)
+    place, chosen = join(device)
+    if not place.distributed:
+        check_outputs(_outputs(out, export), _inputs(spec))
+        with folder_lock(out):
+            target = target or open_target(spec.model, spec.data, seed=spec.seed, device=chosen)
+            return _run(make_plan(spec, target), out, None, progress, log, export, options)
+    agree(
+        place, lambda: check_outputs(_outputs(out, export), _inputs(spec)) if place.leader else None
+    )
+    opened = target or agree(
+        place, lambda: open_target(spec.model, spec.data, seed=spec.seed, device=chosen)
+    )
+    plan = agree(place, lambda: make_plan(spec, opened))
+    same_everywhere(place, "the run (model, data, threat and seed)", plan.identity)
+    if place.size > len(opened.ids):
+        raise InputError(
+            f"{place.size} processes for {len(opened.ids)} samples: start at most "
+            f"{len(opened.ids)} (--nproc-per-node), or evaluate more samples"
+        )
+    budgets = [float(e) for e in spec.eps]
+    share = Share.open(
+        place,
+        plan.attacks,
+        budgets,
+        plan.key,
+        lambda ticket: attack_ticket(opened.model, plan.attacks, budgets, opened.source, ticket),
+    )
+    if not place.leader:
+        share.follow()
+        return None
+    try:
+        with folder_lock(out):
+            return _run(plan, out, share, progress, log, export, options)
+    except BaseException as err:
+        if not share.started:
+            share.fail(err)
+        raise
+
+
+def _run(
+    plan: Plan,
+    out: Path,
+    share: Share | None,
+    progress: bool,
+    log: Log,
+    export: bool,
+    options: dict[str, Any] | None,
+) -> EvaluateOutcome:
+    """The evaluation of ``plan`` into the locked folder ``out`` (with ``share``, the
+    leader's part of a shared one)."""
+    spec, target = plan.spec, plan.target
     store_path = out / STORE_NAME
-    check_outputs(_outputs(out, export), _inputs(spec))
-    with folder_lock(out):
-        if target is None:
-            target = open_target(spec.model, spec.data, seed=spec.seed, device=device)
-        plan = make_plan(spec, target)
-        with ResultStore(store_path, classes=target.model.num_classes) as store:
-            _check_same_run(store, plan, out)
-            store.register(plan.key, plan.identity)
-            for attack in plan.attacks:
-                store.register_attack(attack.spec)
-            store.put_record(*EVALUATION, {"spec": _saved(spec), "run": plan.key})
-            if options is not None:
-                store.put_record(*OPTIONS, options)
-            _log_resume(store, plan, log)
-            evaluation = evaluate(
-                target.model,
-                plan.attacks,
-                target.source,
-                spec.eps,
-                batch_size=spec.batch_size,
-                store=store,
-                run_key=plan.key,
-                ids=target.ids,
-                progress=progress,
-            )
-            report = _report(plan, evaluation, store_path)
-            if spec.generator is not None:
-                report["bound"] = _bound(spec.generator, plan, evaluation)
-                store.put_record(BOUND, plan.key, report["bound"])
-            store.put_record(SUMMARY, plan.key, _summary_record(report))
-            exported = export_tables(store, evaluation, out) if export else ()
-        paths = write_report(out, report, evaluation, class_names(target))
+    with ResultStore(store_path, classes=target.model.num_classes) as store:
+        _check_same_run(store, plan, out)
+        store.register(plan.key, plan.identity)
+        for attack in plan.attacks:
+            store.register_attack(attack.spec)
+        store.put_record(*EVALUATION, {"spec": _saved(spec), "run": plan.key})
+        if options is not None:
+            store.put_record(*OPTIONS, options)
+        _log_resume(store, plan, log)
+        evaluation = evaluate(
+            target.model,
+            plan.attacks,
+            target.source,
+            spec.eps,
+            batch_size=spec.batch_size,
+            store=store,
+            run_key=plan.key,
+            ids=target.ids,
+            progress=progress,
+            share=share,
+        )
+        report = _report(plan, evaluation, store_path)
+        if spec.generator is not None:
+            report["bound"] = _bound(spec.generator, plan, evaluation)
+            store.put_record(BOUND, plan.key, report["bound"])
+        store.put_record(SUMMARY, plan.key, _summary_record(report))
+        exported = export_tables(store, evaluation, out) if export else ()
+    paths = write_report(out, report, evaluation, class_names(target))
     return EvaluateOutcome(evaluation, report, paths, store_path, spec, exported)
 
 

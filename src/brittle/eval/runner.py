@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -28,8 +28,12 @@ from brittle.errors import InputError
 from brittle.model import Model, as_tensor
 from brittle.progress import show_progress
 
+from .chunks import Ticket, attack_ticket, fallen_ids, make_tickets, write
 from .spec import AttackSpec
 from .store import ResultStore
+
+if TYPE_CHECKING:
+    from .sharing import Share
 
 DEFAULT_EXAMPLES = 8
 """How many samples (the first ones) have their images kept for the report, per budget."""
@@ -145,11 +149,6 @@ def _batch_target(target: TargetSpec, index: Tensor | slice) -> TargetSpec:
     return target[index] if isinstance(target, Tensor) else target
 
 
-def _chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
-
-
 def run_attack(
     classifier: Model,
     attack: Attack,
@@ -222,6 +221,7 @@ def evaluate(
     ids: Tensor | Sequence[int] | None = None,
     progress: bool = True,
     examples: int = DEFAULT_EXAMPLES,
+    share: Share | None = None,
 ) -> Evaluation:
     """Attack the samples ``ids`` of ``data`` with each attack at each budget in
     ``eps_list`` (sorted), resuming.
@@ -268,36 +268,14 @@ def evaluate(
             "later ones can attack the samples still standing"
         )
     keep = set(id_list[:examples])
-    pending = {
-        (a, eps): _not_done(store.done(run_key, plan.key, eps), id_list)
-        for eps in budgets
-        for a, plan in enumerate(plans)
-    }
-    todo = sum(len(p) for p in pending.values())
-    attacked = 0
+    tickets = make_tickets(store, run_key, plans, budgets, id_list, rows, batch_size)
     start = time.perf_counter()
-    with show_progress(todo, "evaluate", progress, unit="sample") as bar:
-        for eps in budgets:
-            for a, plan in enumerate(plans):
-                if plan.survivors_only and pending[a, eps]:
-                    standing = _standing(store, run_key, plans[:a], eps, id_list)
-                    chosen = [i for i in pending[a, eps] if id_list[i] in standing]
-                    bar.total -= len(pending[a, eps]) - len(chosen)
-                    bar.refresh()
-                    pending[a, eps] = chosen
-                if not pending[a, eps]:
-                    continue
-                attack = plan.build(eps)
-                bar.set_postfix_str(f"{plan.label} eps={eps:g}")
-                for chunk in _chunks(pending[a, eps], batch_size):
-                    chunk_rows = [rows[i] for i in chunk]
-                    chunk_ids = [id_list[i] for i in chunk]
-                    attack_chunk(
-                        classifier, plan, attack, eps, source, chunk_rows, chunk_ids,
-                        store=store, run_key=run_key, keep=keep,
-                    )  # fmt: skip
-                    attacked += len(chunk)
-                    bar.update(len(chunk))
+    if share is not None and share.world.distributed:
+        attacked = share.run(tickets, store, keep, progress)
+    else:
+        attacked = _attack_all(
+            classifier, plans, budgets, source, tickets, store, run_key, keep, progress
+        )
     seconds = time.perf_counter() - start
     held = sum(
         len(store.done(run_key, p.key, eps) & set(id_list)) for p in plans for eps in budgets
@@ -317,28 +295,32 @@ def evaluate(
     return replace(evaluation, examples=kept)
 
 
-def attack_chunk(
-    classifier: Model,
-    plan: AttackSpec,
-    attack: Attack,
-    eps: float,
+def _attack_all(
+    model: Model,
+    plans: Sequence[AttackSpec],
+    budgets: Sequence[float],
     source: Source,
-    rows: Sequence[int],
-    ids: Sequence[int],
-    *,
+    tickets: Sequence[Ticket],
     store: ResultStore,
     run_key: str,
     keep: set[int],
-) -> None:
-    """Attack one chunk of samples (``rows`` of ``source``, keyed ``ids``) with ``plan``'s
-    ``attack`` at ``eps`` and store the results in one transaction: the unit of work of an
-    evaluation, independent of every other chunk."""
-    x, y = source.fetch(rows)
-    index = torch.as_tensor(list(rows), dtype=torch.long)
-    target = _batch_target(plan.target, index)
-    id_tensor = torch.as_tensor(list(ids), dtype=torch.long)
-    result = attack(classifier, x, y, target, eps=eps, ids=id_tensor)
-    store.insert(run_key, plan.key, eps, list(ids), result, attack_name=plan.label, x=x, keep=keep)
+    progress: bool,
+) -> int:
+    """Attack every ticket in this process, storing each piece as soon as it is done; how
+    many (attack, budget, sample) results were computed."""
+    stages = [(a, float(e)) for a in range(len(plans)) for e in budgets]
+    todo = sum(t.missing(stage) for t in tickets for stage in stages)
+    attacked = 0
+    with show_progress(todo, "evaluate", progress, unit="sample") as bar:
+        for ticket in tickets:
+            for piece in attack_ticket(model, plans, budgets, source, ticket):
+                write(store, run_key, plans, piece, keep)
+                attacked += len(piece.ids)
+                if piece.skipped:
+                    bar.total -= piece.skipped
+                    bar.refresh()
+                bar.update(len(piece.ids))
+    return attacked
 
 
 def check_batch_size(batch_size: Any) -> int:
@@ -346,24 +328,6 @@ def check_batch_size(batch_size: Any) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     return batch_size
-
-
-def _not_done(done: set[int], ids: Sequence[int]) -> list[int]:
-    """The positions of the ``ids`` that ``done`` does not hold."""
-    return [i for i, sid in enumerate(ids) if sid not in done]
-
-
-def _standing(
-    store: ResultStore, run_key: str, earlier: Sequence[AttackSpec], eps: float, ids: Sequence[int]
-) -> set[int]:
-    """The ids still standing at ``eps`` after the ``earlier`` attacks: classified correctly
-    and broken by none of them (each read on the samples it holds; rows it holds beyond
-    those it attacked here are of samples already fallen, so they change nothing)."""
-    standing = set(ids)
-    for plan in earlier:
-        done = store.done(run_key, plan.key, eps)
-        standing -= _fallen(store.result(run_key, plan.key, eps, [s for s in ids if s in done]))
-    return standing
 
 
 def summarise(
@@ -389,7 +353,7 @@ def summarise(
             wanted = [sid for sid in ids if sid in standing] if plan.survivors_only else ids
             rows_of = store.result(run_key, plan.key, eps, wanted)
             own.append(replace(rows_of, attack=plan.label, norm=norms[plan.label]))
-            standing -= _fallen(rows_of)
+            standing -= fallen_ids(rows_of)
         for plan, result in zip(plans, own, strict=True):
             per_attack[plan.label].append(_with_interval(result.summary(), result.robust))
         rows = [own[0], *(_aligned(r, own[0], ids) for r in own[1:])]
@@ -422,12 +386,6 @@ def summarise(
         y=rows[0].y,
         pred_adv=adversarial,
     )
-
-
-def _fallen(rows: AttackResult) -> set[int]:
-    """The ids of ``rows`` no longer standing: misclassified before or after the attack."""
-    down = ~rows.correct_clean | (rows.pred_adv != rows.y)
-    return {sid for sid, d in zip(rows.ids.tolist(), down.tolist(), strict=True) if d}
 
 
 def _aligned(result: AttackResult, base: AttackResult, ids: Sequence[int]) -> AttackResult:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from brittle.attacks.base import DEFAULT_BATCH_SIZE
 from brittle.data import load_dataset
+from brittle.errors import InputError
 from brittle.files import check_outputs
 
 from .common import Log, check_count, draw, quiet
@@ -68,4 +69,6 @@ def demo(
         progress=progress,
         log=log,
     )
+    if evaluated is None:
+        raise InputError("the demo runs in one process: start it without torchrun")
     return trained, evaluated

@@ -132,7 +132,7 @@ def evaluate_model(
     log: Log = quiet,
     export: bool = False,
     **options: Any,
-) -> EvaluateOutcome:
+) -> EvaluateOutcome | None:
     """Evaluate what ``options`` describe (:func:`evaluation_spec`) into ``out``
     (:func:`~brittle.eval.pipeline.run_evaluation`); the options are kept in the store for
     :func:`resume_evaluation` to check."""
@@ -153,7 +153,7 @@ def resume_evaluation(
     progress: bool = True,
     log: Log = quiet,
     export: bool = False,
-) -> EvaluateOutcome:
+) -> EvaluateOutcome | None:
     """Finish (or re-report) the evaluation in ``out`` with the spec saved in its store.
 
     ``given`` holds options of :func:`evaluation_spec` stated again (the command line's

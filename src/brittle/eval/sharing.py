@@ -1,0 +1,221 @@
+"""An evaluation shared by the processes of a ``torch.distributed`` job.
+
+Every rank opens the model and the data and settles the same plan; rank 0, the leader, alone
+holds the result store. It cuts the samples into chunks (:mod:`brittle.eval.chunks`) with
+what the store already holds and hands them to all ranks. Each rank then claims the next
+chunk from a shared counter when it is free (so a rank whose samples stop early takes more,
+and none waits on a static split; no sample is attacked twice and none is padded), attacks
+it, and posts its rows; the leader attacks chunks too and writes every rank's rows into the
+store as they arrive, one transaction a piece. The counter and the posts travel through a
+``torch.distributed.TCPStore`` served by the leader. Since every random draw is keyed by
+(seed, sample id) and the chunks do not depend on the number of processes, the rows are
+those of a one-process run.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields, replace
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+from brittle.attacks.result import AttackResult
+from brittle.distributed import World
+from brittle.errors import BrittleError, InputError, StorageError
+from brittle.progress import show_progress
+
+from .chunks import Piece, Ticket, write
+from .spec import AttackSpec
+from .store import ResultStore
+
+T = TypeVar("T")
+WAIT = timedelta(hours=6)
+"""How long the leader waits for a rank's chunk (one chunk of a slow attack on a big model)."""
+
+
+def agree(place: World, step: Callable[[], T]) -> T:
+    """Run ``step`` on every rank; if it fails on any, fail on all with every rank's reason
+    (so no rank waits forever for one that stopped)."""
+    value: T | None = None
+    error: str | None = None
+    try:
+        value = step()
+    except (BrittleError, OSError) as err:
+        error = f"{type(err).__name__}: {' '.join(str(err).splitlines())}"
+    errors: list[str | None] = [None] * place.size
+    dist.all_gather_object(errors, error)
+    failed = [(rank, e) for rank, e in enumerate(errors) if e is not None]
+    if failed:
+        reasons = "; ".join(f"rank {rank}: {e}" for rank, e in failed)
+        raise InputError(f"the evaluation cannot start on every rank: {reasons}")
+    return value  # type: ignore[return-value]
+
+
+def same_everywhere(place: World, what: str, value: Any) -> None:
+    """Refuse ranks that disagree on ``value`` (the run's identity: the model, the data, the
+    threat and the seed must be the same on every rank)."""
+    values: list[Any] = [None] * place.size
+    dist.all_gather_object(values, value)
+    differ = [rank for rank, v in enumerate(values) if v != values[0]]
+    if differ:
+        raise InputError(
+            f"the ranks disagree on {what}: rank(s) {differ} differ from rank 0; start every "
+            "rank with the same options, model file and data"
+        )
+
+
+@dataclass
+class Share:
+    """The job's shared work: where the chunks are claimed and posted, and how a chunk is
+    attacked (``attack(ticket)`` yields its pieces)."""
+
+    world: World
+    board: dist.Store
+    plans: Sequence[AttackSpec]
+    budgets: Sequence[float]
+    run_key: str
+    attack: Callable[[Ticket], Iterable[Piece]]
+    started: bool = False
+
+    @classmethod
+    def open(
+        cls,
+        place: World,
+        plans: Sequence[AttackSpec],
+        budgets: Sequence[float],
+        run_key: str,
+        attack: Callable[[Ticket], Iterable[Piece]],
+    ) -> Share:
+        """The shared board, served by the leader on a free port of its host."""
+        if place.leader:
+            host = os.environ.get("MASTER_ADDR") or socket.getfqdn()
+            board = dist.TCPStore(host, 0, None, True, WAIT, wait_for_workers=False)
+            address: list[Any] = [(host, board.port)]
+        else:
+            address = [None]
+        dist.broadcast_object_list(address, src=0)
+        if not place.leader:
+            host, port = address[0]
+            board = dist.TCPStore(host, port, None, False, WAIT)
+        return cls(place, board, plans, budgets, run_key, attack)
+
+    # ------------------------------------------------------------------ the leader
+    def fail(self, error: BaseException) -> None:
+        """Tell the other ranks that the leader could not start (they raise it too)."""
+        dist.broadcast_object_list([("error", f"rank 0: {error}")], src=0)
+
+    def run(
+        self, tickets: Sequence[Ticket], store: ResultStore, keep: set[int], progress: bool
+    ) -> int:
+        """Hand ``tickets`` out, attack chunks, and write every rank's pieces into ``store``;
+        how many (attack, budget, sample) results were computed."""
+        dist.broadcast_object_list([("tickets", list(tickets))], src=0)
+        self.started = True
+        stages = [(a, float(e)) for a in range(len(self.plans)) for e in self.budgets]
+        todo = sum(t.missing(stage) for t in tickets for stage in stages)
+        attacked, own, drained = 0, 0, 0
+        with show_progress(todo, "evaluate", progress, unit="sample") as bar:
+
+            def record(pieces: Iterable[Piece]) -> None:
+                nonlocal attacked
+                for piece in pieces:
+                    write(store, self.run_key, self.plans, piece, keep)
+                    attacked += len(piece.ids)
+                    if piece.skipped:
+                        bar.total -= piece.skipped
+                        bar.refresh()
+                    bar.update(len(piece.ids))
+
+            while (k := self._claim()) < len(tickets):
+                record(self.attack(tickets[k]))
+                own += 1
+                drained = self._drain(drained, record, wait=False)
+            while own + drained < len(tickets):
+                drained = self._drain(drained, record, wait=True)
+        return attacked
+
+    def _drain(self, drained: int, record: Callable[[Iterable[Piece]], None], *, wait: bool) -> int:
+        """Write the pieces other ranks have posted (at least one more when ``wait``)."""
+        posted = self.board.add("posted", 0)
+        if wait and posted == drained:
+            self.board.wait([f"post/{drained}"], WAIT)
+            posted = drained + 1
+        for seq in range(drained, posted):
+            key = f"post/{seq}"
+            try:
+                self.board.wait([key], WAIT)
+                payload = self.board.get(key)
+            except RuntimeError as err:
+                raise StorageError(
+                    f"a rank stopped before posting its chunk ({err}); every chunk already "
+                    "written is kept: run the same command again, at any number of processes, "
+                    "to finish"
+                ) from err
+            record(_unpack(payload))
+            self.board.delete_key(key)
+        return posted
+
+    # ------------------------------------------------------------------ every other rank
+    def follow(self) -> int:
+        """Receive the tickets, attack the chunks this rank claims and post their pieces;
+        how many (attack, budget, sample) results this rank computed."""
+        message: list[Any] = [None]
+        dist.broadcast_object_list(message, src=0)
+        kind, tickets = message[0]
+        if kind == "error":
+            raise InputError(f"the evaluation cannot start: {tickets}")
+        attacked = 0
+        try:
+            while (k := self._claim()) < len(tickets):
+                pieces = [_on_cpu(piece) for piece in self.attack(tickets[k])]
+                attacked += sum(len(p.ids) for p in pieces)
+                key = f"post/{self.board.add('posted', 1) - 1}"
+                self.board.set(key, _pack(pieces))  # type: ignore[arg-type]  # bytes are kept
+        except RuntimeError as err:
+            if "TCPStore" not in str(err) and "Connection" not in str(err):
+                raise
+            raise StorageError(
+                f"rank {self.world.rank} lost rank 0, the writer ({err}); every chunk already "
+                "written is kept: run the same command again, at any number of processes, to "
+                "finish"
+            ) from err
+        return attacked
+
+    def _claim(self) -> int:
+        """The next chunk's index (the shared counter)."""
+        return int(self.board.add("claimed", 1)) - 1
+
+
+def _on_cpu(piece: Piece) -> Piece:
+    """The piece with its tensors on the CPU (what the leader can read on any device)."""
+    result = piece.result
+    if result is not None:
+        moved = {
+            f.name: getattr(result, f.name).cpu()
+            for f in fields(result)
+            if isinstance(getattr(result, f.name), torch.Tensor)
+        }
+        result = replace(result, **moved)
+    return replace(piece, result=result, x=None if piece.x is None else piece.x.cpu())
+
+
+def _pack(pieces: Sequence[Piece]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(pieces, buffer)
+    return buffer.getvalue()
+
+
+def _unpack(payload: bytes) -> list[Piece]:
+    # the pieces of this job's own ranks (never a file): AttackResult and Piece are brittle's
+    loaded: list[Piece] = torch.load(io.BytesIO(payload), weights_only=False)
+    assert all(
+        isinstance(p, Piece) and (p.result is None or isinstance(p.result, AttackResult))
+        for p in loaded
+    )
+    return loaded
