@@ -203,5 +203,5 @@ def test_ranks_that_see_other_data_are_refused(model: Path, tmp_path: Path) -> N
     options = ["--dataset", f"python:{factory}:load", "--num-samples", "10", "--eps", "0.1"]
     done = _evaluate(tmp_path / "out", model, *options, processes=2)
     assert done.returncode != 0
-    assert "the ranks disagree on the run" in done.stderr
+    assert "disagree on the run (model, data, threat and seed)" in done.stderr
     assert not (tmp_path / "out" / "results.sqlite").exists()

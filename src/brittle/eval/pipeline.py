@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from brittle.classifier import Classifier
-from brittle.distributed import join
+from brittle.distributed import agree, join, together
 from brittle.errors import InputError
 from brittle.files import check_outputs
 from brittle.report.content import build_report, finite
@@ -31,7 +31,7 @@ from .plan import Plan, failure_warnings, make_plan
 from .probes import PROBE_SAMPLES, probe_checks
 from .runner import Evaluation, evaluate
 from .sanity import SanityCheck, recorded_accuracy_check, sweep_checks
-from .sharing import Share, agree, same_everywhere
+from .sharing import Share
 from .spec import EvaluationSpec
 from .store import SCHEMA_VERSION, ResultStore
 from .tables import export_tables
@@ -103,14 +103,14 @@ def run_evaluation(
         with folder_lock(out):
             target = target or open_target(spec.model, spec.data, seed=spec.seed, device=chosen)
             return _run(make_plan(spec, target), out, None, progress, log, export, options)
-    agree(
-        place, lambda: check_outputs(_outputs(out, export), _inputs(spec)) if place.leader else None
-    )
-    opened = target or agree(
-        place, lambda: open_target(spec.model, spec.data, seed=spec.seed, device=chosen)
-    )
-    plan = agree(place, lambda: make_plan(spec, opened))
-    same_everywhere(place, "the run (model, data, threat and seed)", plan.identity)
+    with together("checking the output folder"):
+        if place.leader:
+            check_outputs(_outputs(out, export), _inputs(spec))
+    with together("opening the model and the data"):
+        opened = target or open_target(spec.model, spec.data, seed=spec.seed, device=chosen)
+    with together("settling the attacks and the threat"):
+        plan = make_plan(spec, opened)
+    agree(plan.identity, "the run (model, data, threat and seed)")
     if place.size > len(opened.ids):
         raise InputError(
             f"{place.size} processes for {len(opened.ids)} samples: start at most "

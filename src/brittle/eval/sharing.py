@@ -20,54 +20,22 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
 from brittle.attacks.result import AttackResult
 from brittle.distributed import World
-from brittle.errors import BrittleError, InputError, StorageError
+from brittle.errors import InputError, StorageError
 from brittle.progress import show_progress
 
 from .chunks import Piece, Ticket, write
 from .spec import AttackSpec
 from .store import ResultStore
 
-T = TypeVar("T")
 WAIT = timedelta(hours=6)
 """How long the leader waits for a rank's chunk (one chunk of a slow attack on a big model)."""
-
-
-def agree(place: World, step: Callable[[], T]) -> T:
-    """Run ``step`` on every rank; if it fails on any, fail on all with every rank's reason
-    (so no rank waits forever for one that stopped)."""
-    value: T | None = None
-    error: str | None = None
-    try:
-        value = step()
-    except (BrittleError, OSError) as err:
-        error = f"{type(err).__name__}: {' '.join(str(err).splitlines())}"
-    errors: list[str | None] = [None] * place.size
-    dist.all_gather_object(errors, error)
-    failed = [(rank, e) for rank, e in enumerate(errors) if e is not None]
-    if failed:
-        reasons = "; ".join(f"rank {rank}: {e}" for rank, e in failed)
-        raise InputError(f"the evaluation cannot start on every rank: {reasons}")
-    return value  # type: ignore[return-value]
-
-
-def same_everywhere(place: World, what: str, value: Any) -> None:
-    """Refuse ranks that disagree on ``value`` (the run's identity: the model, the data, the
-    threat and the seed must be the same on every rank)."""
-    values: list[Any] = [None] * place.size
-    dist.all_gather_object(values, value)
-    differ = [rank for rank, v in enumerate(values) if v != values[0]]
-    if differ:
-        raise InputError(
-            f"the ranks disagree on {what}: rank(s) {differ} differ from rank 0; start every "
-            "rank with the same options, model file and data"
-        )
 
 
 @dataclass
