@@ -14,8 +14,10 @@ Every call counts, per sample (the rows ``idx`` of the run it stands for), one q
 model evaluation) and the input gradients it yields: one for a loss gradient, ``k`` for the
 ``k`` vector-Jacobian products of a Jacobian of ``k`` classes (one forward pass and ``k``
 backward passes to the input, whose cost ``benchmarks/bench_jacobian.py`` measures). With ``max_queries`` a
-call that would take a sample past its budget is refused: attacks drop such samples first
-(:meth:`ModelAccess.remaining`).
+call that takes a sample past its budget is an error of the attack: attacks drop such samples
+first (:meth:`ModelAccess.remaining`). The counts and the check stay on the device, so that an
+attack's loop never waits for it; :meth:`ModelAccess.check_budget` raises, once the attack has
+run, if any call went past a budget.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class ModelAccess:
         self.max_queries = max_queries
         self.queries = torch.zeros(n, dtype=torch.long, device=model.device)
         self.gradients = torch.zeros(n, dtype=torch.long, device=model.device)
+        self._overdrawn = torch.zeros((), dtype=torch.bool, device=model.device)
 
     # ------------------------------------------------------------------ what the model is
     @property
@@ -93,13 +96,21 @@ class ModelAccess:
             return torch.full_like(used, torch.iinfo(torch.long).max)
         return self.max_queries - used
 
-    def _charge(self, idx: Tensor | None, gradients: int) -> None:
-        rows = torch.arange(len(self.queries), device=self.queries.device) if idx is None else idx
-        if self.max_queries is not None and bool((self.queries[rows] >= self.max_queries).any()):
+    def check_budget(self) -> None:
+        """Raise :class:`QueryBudgetExceeded` if a call queried a sample that had spent its
+        budget (one host sync: called once, after the attack ran)."""
+        if self.max_queries is not None and bool(self._overdrawn):
             raise QueryBudgetExceeded(
                 f"{self._attack} queried samples that had spent their budget of "
                 f"{self.max_queries} queries"
             )
+
+    def _charge(self, idx: Tensor | None, gradients: int) -> None:
+        """Count one query (and ``gradients``) for the rows ``idx``; note, on the device, a
+        query past a budget (:meth:`check_budget` reports it)."""
+        rows = torch.arange(len(self.queries), device=self.queries.device) if idx is None else idx
+        if self.max_queries is not None:
+            self._overdrawn |= (self.queries[rows] >= self.max_queries).any()
         self.queries.index_add_(0, rows, torch.ones_like(rows))
         if gradients:
             self.gradients.index_add_(0, rows, torch.full_like(rows, gradients))

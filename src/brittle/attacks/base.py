@@ -302,6 +302,7 @@ class Attack(ABC):
         run = AttackRun(access, x, y, chosen, t, ids_t, self.seed, budget, None, clean, model)
         with self._mode(model):
             x_adv = self._run(run).detach() if len(x) else x.clone()
+        access.check_budget()
         x_adv = project(x, x_adv, self.norm, budget, model.bounds)
         scores_adv = model.predict_scores(x_adv)
         verification += 1

@@ -15,6 +15,7 @@ from brittle.threat import Goal, Norm
 
 from .base import AttackRun, FixedBudgetAttack
 from .params import TARGETED, argument, declared, param
+from .rows import first
 from .targets import all_other_targets
 
 UPSILON = 0.145
@@ -106,15 +107,36 @@ def best_pair(
     Target: maximise the sign-corrected alpha_p + alpha_q alone (ART's choice), exactly: the
     two largest.
     """
+    pick, found, _ = pair_search(alpha, beta, domain, increase, paper, candidates)
+    return pick, found
+
+
+def pair_search(
+    alpha: Tensor,
+    beta: Tensor,
+    domain: Tensor,
+    increase: bool,
+    paper: bool,
+    candidates: int | None = None,
+    width: int | None = None,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """:func:`best_pair`, with the candidate features of each row laid out in ``width`` slots
+    (default: as many as the widest row needs, which the host reads: a sync).
+
+    Also returns the slots the search needs, on the device (``None`` for ``paper=False``,
+    which needs none): the result is :func:`best_pair`'s exactly when ``width`` is at least
+    that, and a caller that reads it with other values saves the sync of the default.
+    """
     a, b = _oriented(alpha, beta, increase)
     if not paper:
-        return _top_two(a, domain)
+        pick, found = _top_two(a, domain)
+        return pick, found, None
     keep = pareto_candidates(a, b, domain)
     if candidates is not None:
         keep &= _largest_bounds(a, b, keep, candidates)
-    index, mask = _compact(keep)
+    index, mask, needed = _compact(keep, width)
     pick, found = _exhaustive_pairs(a.gather(1, index), b.gather(1, index), mask)
-    return index.gather(1, pick), found
+    return index.gather(1, pick), found, needed
 
 
 def pareto_candidates(a: Tensor, b: Tensor, domain: Tensor) -> Tensor:
@@ -124,7 +146,7 @@ def pareto_candidates(a: Tensor, b: Tensor, domain: Tensor) -> Tensor:
     Rows are sorted by ``a``, descending; a feature is on a layer unless a feature before it
     (so with an ``a`` at least as large) has a ``b`` at least as large, i.e. dominates it.
     """
-    minus = torch.tensor(float("-inf"), dtype=a.dtype, device=a.device)
+    minus = a.new_full((), float("-inf"))
     order = torch.sort(a.where(domain, minus), dim=1, descending=True).indices
     inside = domain.gather(1, order)
     b_sorted = b.gather(1, order)
@@ -139,24 +161,28 @@ def pareto_candidates(a: Tensor, b: Tensor, domain: Tensor) -> Tensor:
     return torch.zeros_like(domain).scatter(1, order, both)
 
 
-def _compact(keep: Tensor) -> tuple[Tensor, Tensor]:
-    """The indices of each row's kept features, left-aligned in ``(N, L)`` (L: the largest
-    count, at least 2), and which of the ``L`` slots hold one."""
+def _compact(keep: Tensor, width: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """The indices of each row's kept features, left-aligned in ``(N, L)`` slots, which of
+    them hold one, and the slots needed: the largest count, at least 2 and at most the
+    number of features (a 0-dim tensor). ``L`` is ``width``, by default the slots needed (read
+    by the host); a row with more features than ``width`` keeps its first ``width``."""
     n, m = keep.shape
     count = keep.sum(1)
-    width = min(m, max(2, int(count.max())))
+    needed = count.max().clamp(min(2, m), m)
+    if width is None:
+        width = int(needed)
     slot = (keep.cumsum(1) - 1).where(keep, torch.full_like(count[:, None], width))
     features = torch.arange(m, device=keep.device).expand(n, m)
     index = torch.zeros(n, width + 1, dtype=torch.long, device=keep.device)
-    index = index.scatter(1, slot, features)[:, :width]
+    index = index.scatter(1, slot.clamp_max(width), features)[:, :width]
     mask = torch.arange(width, device=keep.device)[None, :] < count[:, None]
-    return index, mask
+    return index, mask, needed
 
 
 def _largest_bounds(a: Tensor, b: Tensor, keep: Tensor, k: int) -> Tensor:
     """The ``k`` features of ``keep`` with the largest bound ``(a_p + max a)(b_p + max b)`` on
     any pair they are in (``-inf`` when no pair with them can be valid)."""
-    minus = torch.tensor(float("-inf"), dtype=a.dtype, device=a.device)
+    minus = a.new_full((), float("-inf"))
     top_a = a.where(keep, minus).amax(1, keepdim=True)
     top_b = b.where(keep, minus).amax(1, keepdim=True)
     sa, sb = a + top_a, b + top_b
@@ -218,7 +244,8 @@ class JSMA(FixedBudgetAttack):
     Costs per sample and iteration: one query and two gradients (two vector-Jacobian
     products; one with the target-only score, which needs alpha alone). The change theta is a share of the box's width, so the box must be bounded.
     A sample stops early on its target's label; the base then judges the result with the
-    run's criterion.
+    run's criterion. One host sync per iteration (the samples going on, and the slots the
+    pair search needed), and one more where the search meets a row wider than any before.
     """
 
     goals = frozenset({Goal.UNTARGETED, Goal.TARGETED, Goal.SOURCE_TARGET})
@@ -317,26 +344,38 @@ class JSMA(FixedBudgetAttack):
         domain = (x < high_f) if increase else (x > low_f)
         changed = torch.zeros(n, m, dtype=torch.bool, device=x0.device)
         active = torch.arange(n, device=x0.device)
+        width: int | None = None  # the pair search's slots: the widest it needed so far
         for _ in range(m):
-            if not len(active):
-                break
             current = x[active].view(-1, *x0.shape[1:])
             alpha, beta, scores = saliency_terms(
                 run.access, current, target[active], owner[active], of, paper
             )
             done = scores.argmax(1) == target[active]
             count = changed[active].sum(1)
-            room = count + per_step <= allowed
+            live = ~done & (count + per_step <= allowed)
+            needed = None
             if self.pairs:
-                pick, found = best_pair(
-                    alpha, beta, domain[active], increase, paper, self.max_candidates
+                pick, found, needed = pair_search(
+                    alpha, beta, domain[active], increase, paper, self.max_candidates, width
                 )
             else:
                 pick, found = best_single(alpha, beta, domain[active], increase, paper)
-            going = ~done & room & found
-            active, pick = active[going], pick[going]
-            if not len(active):
+            going = live & found
+            if needed is None:  # the one host sync per iteration: the samples going on
+                left = int(going.sum())
+            else:  # ... and the slots the pair search needed, which it had if they fit
+                left, slots = torch.stack([going.sum(), needed]).tolist()
+                if width is not None and slots > width:  # a new widest: search again
+                    pick, found, _ = pair_search(
+                        alpha, beta, domain[active], increase, paper, self.max_candidates, slots
+                    )
+                    going = live & found
+                    left = int(going.sum())
+                width = max(width or 0, slots)
+            if not left:
                 break
+            keep = first(going, left)
+            active, pick = active[keep], pick[keep]
             rows = active[:, None].expand_as(pick)
             new = (x[rows, pick] + step[pick]).clamp(low_f[pick], high_f[pick])
             x[rows, pick] = new

@@ -16,6 +16,7 @@ from brittle.threat import Capability, Norm
 from .base import AttackRun, FixedBudgetAttack
 from .fgsm import ALL_GOALS
 from .params import SEED, TARGETED, NormArg, budget, declared, norm_choice, param
+from .rows import first
 from .score_objective import score_objective
 
 DEFAULT_STEP = 0.2
@@ -68,7 +69,8 @@ class SimBA(FixedBudgetAttack):
     find the same), or when it has spent ``max_queries`` queries (``result.exhausted``). Counting, per sample: one query for the clean scores, then one per
     candidate evaluated; a candidate that the box or the budget leaves where the iterate
     already is, is not queried. Draws (the order of directions) come from the sample's own
-    stream (``seed``, its id).
+    stream (``seed``, its id). One host sync per query (two per direction where the first step
+    did not help): the count of candidates to query, which sizes the model's batch.
     """
 
     capability = Capability.ORACLE_SCORES
@@ -173,16 +175,19 @@ class SimBA(FixedBudgetAttack):
             place = torch.empty_like(every)
             place[active] = torch.arange(len(active), device=x.device)
             moved_on = torch.zeros_like(done)
+            # ``active`` may hold samples that finished at the last direction (``going`` says
+            # which did not): the count before the first query of the next one drops them
+            going = torch.ones_like(active, dtype=torch.bool)
             for k in range(order.shape[1]):
+                active, accepted = self._try(
+                    run, x_adv, objective, done, active, going, order[place[active], k], alpha, dct
+                )
+                moved_on[active] |= accepted
+                going = ~done[active] & (access.remaining(active) > 0)
                 if not len(active):
                     break
-                accepted = self._try(
-                    run, x_adv, objective, done, active, order[place[active], k], alpha, dct
-                )
-                moved_on[accepted] = True
-                active = active[~done[active] & (access.remaining(active) > 0)]
             # a pass that accepted nothing left the iterate where it was: another would too
-            active = active[moved_on[active]]
+            active = active[moved_on[active] & going]
             sweep += 1
         return x_adv
 
@@ -193,37 +198,51 @@ class SimBA(FixedBudgetAttack):
         objective: Tensor,
         done: Tensor,
         active: Tensor,
+        going: Tensor,
         index: Tensor,
         alpha: Tensor,
         dct: tuple[Tensor, Tensor] | None,
-    ) -> Tensor:
-        """One direction per active sample: x' - alpha q, then x' + alpha q where the first
-        did not lower the objective. Updates the iterates in place; returns the rows that
-        moved."""
+    ) -> tuple[Tensor, Tensor]:
+        """One direction for each of the samples ``active`` that is ``going``: x' - alpha q,
+        then x' + alpha q where the first did not lower the objective. Updates the iterates
+        in place; returns the samples that were going and which of them moved.
+
+        One host sync per query: the count of candidates to query (with, at the first, the
+        count of samples going)."""
         access, x = run.access, run.x
         assert run.eps is not None
         q = self._directions(index, x, dct)
-        tried = torch.zeros(len(active), dtype=torch.bool, device=x.device)
+        tried = torch.zeros_like(going)
         for sign in (-1.0, 1.0):
-            pos = (~tried & (access.remaining(active) > 0)).nonzero().squeeze(1)
-            rows = active[pos]
             candidate = project(
-                x[rows],
-                x_adv[rows] + sign * alpha[rows] * q[pos],
+                x[active],
+                x_adv[active] + sign * alpha[active] * q,
                 self.norm,
-                run.eps[rows],
+                run.eps[active],
                 access.bounds,
             )
-            moved = (candidate != x_adv[rows]).flatten(1).any(1)
-            pos, rows, candidate = pos[moved], rows[moved], candidate[moved]
-            if not len(rows):
+            moved = going & ~tried & (access.remaining(active) > 0)
+            moved &= (candidate != x_adv[active]).flatten(1).any(1)
+            if sign < 0:
+                left, queried = torch.stack([going.sum(), moved.sum()]).tolist()
+                if left < len(active):
+                    keep = first(going, left)
+                    active, going, q, tried = active[keep], going[keep], q[keep], tried[keep]
+                    candidate, moved = candidate[keep], moved[keep]
+                if not left:
+                    break
+            else:
+                queried = int(moved.sum())
+            if not queried:
                 continue
-            found = access.scores(candidate, rows)
+            pos = first(moved, queried)
+            rows = active[pos]
+            found = access.scores(candidate[pos], rows)
             value = score_objective(run, found, rows)
             better = value < objective[rows]
-            keep = rows[better]
-            x_adv[keep] = candidate[better]
-            objective[keep] = value[better]
-            done[keep] = run.goal_met(found[better], keep)
-            tried[pos[better]] = True
-        return active[tried]
+            wide = broadcast_view(better, candidate)
+            x_adv[rows] = torch.where(wide, candidate[pos], x_adv[rows])
+            objective[rows] = torch.where(better, value, objective[rows])
+            done[rows] = torch.where(better, run.goal_met(found, rows), done[rows])
+            tried[pos] = better
+        return active, tried

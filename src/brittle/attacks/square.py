@@ -18,11 +18,13 @@ import torch
 from torch import Tensor
 
 from brittle.errors import InputError
+from brittle.perturbation import broadcast_view
 from brittle.threat import Capability, Norm
 
 from .base import AttackRun, FixedBudgetAttack
 from .fgsm import ALL_GOALS
 from .params import SEED, TARGETED, NormArg, budget, declared, norm_choice, param
+from .rows import first
 from .score_objective import score_objective
 
 HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
@@ -68,6 +70,12 @@ def pseudo_gaussian(rows: int, cols: int) -> Tensor:
     weights = 1.0 / (k + 1) ** 2
     m = (weights * (k >= distance[..., None])).sum(-1)
     return m / m.norm()
+
+
+@cache
+def _bump_on(side: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """:func:`square_bump` on ``device`` in ``dtype``, copied there once."""
+    return square_bump(side).to(device, dtype)
 
 
 @cache
@@ -133,7 +141,8 @@ class Square(FixedBudgetAttack):
     ``max_queries`` queries (``result.exhausted``). Counting, per sample: one query for the
     clean scores, one for x^0, then one per iteration; a candidate that the box leaves where
     the iterate is, is not queried. Draws (windows, signs, the bump's orientation) come from
-    the sample's own stream (``seed``, its id).
+    the sample's own stream (``seed``, its id). One host sync per iteration: the counts of
+    the samples still going and of the candidates to query.
     """
 
     capability = Capability.ORACLE_SCORES
@@ -168,33 +177,41 @@ class Square(FixedBudgetAttack):
         x_best = x.clone()
         objective = score_objective(run, scores, every)
         active = every[~done & (access.remaining(every) > 0)]
-        if len(active):
-            start = self._start(run, active)
-            found = access.scores(start, active)
-            x_best[active] = start
-            objective[active] = score_objective(run, found, active)
-            done[active] = run.goal_met(found, active)
+        if not len(active):
+            return x_best
+        start = self._start(run, active)
+        found = access.scores(start, active)
+        x_best[active] = start
+        objective[active] = score_objective(run, found, active)
+        done[active] = run.goal_met(found, active)
         iterations = self.max_queries
         iteration = 1
+        # ``active`` may still hold samples that finished in the last iteration (``going``
+        # says which did not): they are dropped at the next count, the one host sync per
+        # iteration, which also sizes the batch of candidates that moved
+        going = ~done[active] & (access.remaining(active) > 0)
         while True:
-            active = active[~done[active] & (access.remaining(active) > 0)]
-            if not len(active):
-                return x_best
             if (iteration - 1) % DRAWS_PER_CHUNK == 0:
                 draws, place = self._draws(run, active, (iteration - 1) // DRAWS_PER_CHUNK)
             u = draws[place[active], (iteration - 1) % DRAWS_PER_CHUNK]
             p = window_share(self.p_init, iteration, iterations)
             candidate = self._candidate(run, active, x_best[active], p, u)
-            moved = (candidate != x_best[active]).flatten(1).any(1)
-            rows, candidate = active[moved], candidate[moved]
-            if len(rows):
+            moved = going & (candidate != x_best[active]).flatten(1).any(1)
+            left, queried = torch.stack([going.sum(), moved.sum()]).tolist()
+            if not left:
+                return x_best
+            pos = first(moved, queried)
+            rows, candidate = active[pos], candidate[pos]
+            active = active[first(going, left)]
+            if queried:
                 found = access.scores(candidate, rows)
                 value = score_objective(run, found, rows)
                 better = value < objective[rows]
-                keep = rows[better]
-                x_best[keep] = candidate[better]
-                objective[keep] = value[better]
-                done[keep] = run.goal_met(found[better], keep)
+                wide = broadcast_view(better, candidate)
+                x_best[rows] = torch.where(wide, candidate, x_best[rows])
+                objective[rows] = torch.where(better, value, objective[rows])
+                done[rows] = torch.where(better, run.goal_met(found, rows), done[rows])
+            going = ~done[active] & (access.remaining(active) > 0)
             iteration += 1
 
     def _draws(self, run: AttackRun, rows: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
@@ -289,7 +306,7 @@ class Square(FixedBudgetAttack):
         total = delta.flatten(1).norm(dim=1)
         on_both = (delta * both).pow(2).sum((2, 3)).sqrt()
         on_first = (delta * mask).pow(2).sum((2, 3)).sqrt()
-        bump = square_bump(side).to(x.device, x.dtype)
+        bump = _bump_on(side, x.device, x.dtype)
         pattern = torch.where(u[:, 4, None, None] < 0.5, bump, bump.T)[:, None]
         signs = torch.where(u[:, 5:] < 0.5, -1.0, 1.0).to(x.dtype)[:, :, None, None]
         update = (

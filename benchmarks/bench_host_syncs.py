@@ -1,0 +1,259 @@
+"""Host syncs per iteration of every attack loop, and the CPU time of Square, SimBA and APGD.
+
+    python benchmarks/bench_host_syncs.py --label before   # on the code before a change
+    python benchmarks/bench_host_syncs.py --label after    # writes host_syncs.md from both
+
+Syncs are counted with :class:`brittle.attacks.host_syncs.HostSyncs` (a ``__torch_function__``
+mode: the calls that make the host wait for a GPU, counted on the CPU) over two runs of each
+attack that differ only in their number of iterations, on problems where no sample stops
+early (a budget too small to fool the model, or a change per step too small to reach the
+target), so that every sample runs every iteration. Per iteration:
+
+    (syncs(long run) - syncs(short run)) / (iterations(long run) - iterations(short run)),
+
+with the iterations counted as model forward passes (a forward pre-hook) divided by the
+passes one iteration makes (DeepFool: two; SimBA: an iteration is one query of a direction's
+step, two per direction when the first does not help). Setup syncs, made once per attack
+call, cancel out.
+
+Timing: Square (Linf, 300 queries), SimBA (pixel, L2, 300 queries) and APGD (CE, 50 steps)
+on 64 random 3x16x16 images and a small random CNN, at a budget too small to fool it (the
+same work before and after a change of the random numbers), one thread, median of three.
+Writes ``benchmarks/results/host_syncs.json`` (one entry per label) and ``host_syncs.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from brittle import Classifier
+from brittle.attacks import (
+    APGD,
+    APGDT,
+    BIM,
+    JSMA,
+    MIFGSM,
+    PGD,
+    Attack,
+    CarliniWagnerL2,
+    DeepFool,
+    SimBA,
+    Square,
+)
+from brittle.attacks.host_syncs import syncs_per_iteration
+from brittle.files import write_text_atomic
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class Cubic(nn.Module):
+    """Two logits [0, -(s^3 + 1)], s = w.x: DeepFool's linear steps approach s = -1 slowly."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.full((d,), 1.0 / d))
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = x.flatten(1) @ self.w
+        return torch.stack([torch.zeros_like(s), -(s**3 + 1)], dim=1)
+
+
+def mlp(classes: int = 10) -> Classifier:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, classes))
+    return Classifier(net, bounds=(0.0, 1.0))
+
+
+def cnn() -> Classifier:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 16, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(16 * 8 * 8, 10),
+        )
+    return Classifier(net, bounds=(0.0, 1.0))
+
+
+def images(n: int, shape: tuple[int, ...], model: Classifier) -> tuple[Tensor, Tensor]:
+    x = torch.rand(n, *shape, generator=torch.Generator().manual_seed(1))
+    return x, model.predict(x)
+
+
+Problem = tuple[Classifier, Tensor, Tensor, dict[str, Any]]
+SYNC_CASES: dict[str, tuple[Callable[[int], Attack], Callable[[], Problem], int, int, int]] = {}
+"""name -> (attack at a size, problem, short size, long size, forward passes per iteration)."""
+
+
+def _digits_like(n: int = 16) -> Problem:
+    model = mlp()
+    x, y = images(n, (1, 8, 8), model)
+    return model, x, y, {}
+
+
+def _targeted_digits_like(n: int = 8) -> Problem:
+    model, x, y, _ = _digits_like(n)
+    return model, x, y, {"target": model.predict_logits(x).argmin(1)}
+
+
+def _cubic(n: int = 8) -> Problem:
+    model = Classifier(Cubic(64), bounds=(-float("inf"), float("inf")))
+    x = 10 + torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    return model, x, torch.zeros(n, dtype=torch.long), {}
+
+
+TINY = 1e-4
+SYNC_CASES.update(
+    {
+        "square-linf": (lambda q: Square(TINY, max_queries=q), _digits_like, 20, 40, 1),
+        "square-l2": (lambda q: Square(TINY, norm="l2", max_queries=q), _digits_like, 20, 40, 1),
+        "simba-pixel": (lambda q: SimBA(TINY, max_queries=q), _digits_like, 20, 40, 1),
+        "simba-dct": (
+            lambda q: SimBA(TINY, norm="linf", basis="dct", max_queries=q),
+            _digits_like,
+            20,
+            40,
+            1,
+        ),
+        "apgd": (lambda s: APGD(TINY, steps=s), _digits_like, 10, 20, 1),
+        "apgd-t": (lambda s: APGDT(TINY, steps=s, n_target_classes=1), _digits_like, 10, 20, 1),
+        "pgd": (lambda s: PGD(TINY, steps=s), _digits_like, 10, 20, 1),
+        "bim": (lambda s: BIM(TINY, steps=s), _digits_like, 10, 20, 1),
+        "mifgsm": (lambda s: MIFGSM(TINY, steps=s), _digits_like, 10, 20, 1),
+        "deepfool": (lambda s: DeepFool(steps=s, candidates=1), _cubic, 3, 6, 2),
+        "cw": (
+            lambda s: CarliniWagnerL2(steps=s, binary_steps=1, abort_early=False),
+            _digits_like,
+            10,
+            20,
+            1,
+        ),
+        "jsma": (
+            lambda k: JSMA(eps=k / 64, targeted=True),
+            _targeted_digits_like,
+            12,
+            24,
+            1,
+        ),
+    }
+)
+
+
+def syncs_per_attack() -> dict[str, dict[str, Any]]:
+    out = {}
+    for name, (build, problem, short, long, passes) in SYNC_CASES.items():
+        model, x, y, kwargs = problem()
+        rate = syncs_per_iteration(build, (short, long), model, x, y, passes, **kwargs)
+        out[name] = {
+            "per_iteration": rate.per_iteration,
+            "iterations": rate.iterations,
+            "by_call": rate.by_call,
+        }
+        print(f"{name:12s} {rate.per_iteration:.2f} {rate.by_call}", flush=True)
+    return out
+
+
+def timings(repeats: int = 3) -> dict[str, float]:
+    model = cnn()
+    x, y = images(64, (3, 16, 16), model)
+    attacks: dict[str, Callable[[], Attack]] = {
+        "square-linf-300": lambda: Square(TINY, max_queries=300),
+        "simba-pixel-300": lambda: SimBA(TINY, max_queries=300),
+        "apgd-ce-50": lambda: APGD(TINY, steps=50),
+    }
+    out = {}
+    for name, build in attacks.items():
+        build()(model, x[:2], y[:2])  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            result = build()(model, x, y)
+            times.append(time.perf_counter() - start)
+        assert not bool(result.success.any()), "the timing problems must not stop early"
+        out[name] = statistics.median(times)
+        print(f"{name:16s} {out[name]:.3f} s", flush=True)
+    return out
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def render(results: dict[str, Any]) -> str:
+    labels = [k for k in ("before", "after") if k in results]
+    lines = [
+        "# Host syncs per attack iteration, and CPU time",
+        "",
+        "`python benchmarks/bench_host_syncs.py --label before|after` (see its docstring for the "
+        "method). A host sync is a call that makes the host wait for the GPU (a value read, an "
+        "output sized by values, a copy from the host), counted on the CPU by "
+        "`brittle.attacks.host_syncs.HostSyncs`.",
+        "",
+    ]
+    for label in labels:
+        r = results[label]
+        lines.append(f"- {label}: commit {r['commit']}, torch {r['torch']}, {r['machine']}")
+    lines += ["", "## Syncs per iteration", ""]
+    lines.append("| attack | " + " | ".join(labels) + " | where (last) |")
+    lines.append("|---" * (len(labels) + 2) + "|")
+    last = results[labels[-1]]["syncs"]
+    for name in last:
+        cells = [f"{results[k]['syncs'][name]['per_iteration']:.2f}" for k in labels]
+        by_call = ", ".join(f"{c} {v:.2f}" for c, v in last[name]["by_call"].items()) or "none"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {by_call} |")
+    if len(labels) == 2:
+        first = results[labels[0]]["syncs"]
+        lines += ["", "Where the syncs were before:", ""]
+        for name in first:
+            by_call = ", ".join(f"{c} {v:.2f}" for c, v in first[name]["by_call"].items())
+            lines.append(f"- {name}: {by_call or 'none'}")
+    lines += ["", "## CPU time (seconds, median of 3, one thread)", ""]
+    lines.append("| attack | " + " | ".join(labels) + " |")
+    lines.append("|---" * (len(labels) + 1) + "|")
+    for name in results[labels[-1]]["seconds"]:
+        cells = [f"{results[k]['seconds'][name]:.3f}" for k in labels]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--label", choices=("before", "after"), required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    entry = {
+        "commit": commit(),
+        "torch": torch.__version__,
+        "machine": f"{platform.processor() or platform.machine()}, 1 thread",
+        "syncs": syncs_per_attack(),
+        "seconds": timings(),
+    }
+    path = RESULTS / "host_syncs.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results[args.label] = entry
+    write_text_atomic(path, json.dumps(results, indent=2) + "\n")
+    write_text_atomic(RESULTS / "host_syncs.md", render(results))
+
+
+if __name__ == "__main__":
+    main()
