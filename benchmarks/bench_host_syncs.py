@@ -1,7 +1,8 @@
 """Host syncs per iteration of every attack loop, and the CPU time of Square, SimBA and APGD.
 
-    python benchmarks/bench_host_syncs.py --label before   # on the code before a change
-    python benchmarks/bench_host_syncs.py --label after    # writes host_syncs.md from both
+    BENCH_COMMIT=86e1a0a PYTHONPATH=/tmp/old/src python benchmarks/bench_host_syncs.py \
+        --label before                                   # the tree before, from git archive
+    python benchmarks/bench_host_syncs.py --label after  # writes host_syncs.md from both
 
 Syncs are counted with :class:`brittle.attacks.host_syncs.HostSyncs` (a ``__torch_function__``
 mode: the calls that make the host wait for a GPU, counted on the CPU) over two runs of each
@@ -12,9 +13,10 @@ target), so that every sample runs every iteration. Per iteration:
     (syncs(long run) - syncs(short run)) / (iterations(long run) - iterations(short run)),
 
 with the iterations counted as model forward passes (a forward pre-hook) divided by the
-passes one iteration makes (DeepFool: two; SimBA: an iteration is one query of a direction's
-step, two per direction when the first does not help). Setup syncs, made once per attack
-call, cancel out.
+passes one iteration makes (DeepFool: two), but for SimBA, whose iteration is a step: two
+per direction (calls of ``SimBA._try``), the second for the samples the first did not help.
+Setup syncs, made once per attack call, cancel out. JSMA's pair search is laid out in the
+widest row's slots so far; a row wider than any before costs one more sync.
 
 Timing: Square (Linf, 300 queries), SimBA (pixel, L2, 300 queries) and APGD (CE, 50 steps)
 on 64 random 3x16x16 images and a small random CNN, at a budget too small to fool it (the
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -51,7 +54,7 @@ from brittle.attacks import (
     SimBA,
     Square,
 )
-from brittle.attacks.host_syncs import syncs_per_iteration
+from brittle.attacks.host_syncs import HostSyncs, SyncRate, syncs_per_iteration
 from brittle.files import write_text_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -154,11 +157,47 @@ SYNC_CASES.update(
 )
 
 
+def simba_steps(
+    build: Callable[[int], Attack], sizes: tuple[int, int], problem: Problem
+) -> SyncRate:
+    """SimBA's syncs per step: a direction (a call of ``SimBA._try``) is two steps, the
+    second taken only by the samples the first did not help, and a step whose candidates all
+    stay where the iterates are makes no model pass (so passes do not count its steps)."""
+    model, x, y, kwargs = problem
+    directions = [0]
+    original = SimBA._try
+
+    def counted(*args: Any, **kw: Any) -> Any:
+        directions[0] += 1
+        return original(*args, **kw)
+
+    SimBA._try = counted  # type: ignore[method-assign]
+    try:
+        build(sizes[0])(model, x, y, **kwargs)  # the model's first-call checks
+        runs = []
+        for size in sizes:
+            directions[0] = 0
+            with HostSyncs() as syncs:
+                build(size)(model, x, y, **kwargs)
+            runs.append((syncs, directions[0]))
+    finally:
+        SimBA._try = original  # type: ignore[method-assign]
+    (short, d_short), (long, d_long) = runs
+    steps = 2 * (d_long - d_short)
+    calls = long.calls.copy()
+    calls.subtract(short.calls)
+    by_call = {k: v / steps for k, v in sorted(calls.items()) if v}
+    return SyncRate((long.total - short.total) / steps, steps, by_call)
+
+
 def syncs_per_attack() -> dict[str, dict[str, Any]]:
     out = {}
     for name, (build, problem, short, long, passes) in SYNC_CASES.items():
         model, x, y, kwargs = problem()
-        rate = syncs_per_iteration(build, (short, long), model, x, y, passes, **kwargs)
+        if name.startswith("simba"):
+            rate = simba_steps(build, (short, long), (model, x, y, kwargs))
+        else:
+            rate = syncs_per_iteration(build, (short, long), model, x, y, passes, **kwargs)
         out[name] = {
             "per_iteration": rate.per_iteration,
             "iterations": rate.iterations,
@@ -191,6 +230,9 @@ def timings(repeats: int = 3) -> dict[str, float]:
 
 
 def commit() -> str:
+    """The commit measured: ``$BENCH_COMMIT`` (a tree put first on PYTHONPATH), else HEAD."""
+    if os.environ.get("BENCH_COMMIT"):
+        return os.environ["BENCH_COMMIT"]
     try:
         return subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True

@@ -3,6 +3,8 @@ batch, at any position, and another id or another seed gets other draws."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -12,9 +14,17 @@ from torch import Tensor
 from brittle import Classifier
 from brittle.attacks import FGSM, PGD, SimBA, Square
 from brittle.attacks.base import Attack
+from brittle.attacks.host_syncs import count_host_syncs
 from brittle.attacks.result import AttackResult
 from brittle.criteria import random_targets
-from brittle.randomness import per_sample, sample_generator
+from brittle.randomness import (
+    normal,
+    per_sample,
+    philox4x32,
+    philox_key,
+    sample_generator,
+    uniform,
+)
 from helpers import softmax_on_digits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -131,3 +141,80 @@ def test_random_targets_are_other_classes_drawn_per_id() -> None:
     for label in range(10):
         assert set(t[y == label].tolist()) == set(range(10)) - {label}
     assert torch.equal(random_targets(y.flip(0), 10, ids.flip(0), 0), t.flip(0))
+
+
+# ----------------------------------------------------------------------------- on the device
+KNOWN_ANSWERS = [  # Random123's kat_vectors for Philox4x32-10: counter, key, output
+    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    (
+        (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+        (0xA4093822, 0x299F31D0),
+        (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1),
+    ),
+]
+
+
+@pytest.mark.parametrize(("counter", "key", "expected"), KNOWN_ANSWERS)
+def test_philox_gives_the_reference_implementations_answers(
+    counter: tuple[int, ...], key: tuple[int, int], expected: tuple[int, ...]
+) -> None:
+    words = tuple(torch.tensor([c], dtype=torch.long) for c in counter)
+    out = philox4x32(words, key)  # type: ignore[arg-type]
+    assert [int(w) for w in out] == list(expected)
+
+
+def test_uniforms_are_a_function_of_seed_id_stream_and_place() -> None:
+    ids = torch.tensor([5, -7, 2**40, 5, 2**40 + 1, 2**32 + 5])
+    u = uniform(0, ids, "start", 11)
+    assert u.shape == (6, 11) and u.dtype == torch.float64
+    assert bool((u >= 0).all() & (u < 1).all())
+    assert torch.equal(u[0], u[3])  # the same id twice: the same row
+    assert len({tuple(r.tolist()) for r in u}) == 5  # negative, large, 2^32 apart: distinct
+    for start in range(11):
+        for count in range(11 - start):  # any range alone, any sample alone
+            assert torch.equal(uniform(0, ids, "start", count, start), u[:, start : start + count])
+    assert torch.equal(uniform(0, ids[2:3], "start", 11)[0], u[2])
+    for other in (uniform(1, ids, "start", 11), uniform(0, ids, ("start", 1), 11)):
+        assert not bool((other == u).any())
+    # the key is the hash of (seed, stream): a negative seed is not its positive twin
+    assert philox_key(-1, "s") != philox_key(1, "s") and philox_key(0, "s") != philox_key(0, "t")
+    assert uniform(0, ids[:0], "start", 4).shape == (0, 4)
+
+
+def test_uniforms_and_normals_have_their_distributions() -> None:
+    from scipy import stats
+
+    ids = torch.arange(400)
+    u = uniform(3, ids, "check", 250)
+    assert stats.kstest(u.flatten().numpy(), "uniform").pvalue > 1e-3
+    # neighbouring ids and neighbouring places are uncorrelated
+    for a, b in ((u[:-1], u[1:]), (u[:, :-1], u[:, 1:])):
+        r = torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1]
+        assert abs(float(r)) < 0.01
+    z = normal(3, ids, "check", 251)
+    assert z.shape == (400, 251)
+    assert stats.kstest(z.flatten().numpy(), "norm").pvalue > 1e-3
+
+
+def test_draws_need_no_host_sync() -> None:
+    ids = torch.arange(50) * 3
+    assert count_host_syncs(lambda: uniform(0, ids, ("square", 2), 300, start=17)).total == 0
+    assert count_host_syncs(lambda: normal(0, ids, "start", 31)).total == 0
+
+
+def test_another_process_draws_the_same_numbers() -> None:
+    """Nothing of the process enters the draws: another interpreter, another global seed and
+    thread count give the same bits."""
+    ids = [3, 1000, -2, 2**35]
+    code = (
+        "import torch; torch.manual_seed(123); torch.set_num_threads(1);"
+        "from brittle.randomness import uniform, normal;"
+        f"ids = torch.tensor({ids});"
+        "print(uniform(7, ids, ('s', 2), 9, 3).tolist(), normal(7, ids, 'n', 5).tolist())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    here = (uniform(7, torch.tensor(ids), ("s", 2), 9, 3), normal(7, torch.tensor(ids), "n", 5))
+    assert out.strip() == f"{here[0].tolist()} {here[1].tolist()}"

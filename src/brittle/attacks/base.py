@@ -15,7 +15,8 @@ that meets the goal and returns what it crafted, success or not; a
 
 An attack reaches the model only through ``run.access`` (:class:`~brittle.access.ModelAccess`):
 counted per sample, and limited to what the attack's declared ``capability`` allows. Its
-random draws come from ``run.random``, seeded per sample id (:mod:`brittle.randomness`).
+random draws come from ``run.uniform`` and ``run.normal`` (on the device) or ``run.random``
+(any draw of a ``torch.Generator``), functions of the sample's id (:mod:`brittle.randomness`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from brittle.errors import InputError, ThreatModelError
 from brittle.losses import Loss, LossName
 from brittle.model import Model
 from brittle.perturbation import broadcast_view, norms, project, within_budget
-from brittle.randomness import Draw, per_sample
+from brittle.randomness import Draw, Stream, normal, per_sample, uniform
 from brittle.threat import Capability, Goal, Norm, ThreatModel
 
 from .params import NORMS, TARGETED, NormArg, Param, budget, check_params, norm_choice
@@ -123,13 +124,27 @@ class AttackRun:
         sign = -1.0 if self.targeted else 1.0
         return self.access.loss_gradient(x, labels, loss, idx, sign)
 
-    def random(
-        self, stream: str | int | Sequence[str | int], draw: Draw, idx: Tensor | None = None
-    ) -> Tensor:
-        """One draw per sample (rows ``idx``) from its own generator, seeded by (seed, id,
-        stream): independent of the batch it is in. On the inputs' device."""
+    def random(self, stream: Stream, draw: Draw, idx: Tensor | None = None) -> Tensor:
+        """One draw per sample (rows ``idx``) from its own CPU generator, seeded by (seed, id,
+        stream): independent of the batch it is in. Moved to the inputs' device. For draws
+        in a loop, :meth:`uniform` and :meth:`normal` draw on the device."""
         ids = self.ids if idx is None else self.ids[idx]
         return per_sample(self.seed, ids, stream, draw, self.x.device)
+
+    def uniform(
+        self, stream: Stream, count: int, idx: Tensor | None = None, start: int = 0
+    ) -> Tensor:
+        """Uniforms in [0, 1), float64, ``(len(idx), count)``: elements ``start`` onwards of
+        each sample's sequence of (seed, id, stream), drawn on the inputs' device without a
+        host sync (:func:`brittle.randomness.uniform`)."""
+        ids = self.ids if idx is None else self.ids[idx]
+        return uniform(self.seed, ids, stream, count, start)
+
+    def normal(self, stream: Stream, count: int, idx: Tensor | None = None) -> Tensor:
+        """Standard normals, float64, ``(len(idx), count)``, per sample of (seed, id, stream),
+        on the inputs' device (:func:`brittle.randomness.normal`)."""
+        ids = self.ids if idx is None else self.ids[idx]
+        return normal(self.seed, ids, stream, count)
 
     def delegate(self, attack: Attack, idx: Tensor, eps: Tensor | None = None) -> AttackResult:
         """Run another attack on the rows ``idx`` under this run's goal, adding its costs.

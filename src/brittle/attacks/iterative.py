@@ -28,6 +28,7 @@ from brittle.errors import InputError
 from brittle.losses import LossName, resolve_loss
 from brittle.model import Bounds
 from brittle.perturbation import broadcast_view, project
+from brittle.randomness import Stream
 from brittle.threat import Norm
 
 from .base import AttackRun, FixedBudgetAttack
@@ -82,11 +83,30 @@ def random_offset(norm: Norm, d: int) -> Callable[[torch.Generator], Tensor]:
     return draw
 
 
+def ball_points(run: AttackRun, idx: Tensor, norm: Norm, stream: Stream) -> Tensor:
+    """One random point of the unit ball of ``norm`` in R^d per row ``idx`` ``(len(idx), d)``
+    (float64), from each sample's uniforms of ``stream``, drawn on the device; the
+    distributions of :func:`random_offset`: uniform in the cube (Linf), a Gaussian direction
+    (Box-Muller) with radius U^(1/d) (L2), random signs times a Dirichlet(1, ..., 1) point
+    from d + 1 Exp(1) variables -log(1 - U) (L1)."""
+    d = run.x[0].numel()
+    if norm is Norm.LINF:
+        return run.uniform(stream, d, idx) * 2 - 1
+    if norm is Norm.L2:  # the radius is the uniform after those the normals took
+        direction = run.normal(stream, d, idx)
+        direction = direction / direction.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return direction * run.uniform(stream, 1, idx, start=d + d % 2) ** (1.0 / d)
+    u = run.uniform(stream, 2 * d + 1, idx)
+    mass = -torch.log1p(-u[:, : d + 1])
+    signs = torch.where(u[:, d + 1 :] < 0.5, -1.0, 1.0)
+    return signs * mass[:, :d] / mass.sum(1, keepdim=True)
+
+
 def random_start(run: AttackRun, idx: Tensor, norm: Norm, restart: int) -> Tensor:
     """A random point of B_eps(x) for the rows ``idx``, clipped to the box (clipping never
     leaves the ball). Each sample's point comes from its own stream (seed, id, restart)."""
     x = run.x[idx]
-    u = run.random(("start", norm.value, restart), random_offset(norm, x[0].numel()), idx)
+    u = ball_points(run, idx, norm, ("start", norm.value, restart))
     return run.access.clip(x + run.eps_view(idx) * u.to(x.dtype).view_as(x))
 
 

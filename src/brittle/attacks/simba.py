@@ -32,12 +32,12 @@ def dct_matrix(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     return rows.to(device, dtype)
 
 
-def frequency_bands(shape: tuple[int, ...]) -> Tensor:
+def frequency_bands(shape: tuple[int, ...], device: torch.device | None = None) -> Tensor:
     """For each DCT coefficient (c, u, v) of an image of ``shape`` (C, H, W), flattened: its
     band max(u, v), so that lower frequencies come first (the paper's low-frequency order)."""
     c, h, w = shape[0], shape[1], shape[2]
-    u = torch.arange(h)[:, None].expand(h, w)
-    v = torch.arange(w)[None, :].expand(h, w)
+    u = torch.arange(h, device=device)[:, None].expand(h, w)
+    v = torch.arange(w, device=device)[None, :].expand(h, w)
     return torch.maximum(u, v).expand(c, h, w).flatten().to(torch.float64)
 
 
@@ -97,19 +97,12 @@ class SimBA(FixedBudgetAttack):
     # ------------------------------------------------------------------ the pieces
     def _order(self, run: AttackRun, sweep: int, rows: Tensor) -> Tensor:
         """The order of directions ``(len(rows), d)`` of the samples ``rows`` in pass
-        ``sweep``, each from its own stream."""
-        shape = tuple(run.x.shape[1:])
-        d = run.x[0].numel()
-        if self.basis == "pixel":
-            return run.random(
-                ("simba-order", sweep), lambda g: torch.randperm(d, generator=g), rows
-            ).long()
-        bands = frequency_bands(shape)
-        return run.random(
-            ("simba-order", sweep),
-            lambda g: torch.argsort(bands + torch.rand(d, generator=g, dtype=torch.float64)),
-            rows,
-        ).long()
+        ``sweep``, each from its own stream: d uniforms sorted (a uniformly random
+        permutation), within the frequency bands for the DCT basis."""
+        u = run.uniform(("simba-order", sweep), run.x[0].numel(), rows)
+        if self.basis == "dct":
+            u = u + frequency_bands(tuple(run.x.shape[1:]), run.x.device)
+        return u.argsort(dim=1, stable=True)
 
     def _directions(self, index: Tensor, like: Tensor, dct: tuple[Tensor, Tensor] | None) -> Tensor:
         """The unit directions of the basis elements ``index`` (one per row), shaped as inputs."""
@@ -171,7 +164,7 @@ class SimBA(FixedBudgetAttack):
         sweep = 0
         while len(active):
             # drawn only for the samples still going; ``place`` finds a sample's row in it
-            order = self._order(run, sweep, active).to(x.device)
+            order = self._order(run, sweep, active)
             place = torch.empty_like(every)
             place[active] = torch.arange(len(active), device=x.device)
             moved_on = torch.zeros_like(done)

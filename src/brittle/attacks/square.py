@@ -29,8 +29,10 @@ from .score_objective import score_objective
 
 HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 """The paper's iterations (of 10,000) after which the window's share p is halved."""
-DRAWS_PER_CHUNK = 1_000
-"""Iterations whose draws a sample takes from its stream at once."""
+DRAWS_PER_CHUNK = 100
+"""Iterations whose draws are made at once (the draws of iteration t are the elements
+t k ... t k + k - 1 of the sample's sequence, whatever the chunks: only the speed depends on
+this)."""
 _TINY = 1e-10
 
 
@@ -192,7 +194,7 @@ class Square(FixedBudgetAttack):
         going = ~done[active] & (access.remaining(active) > 0)
         while True:
             if (iteration - 1) % DRAWS_PER_CHUNK == 0:
-                draws, place = self._draws(run, active, (iteration - 1) // DRAWS_PER_CHUNK)
+                draws, place = self._draws(run, active, iteration - 1)
             u = draws[place[active], (iteration - 1) % DRAWS_PER_CHUNK]
             p = window_share(self.p_init, iteration, iterations)
             candidate = self._candidate(run, active, x_best[active], p, u)
@@ -214,16 +216,15 @@ class Square(FixedBudgetAttack):
             going = ~done[active] & (access.remaining(active) > 0)
             iteration += 1
 
-    def _draws(self, run: AttackRun, rows: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
-        """The uniforms of the next :data:`DRAWS_PER_CHUNK` iterations of the samples ``rows``
-        ``(len(rows), DRAWS_PER_CHUNK, k)``, and where each sample's row is in them."""
+    def _draws(self, run: AttackRun, rows: Tensor, done: int) -> tuple[Tensor, Tensor]:
+        """The k uniforms of each of the :data:`DRAWS_PER_CHUNK` iterations after the first
+        ``done`` of the samples ``rows``, ``(len(rows), DRAWS_PER_CHUNK, k)``, and where each
+        sample's row is in them."""
         channels = run.x.shape[1]
         k = 2 + channels if self.norm is Norm.LINF else 5 + channels
-        draws = run.random(
-            ("square", self.norm.value, chunk),
-            lambda g: torch.rand(DRAWS_PER_CHUNK, k, generator=g, dtype=torch.float64),
-            rows,
-        )
+        draws = run.uniform(
+            ("square", self.norm.value), DRAWS_PER_CHUNK * k, rows, start=done * k
+        ).view(len(rows), DRAWS_PER_CHUNK, k)
         place = torch.full((len(run.x),), -1, dtype=torch.long, device=run.x.device)
         place[rows] = torch.arange(len(rows), device=run.x.device)
         return draws, place
@@ -234,23 +235,17 @@ class Square(FixedBudgetAttack):
         _, c, h, w = x.shape
         eps = run.eps_view(rows)
         if self.norm is Norm.LINF:
-            signs = run.random(
-                ("square-start", "linf"),
-                lambda g: torch.randint(0, 2, (c, 1, w), generator=g) * 2 - 1,
-                rows,
-            )
-            return run.access.clip(x + eps * signs.to(x.dtype))
+            u = run.uniform(("square-start", "linf"), c * w, rows).view(len(rows), c, 1, w)
+            return run.access.clip(x + eps * torch.where(u < 0.5, -1.0, 1.0).to(x.dtype))
         side = max(min(h, w) // 5, 1)
         grid_h, grid_w = h // side, w // side
-        draws = run.random(
-            ("square-start", "l2"),
-            lambda g: torch.rand(grid_h * grid_w, c + 1, generator=g, dtype=torch.float64),
-            rows,
-        )
+        cells = grid_h * grid_w
+        draws = run.uniform(("square-start", "l2"), cells * (c + 1), rows)
+        draws = draws.view(len(rows), cells, c + 1)
         bump = square_bump(side).to(x.device)
         delta = torch.zeros(len(rows), c, h, w, dtype=torch.float64, device=x.device)
         top0, left0 = (h - side * grid_h) // 2, (w - side * grid_w) // 2
-        for cell in range(grid_h * grid_w):
+        for cell in range(cells):
             u = draws[:, cell]
             top = top0 + side * (cell // grid_w)
             left = left0 + side * (cell % grid_w)
