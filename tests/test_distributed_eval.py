@@ -205,3 +205,24 @@ def test_ranks_that_see_other_data_are_refused(model: Path, tmp_path: Path) -> N
     assert done.returncode != 0
     assert "disagree on the run (model, data, threat and seed)" in done.stderr
     assert not (tmp_path / "out" / "results.sqlite").exists()
+
+
+def test_a_post_larger_than_the_boards_values_travels_in_parts() -> None:
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    from brittle.distributed import World
+    from brittle.eval.sharing import PART, Share
+
+    server = dist.TCPStore(
+        "127.0.0.1", 0, None, True, timedelta(seconds=30), wait_for_workers=False
+    )
+    client = dist.TCPStore("127.0.0.1", server.port, None, False, timedelta(seconds=30))
+    poster = Share(World(1, 2), client, [], [], "run", lambda ticket: [])
+    reader = Share(World(0, 2), server, [], [], "run", lambda ticket: [])
+    payload = bytes(range(256)) * (5 * PART // 256 + 7)  # more than the 8 MiB a value holds
+    poster._post(payload)
+    poster._post(b"")
+    assert reader._take(0) == payload and reader._take(1) == b""
+    assert not server.check(["post/0", "post/0/0"])  # taken off the board

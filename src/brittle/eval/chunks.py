@@ -14,7 +14,7 @@ chunks, compute the same rows.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 from torch import Tensor
@@ -51,13 +51,35 @@ class Ticket:
 @dataclass(frozen=True)
 class Piece:
     """The result of one stage on the samples ``ids`` of a chunk (their clean inputs ``x``),
-    and how many samples it skipped because earlier attacks had broken them."""
+    and how many samples it skipped because earlier attacks had broken them. A piece that
+    travels between processes leaves its inputs behind (:meth:`travelling`) but for the
+    ``images`` (clean, adversarial) of the samples whose images the report keeps."""
 
     stage: Stage
     ids: list[int]
     result: AttackResult | None
     x: Tensor | None
     skipped: int = 0
+    images: dict[int, tuple[Tensor, Tensor]] | None = None
+
+    def travelling(self, keep: set[int]) -> Piece:
+        """This piece without its inputs (on the CPU, each tensor in a storage of its own, so
+        that no view drags its whole batch along), but the kept samples' images."""
+        if self.result is None or self.x is None:
+            return self
+        result = self.result
+        images = {
+            sid: (self.x[i].detach().cpu().clone(), result.x_adv[i].detach().cpu().clone())
+            for i, sid in enumerate(self.ids)
+            if sid in keep
+        }
+        light = replace(result, x_adv=result.x_adv.new_zeros(len(result), 0))
+        moved = {
+            f.name: getattr(light, f.name).cpu().clone()  # its own storage, not a view's
+            for f in fields(light)
+            if isinstance(getattr(light, f.name), Tensor)
+        }
+        return replace(self, result=replace(light, **moved), x=None, images=images)
 
 
 def make_tickets(
@@ -151,6 +173,7 @@ def write(
         attack_name=plan.label,
         x=piece.x,
         keep=keep,
+        images=piece.images,
     )
 
 

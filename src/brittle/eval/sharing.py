@@ -18,7 +18,7 @@ import io
 import os
 import socket
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -34,6 +34,8 @@ from .chunks import Piece, Ticket, write
 from .spec import AttackSpec
 from .store import ResultStore
 
+PART = 4 << 20
+"""The most bytes one value on the board holds (its server refuses more than 8 MiB)."""
 WAIT = timedelta(hours=6)
 """How long the leader waits for a rank's chunk (one chunk of a slow attack on a big model)."""
 
@@ -83,7 +85,7 @@ class Share:
     ) -> int:
         """Hand ``tickets`` out, attack chunks, and write every rank's pieces into ``store``;
         how many (attack, budget, sample) results were computed."""
-        dist.broadcast_object_list([("tickets", list(tickets))], src=0)
+        dist.broadcast_object_list([("tickets", (list(tickets), keep))], src=0)
         self.started = True
         stages = [(a, float(e)) for a in range(len(self.plans)) for e in self.budgets]
         todo = sum(t.missing(stage) for t in tickets for stage in stages)
@@ -106,6 +108,7 @@ class Share:
                 drained = self._drain(drained, record, wait=False)
             while own + drained < len(tickets):
                 drained = self._drain(drained, record, wait=True)
+        dist.barrier()  # every rank has claimed its last chunk: the board may go
         return attacked
 
     def _drain(self, drained: int, record: Callable[[Iterable[Piece]], None], *, wait: bool) -> int:
@@ -115,10 +118,8 @@ class Share:
             self.board.wait([f"post/{drained}"], WAIT)
             posted = drained + 1
         for seq in range(drained, posted):
-            key = f"post/{seq}"
             try:
-                self.board.wait([key], WAIT)
-                payload = self.board.get(key)
+                payload = self._take(seq)
             except RuntimeError as err:
                 raise StorageError(
                     f"a rank stopped before posting its chunk ({err}); every chunk already "
@@ -126,8 +127,26 @@ class Share:
                     "to finish"
                 ) from err
             record(_unpack(payload))
-            self.board.delete_key(key)
         return posted
+
+    def _take(self, seq: int) -> bytes:
+        """Post ``seq``: its parts, joined, taken off the board."""
+        key = f"post/{seq}"
+        self.board.wait([key], WAIT)
+        count = int(self.board.get(key))
+        parts = [self.board.get(f"{key}/{j}") for j in range(count)]
+        for j in range(count):
+            self.board.delete_key(f"{key}/{j}")
+        self.board.delete_key(key)
+        return b"".join(parts)
+
+    def _post(self, payload: bytes) -> None:
+        """Put ``payload`` on the board in parts the store accepts, then announce it."""
+        key = f"post/{self.board.add('posted', 1) - 1}"
+        parts = [payload[i : i + PART] for i in range(0, len(payload), PART)] or [b""]
+        for j, part in enumerate(parts):
+            self.board.set(f"{key}/{j}", part)  # type: ignore[arg-type]  # bytes are kept
+        self.board.set(key, str(len(parts)))
 
     # ------------------------------------------------------------------ every other rank
     def follow(self) -> int:
@@ -135,42 +154,30 @@ class Share:
         how many (attack, budget, sample) results this rank computed."""
         message: list[Any] = [None]
         dist.broadcast_object_list(message, src=0)
-        kind, tickets = message[0]
+        kind, handed = message[0]
         if kind == "error":
-            raise InputError(f"the evaluation cannot start: {tickets}")
+            raise InputError(f"the evaluation cannot start: {handed}")
+        tickets, keep = handed
         attacked = 0
         try:
             while (k := self._claim()) < len(tickets):
-                pieces = [_on_cpu(piece) for piece in self.attack(tickets[k])]
+                pieces = [piece.travelling(keep) for piece in self.attack(tickets[k])]
                 attacked += sum(len(p.ids) for p in pieces)
-                key = f"post/{self.board.add('posted', 1) - 1}"
-                self.board.set(key, _pack(pieces))  # type: ignore[arg-type]  # bytes are kept
-        except RuntimeError as err:
-            if "TCPStore" not in str(err) and "Connection" not in str(err):
+                self._post(_pack(pieces))
+        except (RuntimeError, dist.DistNetworkError) as err:
+            if not isinstance(err, dist.DistNetworkError) and "Connection" not in str(err):
                 raise
             raise StorageError(
                 f"rank {self.world.rank} lost rank 0, the writer ({err}); every chunk already "
                 "written is kept: run the same command again, at any number of processes, to "
                 "finish"
             ) from err
+        dist.barrier()  # the leader serves the board until every rank is past its last claim
         return attacked
 
     def _claim(self) -> int:
         """The next chunk's index (the shared counter)."""
         return int(self.board.add("claimed", 1)) - 1
-
-
-def _on_cpu(piece: Piece) -> Piece:
-    """The piece with its tensors on the CPU (what the leader can read on any device)."""
-    result = piece.result
-    if result is not None:
-        moved = {
-            f.name: getattr(result, f.name).cpu()
-            for f in fields(result)
-            if isinstance(getattr(result, f.name), torch.Tensor)
-        }
-        result = replace(result, **moved)
-    return replace(piece, result=result, x=None if piece.x is None else piece.x.cpu())
 
 
 def _pack(pieces: Sequence[Piece]) -> bytes:

@@ -48,7 +48,7 @@ import hashlib
 import json
 import math
 import sqlite3
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
@@ -502,13 +502,15 @@ class ResultStore:
         attack_name: str | None = None,
         x: Tensor | None = None,
         keep: Collection[int] = (),
+        images: Mapping[int, tuple[Tensor, Tensor]] | None = None,
     ) -> None:
         """Store one batch in one transaction: its rows, its time, and the kept examples.
 
         ``ids[i]`` is the sample id of the result's row ``i``. With the batch's clean inputs
         ``x``, the clean and adversarial inputs of the samples whose id is in ``keep`` are
-        stored too, for the report's images. If the write fails (:class:`StorageError`),
-        nothing of the batch is stored.
+        stored too, for the report's images; or, given as ``images`` (sample id to clean and
+        adversarial input: a batch that travelled without its other inputs), those. If the
+        write fails (:class:`StorageError`), nothing of the batch is stored.
         """
         if len(ids) != len(result):
             raise InputError(f"{len(ids)} sample ids for a result of {len(result)} samples")
@@ -520,9 +522,13 @@ class ResultStore:
         for i, sid in enumerate(ids):
             target_i, *values = _row(cols, i)
             rows.append((*head, target_i, int(sid), *values))
-        x_adv = cols["x_adv"]
         target = cols["target"]
-        kept = [] if clean is None else [i for i, sid in enumerate(ids) if int(sid) in keep]
+        row_of = {int(sid): i for i, sid in enumerate(ids)}
+        if images is None:
+            kept = [] if clean is None else [i for i, sid in enumerate(ids) if int(sid) in keep]
+            pictures = [(i, clean[i], cols["x_adv"][i]) for i in kept]  # type: ignore[index]
+        else:
+            pictures = [(row_of[int(sid)], c.numpy(), a.numpy()) for sid, (c, a) in images.items()]
         with self._storage_errors("write a batch to"), self._transaction() as db:
             db.executemany(
                 f"INSERT OR REPLACE INTO samples ({', '.join(SAMPLE_COLUMNS)}) "
@@ -533,8 +539,7 @@ class ResultStore:
                 "INSERT INTO batches (run, attack, eps, samples, seconds) VALUES (?, ?, ?, ?, ?)",
                 (run, attack, float(eps), len(ids), float(result.seconds)),
             )
-            for i in kept:
-                assert clean is not None
+            for i, clean_i, adversarial_i in pictures:
                 db.execute(
                     "INSERT OR REPLACE INTO examples VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
@@ -543,9 +548,9 @@ class ResultStore:
                         float(eps),
                         None if target is None else int(target[i]),
                         int(ids[i]),
-                        json.dumps(list(x_adv[i].shape)),
-                        np.ascontiguousarray(clean[i], dtype=np.float32).tobytes(),
-                        np.ascontiguousarray(x_adv[i], dtype=np.float32).tobytes(),
+                        json.dumps(list(adversarial_i.shape)),
+                        np.ascontiguousarray(clean_i, dtype=np.float32).tobytes(),
+                        np.ascontiguousarray(adversarial_i, dtype=np.float32).tobytes(),
                     ),
                 )
 
