@@ -1,8 +1,8 @@
 """Host syncs per iteration of every attack loop, and the CPU time of Square, SimBA and APGD.
 
-    BENCH_COMMIT=86e1a0a PYTHONPATH=/tmp/old/src python benchmarks/bench_host_syncs.py \
-        --label before                                   # the tree before, from git archive
-    python benchmarks/bench_host_syncs.py --label after  # writes host_syncs.md from both
+    git archive 86e1a0a src | tar -x -C /tmp/old     # the code before a change
+    cp src/brittle/attacks/host_syncs.py /tmp/old/src/brittle/attacks/
+    python benchmarks/bench_host_syncs.py --before-tree /tmp/old/src --before-commit 86e1a0a
 
 Syncs are counted with :class:`brittle.attacks.host_syncs.HostSyncs` (a ``__torch_function__``
 mode: the calls that make the host wait for a GPU, counted on the CPU) over two runs of each
@@ -20,8 +20,9 @@ widest row's slots so far; a row wider than any before costs one more sync.
 
 Timing: Square (Linf, 300 queries), SimBA (pixel, L2, 300 queries) and APGD (CE, 50 steps)
 on 64 random 3x16x16 images and a small random CNN, at a budget too small to fool it (the
-same work before and after a change of the random numbers), one thread, median of three.
-Writes ``benchmarks/results/host_syncs.json`` (one entry per label) and ``host_syncs.md``.
+same work before and after a change of the random numbers), one thread, three runs per
+process, in rounds that alternate the two trees (each in its own process, the older one put
+first on PYTHONPATH). Writes ``benchmarks/results/host_syncs.json`` and ``host_syncs.md``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -207,7 +209,9 @@ def syncs_per_attack() -> dict[str, dict[str, Any]]:
     return out
 
 
-def timings(repeats: int = 3) -> dict[str, float]:
+def timings(repeats: int) -> dict[str, list[float]]:
+    """CPU seconds of each timed attack (the process's, so that time the shared machine
+    gives to others is not counted), ``repeats`` runs after a warm-up."""
     model = cnn()
     x, y = images(64, (3, 16, 16), model)
     attacks: dict[str, Callable[[], Attack]] = {
@@ -220,19 +224,43 @@ def timings(repeats: int = 3) -> dict[str, float]:
         build()(model, x[:2], y[:2])  # warm-up
         times = []
         for _ in range(repeats):
-            start = time.perf_counter()
+            start = time.process_time()
             result = build()(model, x, y)
-            times.append(time.perf_counter() - start)
+            times.append(time.process_time() - start)
         assert not bool(result.success.any()), "the timing problems must not stop early"
-        out[name] = statistics.median(times)
-        print(f"{name:16s} {out[name]:.3f} s", flush=True)
+        out[name] = times
     return out
 
 
-def commit() -> str:
-    """The commit measured: ``$BENCH_COMMIT`` (a tree put first on PYTHONPATH), else HEAD."""
-    if os.environ.get("BENCH_COMMIT"):
-        return os.environ["BENCH_COMMIT"]
+def rng_draws(repeats: int = 5) -> dict[str, dict[str, float]]:
+    """CPU seconds (least of ``repeats``) of one batch of per-sample uniforms, float64: a
+    CPU generator per sample (``per_sample``, the draws before) against Philox on the
+    tensors (``uniform``): Square's chunk of 100 iterations, SimBA's order on 3x16x16 and on
+    3x32x32 inputs."""
+    from brittle.randomness import per_sample, uniform
+
+    out = {}
+    for n, count in ((64, 500), (256, 800), (64, 768), (256, 3072)):
+        ids = torch.arange(n)
+        best = {"cpu generator per sample": float("inf"), "philox": float("inf")}
+
+        def draw(g: torch.Generator, count: int = count) -> Tensor:
+            return torch.rand(count, generator=g, dtype=torch.float64)
+
+        for _ in range(repeats):
+            start = time.process_time()
+            per_sample(0, ids, "bench", draw)
+            best["cpu generator per sample"] = min(
+                best["cpu generator per sample"], time.process_time() - start
+            )
+            start = time.process_time()
+            uniform(0, ids, "bench", count)
+            best["philox"] = min(best["philox"], time.process_time() - start)
+        out[f"{n} samples x {count}"] = best
+    return out
+
+
+def head_commit() -> str:
     try:
         return subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
@@ -241,59 +269,122 @@ def commit() -> str:
         return "unknown"
 
 
+def child(tree: str | None, what: str) -> dict[str, Any]:
+    """Run this script's ``--child what`` on ``tree`` (put first on PYTHONPATH; None: here)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if tree:
+        env["PYTHONPATH"] = os.pathsep.join([tree, env.get("PYTHONPATH", "")])
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", what],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        timeout=1800,
+    ).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def measure(before_tree: str, before_commit: str, rounds: int) -> dict[str, Any]:
+    """Syncs of both trees, and their timings in alternating rounds (the machine is shared:
+    alternation spreads its load over both); per attack the median and the least."""
+    trees = {"before": (before_tree, before_commit), "after": (None, head_commit())}
+    results: dict[str, Any] = {}
+    for label, (tree, commit) in trees.items():
+        results[label] = {
+            "commit": commit,
+            "torch": torch.__version__,
+            "machine": f"{platform.processor() or platform.machine()}, 1 thread",
+            "syncs": child(tree, "syncs"),
+            "runs": {},
+        }
+    for i in range(rounds):
+        for label, (tree, _) in trees.items():
+            for name, times in child(tree, "times").items():
+                results[label]["runs"].setdefault(name, []).extend(times)
+            print(f"round {i + 1}/{rounds} {label}", flush=True)
+    results["rng"] = child(None, "rng")
+    for entry in (results["before"], results["after"]):
+        entry["seconds"] = {
+            name: {"median": statistics.median(t), "least": min(t), "runs": len(t)}
+            for name, t in entry.pop("runs").items()
+        }
+    return results
+
+
 def render(results: dict[str, Any]) -> str:
-    labels = [k for k in ("before", "after") if k in results]
+    labels = ["before", "after"]
     lines = [
         "# Host syncs per attack iteration, and CPU time",
         "",
-        "`python benchmarks/bench_host_syncs.py --label before|after` (see its docstring for the "
-        "method). A host sync is a call that makes the host wait for the GPU (a value read, an "
-        "output sized by values, a copy from the host), counted on the CPU by "
+        "`python benchmarks/bench_host_syncs.py --before-tree DIR --before-commit C` (see its "
+        "docstring for the method). A host sync is a call that makes the host wait for the GPU "
+        "(a value read, an output sized by values, a copy from the host), counted on the CPU by "
         "`brittle.attacks.host_syncs.HostSyncs`.",
         "",
     ]
     for label in labels:
         r = results[label]
         lines.append(f"- {label}: commit {r['commit']}, torch {r['torch']}, {r['machine']}")
-    lines += ["", "## Syncs per iteration", ""]
-    lines.append("| attack | " + " | ".join(labels) + " | where (last) |")
-    lines.append("|---" * (len(labels) + 2) + "|")
-    last = results[labels[-1]]["syncs"]
-    for name in last:
+    lines += ["", "## Syncs per iteration (SimBA: per step, two per direction)", ""]
+    lines.append("| attack | before | after | where, after |")
+    lines.append("|---|---|---|---|")
+    after = results["after"]["syncs"]
+    for name in after:
         cells = [f"{results[k]['syncs'][name]['per_iteration']:.2f}" for k in labels]
-        by_call = ", ".join(f"{c} {v:.2f}" for c, v in last[name]["by_call"].items()) or "none"
+        by_call = ", ".join(f"{c} {v:.2f}" for c, v in after[name]["by_call"].items()) or "none"
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {by_call} |")
-    if len(labels) == 2:
-        first = results[labels[0]]["syncs"]
-        lines += ["", "Where the syncs were before:", ""]
-        for name in first:
-            by_call = ", ".join(f"{c} {v:.2f}" for c, v in first[name]["by_call"].items())
-            lines.append(f"- {name}: {by_call or 'none'}")
-    lines += ["", "## CPU time (seconds, median of 3, one thread)", ""]
-    lines.append("| attack | " + " | ".join(labels) + " |")
-    lines.append("|---" * (len(labels) + 1) + "|")
-    for name in results[labels[-1]]["seconds"]:
-        cells = [f"{results[k]['seconds'][name]:.3f}" for k in labels]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Where the syncs were before:", ""]
+    for name, entry in results["before"]["syncs"].items():
+        by_call = ", ".join(f"{c} {v:.2f}" for c, v in entry["by_call"].items())
+        lines.append(f"- {name}: {by_call or 'none'}")
+    runs = next(iter(results["after"]["seconds"].values()))["runs"]
+    lines += [
+        "",
+        f"## CPU time (seconds over {runs} runs each, before and after alternating; one thread)",
+        "",
+        "| attack | before median | after median | before least | after least |",
+        "|---|---|---|---|---|",
+    ]
+    for name in results["after"]["seconds"]:
+        b, a = results["before"]["seconds"][name], results["after"]["seconds"][name]
+        lines.append(
+            f"| {name} | {b['median']:.3f} | {a['median']:.3f} | {b['least']:.3f} | "
+            f"{a['least']:.3f} |"
+        )
+    lines += [
+        "",
+        "## Per-sample uniforms on the CPU (CPU seconds, least of 5)",
+        "",
+        "| draw | a CPU generator per sample (before) | Philox on the tensors (after) |",
+        "|---|---|---|",
+    ]
+    for name, r in results["rng"].items():
+        lines.append(f"| {name} | {r['cpu generator per sample']:.4f} | {r['philox']:.4f} |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--label", choices=("before", "after"), required=True)
+    parser.add_argument("--before-tree", help="a src/ folder of the code before (git archive)")
+    parser.add_argument("--before-commit", default="unknown", help="the commit of that tree")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating timing rounds")
+    parser.add_argument("--child", choices=("syncs", "times", "rng"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    entry = {
-        "commit": commit(),
-        "torch": torch.__version__,
-        "machine": f"{platform.processor() or platform.machine()}, 1 thread",
-        "syncs": syncs_per_attack(),
-        "seconds": timings(),
-    }
-    path = RESULTS / "host_syncs.json"
-    results = json.loads(path.read_text()) if path.exists() else {}
-    results[args.label] = entry
-    write_text_atomic(path, json.dumps(results, indent=2) + "\n")
+    if args.child:
+        jobs: dict[str, Callable[[], Any]] = {
+            "syncs": syncs_per_attack,
+            "times": lambda: timings(repeats=3),
+            "rng": rng_draws,
+        }
+        print(json.dumps(jobs[args.child]()))
+        return
+    if not args.before_tree:
+        parser.error("give --before-tree: the src/ folder of the code to compare with")
+    results = measure(args.before_tree, args.before_commit, args.rounds)
+    write_text_atomic(RESULTS / "host_syncs.json", json.dumps(results, indent=2) + "\n")
     write_text_atomic(RESULTS / "host_syncs.md", render(results))
 
 
