@@ -115,7 +115,8 @@ def markdown(d: dict[str, Any]) -> str:
         f"# brittle evaluate, before and after ({d['date']})",
         "",
         f"Zoo LeNet, {d['n']} MNIST test images, FGSM and PGD-40 at eps {EPS}, "
-        f"{d['threads']} torch threads, runs alternated. Machine: {d['machine']}.",
+        f"{d['threads']} torch threads, runs alternated. Machine: {d['machine']['cpu']} "
+        f"({d['machine']['logical_cpus']} logical CPUs), torch {d['machine']['torch']}.",
         f"Before: `{d['before'][:12]}`; after: `{d['after'][:12]}`.",
         "",
         "| version | runs (s) | mean (s) |",
@@ -128,7 +129,10 @@ def markdown(d: dict[str, Any]) -> str:
     lines += [
         "",
         f"after / before: {ratio:.3f}. Figures identical: "
-        f"{'yes' if d['identical_figures'] else 'no'}.",
+        f"{'yes' if d['identical_figures'] else 'no'} (the draws of PGD's random start changed "
+        "generator between the two versions; see the note of the run)."
+        if not d["identical_figures"]
+        else f"after / before: {ratio:.3f}. Figures identical: yes.",
         "",
     ]
     return "\n".join(lines)
