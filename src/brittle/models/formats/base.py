@@ -197,6 +197,13 @@ def load_tensors(path: Path, what: str) -> Any:
         ) from err
 
 
+def unreadable(label: str, reader: str, err: BaseException, advice: str) -> CheckpointError:
+    """The error for a file ``reader`` could not read: its first line (or its type), and
+    ``advice`` on what to do."""
+    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return CheckpointError(f"{label} could not be read by {reader} ({reason}); {advice}")
+
+
 def is_state_dict(payload: Any) -> bool:
     """Whether ``payload`` maps names to tensors (a ``state_dict``)."""
     return (

@@ -34,6 +34,7 @@ from .base import (
     in_batches_of,
     no_weights,
     probe_classifier,
+    unreadable,
 )
 
 _PLAIN = re.compile(
@@ -84,10 +85,12 @@ def load(request: ModelRequest, file: ModelFile | None) -> LoadedModel:
     try:
         program = torch.export.load(io.BytesIO(data))
     except Exception as err:  # the deserialiser raises many types on foreign files
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(
-            f"{label} could not be loaded by torch.export.load ({reason}); it may be "
-            "truncated or exported by another torch: export it again with torch.export.save"
+        raise unreadable(
+            label,
+            "torch.export.load",
+            err,
+            "it may be truncated or exported by another torch: export it again with "
+            "torch.export.save",
         ) from err
     training = _training(program)
     if training:

@@ -34,6 +34,7 @@ from .base import (
     in_batches_of,
     no_weights,
     normaliser,
+    unreadable,
 )
 
 _DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}
@@ -69,10 +70,8 @@ def load(request: ModelRequest, file: ModelFile | None) -> LoadedModel:
     try:
         session = onnxruntime.InferenceSession(data, options, providers=_providers(request))
     except Exception as err:  # onnxruntime raises its own types on a foreign file
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(
-            f"{label} could not be read by onnxruntime ({reason}); it may be truncated or "
-            "not an ONNX model"
+        raise unreadable(
+            label, "onnxruntime", err, "it may be truncated or not an ONNX model"
         ) from err
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1:

@@ -14,8 +14,6 @@ import warnings
 
 import torch
 
-from brittle.errors import CheckpointError
-
 from .base import (
     LoadedModel,
     ModelFile,
@@ -25,6 +23,7 @@ from .base import (
     finish,
     no_weights,
     probe_classifier,
+    unreadable,
 )
 
 
@@ -46,10 +45,11 @@ def load(request: ModelRequest, file: ModelFile | None) -> LoadedModel:
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             module = torch.jit.load(io.BytesIO(data), map_location=request.device)
     except Exception as err:  # the TorchScript reader raises RuntimeError and its own types
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(
-            f"{label} could not be loaded by torch.jit.load ({reason}); it may be truncated "
-            "or saved by a newer torch: save it again with torch.jit.save"
+        raise unreadable(
+            label,
+            "torch.jit.load",
+            err,
+            "it may be truncated or saved by a newer torch: save it again with torch.jit.save",
         ) from err
     shape = check_input_shape(request, label)
     classifier = probe_classifier(module, request, shape, label)
