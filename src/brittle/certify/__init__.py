@@ -1,0 +1,7 @@
+"""Certified lower bounds on a classifier's robustness: radii within which no perturbation can
+change the prediction, from randomised smoothing (for the smoothed classifier) and from bound
+propagation (for the base model)."""
+
+from .result import Certificates, certified_accuracy
+
+__all__ = ["Certificates", "certified_accuracy"]
