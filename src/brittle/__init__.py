@@ -3,8 +3,7 @@
 from brittle.classifier import Classifier
 from brittle.oracle import Oracle
 from brittle.threat import Capability, Goal, Norm, ThreatModel
-
-__version__ = "0.1.0"
+from brittle.version import __version__
 
 __all__ = [
     "Capability",

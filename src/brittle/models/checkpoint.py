@@ -44,10 +44,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-import brittle
 from brittle.classifier import Classifier
 from brittle.errors import BrittleError, CheckpointError
 from brittle.files import atomic_path
+from brittle.version import __version__
 
 from .zoo import ARCHITECTURES, build_model
 
@@ -232,7 +232,7 @@ def save_module(path: str | Path, module: nn.Module, meta: Mapping[str, Any], ki
             "'kind' from meta"
         )
     full.setdefault("arch_kwargs", {})
-    full["brittle_version"] = brittle.__version__
+    full["brittle_version"] = __version__
     full["created"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     try:
         meta_json = json.dumps(full, sort_keys=True)
@@ -360,7 +360,7 @@ def _parse_meta(payload: Any, path: str | Path, kind: Kind) -> dict[str, Any]:
     if payload.get("version") != VERSION:
         raise CheckpointError(
             f"{path} is a brittle checkpoint of version {payload.get('version')!r}; this "
-            f"brittle ({brittle.__version__}) reads version {VERSION}. Use a matching brittle"
+            f"brittle ({__version__}) reads version {VERSION}. Use a matching brittle"
         )
     try:
         meta = json.loads(payload["meta_json"])
