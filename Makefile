@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PEERS := torchattacks==3.5.1 foolbox==3.3.4 eagerpy==0.30.0 adversarial-robustness-toolbox==1.20.1 advertorch==0.2.3
 
-.PHONY: demo test lint bench clean browser
+.PHONY: demo test test-fast lint bench clean browser docs
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; run 'make PYTHON=python3 ...'"; exit 1; }
@@ -22,6 +22,15 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	$(BIN)/pip install --quiet --no-deps $(PEERS)
 	touch $@
 
+$(VENV)/.installed-docs: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install --quiet -e '.[docs]'
+	touch $@
+
+# the documentation site, warnings as errors (broken links and references fail), into site/
+docs: $(VENV)/.installed-docs
+	$(BIN)/mkdocs build --strict --site-dir site
+	@echo "the site: $(CURDIR)/site/index.html"
+
 demo: $(VENV)/.installed
 	$(BIN)/brittle demo --out runs/demo
 
@@ -32,12 +41,17 @@ browser:
 	    apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
 	  echo "chromium could not be installed: the browser tests will be skipped"
 
+# both tiers; `make test-fast` leaves out the slow tier (marked slow: @pytest.mark.slow, or
+# measured and listed in tests/slow_tests.txt) and runs in under 2 minutes on 2 cores
 test: $(VENV)/.installed-test browser
 	BRITTLE_DATA=$${BRITTLE_DATA:-$(CURDIR)/../shared/data} $(BIN)/python -m pytest -n 2 -q
+
+test-fast: $(VENV)/.installed-test browser
+	BRITTLE_DATA=$${BRITTLE_DATA:-$(CURDIR)/../shared/data} $(BIN)/python -m pytest -n 2 -q -m "not slow"
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .mypy_cache
+	rm -rf $(VENV) runs site .pytest_cache .mypy_cache

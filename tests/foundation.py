@@ -1,6 +1,6 @@
-"""What the Foundation v2 tests share: every registered attack with small steps, a module that
-counts what it computes per sample, well-separated digits, and a tiny net with batchnorm and
-dropout."""
+"""What the tests of the model-access layer, the criteria and the attack bases share: every
+registered attack with small steps, a module that counts what it computes per sample,
+well-separated digits, and a tiny net with batchnorm and dropout."""
 
 from __future__ import annotations
 

@@ -107,8 +107,9 @@ class PageCheck:
         return out
 
 
-def check_page(path: Path, widths: tuple[int, ...] = (1280, 400)) -> list[PageCheck]:
-    """Load ``path`` (a file, opened as ``file://``, no server) at each viewport width."""
+def check_page(path: Path | str, widths: tuple[int, ...] = (1280, 400)) -> list[PageCheck]:
+    """Load ``path`` at each viewport width: a file, opened as ``file://`` (no server), or
+    an ``http://`` address given as a string (a served site)."""
     from playwright.sync_api import sync_playwright
 
     executable = browser_path()
@@ -128,7 +129,8 @@ def check_page(path: Path, widths: tuple[int, ...] = (1280, 400)) -> list[PageCh
                     ),
                 )
                 page.on("pageerror", lambda e, c=check: c.console_errors.append(str(e)))
-                page.goto(path.resolve().as_uri(), wait_until="load")
+                url = path if isinstance(path, str) else path.resolve().as_uri()
+                page.goto(url, wait_until="load")
                 seen = page.evaluate(_PAGE_SCRIPT)
                 check.images, check.overflowing = seen["images"], seen["overflowing"]
                 check.empty, check.claims = seen["empty"], seen["claims"]

@@ -55,8 +55,8 @@ def test_the_contract_on_a_classifier_of_ones_own() -> None:
 
 @declared
 class RandomCorners(FixedBudgetAttack):
-    """The README's example: tries random corners of the Linf ball; keeps the first that
-    meets the goal."""
+    """The example of docs/attacks/writing.md: tries random corners of the Linf ball; keeps
+    the first that meets the goal."""
 
     capability = Capability.ORACLE_LABELS  # it needs the model's decisions only
     eps: float = budget()

@@ -213,10 +213,10 @@ def test_torchrun_trains_with_pgd_and_rank_0_alone_writes_the_checkpoint(
     assert alone_meta["accuracy"] == pytest.approx(meta["accuracy"], abs=1 / 360)
 
 
-def test_the_readme_torchrun_training_line_reaches_brittle_whole() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    start = readme.index("    torchrun --nproc-per-node 2 -m brittle train")
-    line = readme[start : readme.index("\n\n", start)].replace("\\\n", " ").split()
+def test_the_docs_torchrun_training_line_reaches_brittle_whole() -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "scale.md").read_text()
+    start = page.index("$ torchrun --nproc-per-node 2 -m brittle train") + 2
+    line = page[start : page.index("\n```", start)].replace("\\\n", " ").split()
     args = get_args_parser().parse_args(line[1:])
     assert args.nproc_per_node == "2" and args.module and args.training_script == "brittle"
     parsed = build_parser().parse_args(args.training_script_args)

@@ -1,6 +1,7 @@
 """The ``brittle`` command: parses options, calls :mod:`brittle.tasks`, prints.
 
-Commands: ``train``, ``attack``, ``evaluate`` and ``demo`` (``brittle COMMAND --help``).
+Commands: ``train``, ``attack``, ``evaluate``, ``demo``, ``reproduce``, ``transfer``,
+``generator``, ``bound`` and ``compare`` (``brittle COMMAND --help``).
 The modules, one job each:
 
 - :mod:`.parser`: the argument parser, the help formatter and the value converters;

@@ -1,4 +1,4 @@
-"""Defences (SPEC section 3): training objectives that harden a model.
+"""Defences: training objectives that harden a model.
 
 - adversarial training: :class:`FGSMTraining` (Goodfellow et al. 2015),
   :class:`PGDTraining` (Madry et al. 2018), :class:`AttackTraining` with any fixed-budget

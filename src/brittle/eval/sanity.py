@@ -1,4 +1,4 @@
-"""Sanity checks against gradient masking (SPEC section 4), each passed or a warning.
+"""Sanity checks against gradient masking, each passed or a warning.
 
 Athalye, Carlini & Wagner (2018) and Croce & Hein (2020, AutoAttack) list signs that an
 evaluation measures a masked gradient rather than robustness. Each check here is a

@@ -26,7 +26,7 @@ REPRODUCTIONS: dict[str, str] = {
     "goodfellow2014": "brittle.reproduce.goodfellow2014",
     "papernot2016": "brittle.reproduce.papernot2016",
 }
-"""The reproductions by name and the module of each (SPEC section 8)."""
+"""The reproductions by name and the module of each (``brittle reproduce NAME``)."""
 
 
 def reproduction(name: str) -> ModuleType:

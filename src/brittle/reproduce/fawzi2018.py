@@ -68,7 +68,8 @@ ROW_IDS = tuple(
     + ["bound_r_z", "bound_r_in", "lenet_theorem2_share"]
     + [f"theorem3_{f}_{h}_{q}" for f, h in TRANSFER_PAIRS for q in ("bound", "share")]
 )
-"""The fixed ids of this reproduction's rows (SPEC section 8, then Theorems 2 and 3)."""
+"""The fixed ids of this reproduction's rows (a report's ``rows[].id``; never renamed):
+the paper's table, then Theorems 2 and 3."""
 
 PAPER = {
     "key": NAME,

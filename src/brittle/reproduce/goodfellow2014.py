@@ -87,7 +87,7 @@ ROW_IDS = (
     "agree_softmax_maxout",
     "agree_rbf_maxout",
 )
-"""The fixed ids of this reproduction's rows (SPEC section 8)."""
+"""The fixed ids of this reproduction's rows (a report's ``rows[].id``; never renamed)."""
 
 PAPER = {
     "key": NAME,

@@ -82,7 +82,7 @@ ROW_IDS = (
     "jsma_target_increase_success",
     "jsma_target_increase_distortion",
 )
-"""The fixed ids of this reproduction's rows (SPEC section 8)."""
+"""The fixed ids of this reproduction's rows (a report's ``rows[].id``; never renamed)."""
 
 PAPER = {
     "key": NAME,
@@ -830,7 +830,7 @@ def _setting(
             "paper's layer sizes; the main recipe stopped after "
             f"{SHORT_EPOCHS} epochs, near the paper's 98.93% accuracy (a better trained LeNet "
             "resists the paper's score more); and the forward derivative of the probabilities "
-            "instead of the logits (the paper's choice, which SPEC and the default follow).",
+            "instead of the logits (the paper's choice, and the default).",
             f"Training: Adam, learning rate {LR:g}, batch {BATCH_SIZE}, {epochs} epoch(s), seed "
             f"{seed}, on {data['train_images']:,} images; the paper reports 98.93% test "
             "accuracy for its LeNet.",

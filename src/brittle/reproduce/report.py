@@ -1,7 +1,7 @@
 """The report of a reproduction: ``report.json`` for machines, ``report.html`` for people.
 
 Every reproduction states, side by side, the paper's figure, its own and the differences of
-setting (SPEC section 8). The JSON is
+setting. The JSON is
 
     {"paper": {...}, "setting": {data, models, training, seeds, sizes, differences, ...},
      "rows": [{"id", "quantity", "paper", "ours", "note"}, ...], "figures": {...}, ...}

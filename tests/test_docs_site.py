@@ -1,0 +1,160 @@
+"""The documentation site: what it generates from the code covers the code, it builds with
+``mkdocs build --strict`` (warnings are errors: a broken link, anchor or marker fails), and its
+pages open in headless Chromium without a console error or a broken image.
+
+The build is skipped, saying why, only where MkDocs is not installed (``make test`` installs
+the ``docs`` extra); the browser check, where no Chromium can be found (see ``pagecheck``).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import importlib.util
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from brittle.attacks.registry import attack_names
+from brittle.cli.commands import build_parser
+from pagecheck import browser_path, check_page
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+HAVE_MKDOCS = all(
+    importlib.util.find_spec(m) is not None
+    for m in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python")
+)
+NO_MKDOCS = "MkDocs is not installed (pip install -e '.[docs]', as make test does)"
+PAGES_IN_BROWSER = (
+    "index.html",
+    "getting-started.html",
+    "attacks/gradient.html",
+    "concepts/criteria-and-threat-models.html",
+    "evaluation/engine.html",
+    "benchmarks.html",
+    "reference/cli.html",
+    "reference/attacks.html",
+)
+
+
+def markers(kind: str) -> set[str]:
+    """The names the docs' ``<!-- KIND: NAME -->`` markers ask for."""
+    pattern = re.compile(rf"^ *<!-- {kind}: *([^ ]+) -->$", re.MULTILINE)
+    found: set[str] = set()
+    for page in DOCS.rglob("*.md"):
+        found.update(pattern.findall(page.read_text(encoding="utf-8")))
+    return found
+
+
+# ------------------------------------------------------------------ the generated parts cover the code
+def test_every_registered_attack_has_its_generated_parameter_table() -> None:
+    missing = sorted(set(attack_names()) - markers("params"))
+    assert not missing, f"no <!-- params: NAME --> marker in docs/attacks/ for {missing}"
+
+
+def test_every_results_file_is_read_into_the_site() -> None:
+    results = {p.stem for p in (ROOT / "benchmarks" / "results").glob("*.md")}
+    missing = sorted(results - markers("benchmark"))
+    assert not missing, f"no <!-- benchmark: NAME --> marker in docs/ for {missing}"
+
+
+def test_every_command_has_its_generated_reference() -> None:
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.choices and isinstance(a.choices, dict))
+    missing = sorted(set(commands.choices) - markers("cli"))
+    assert not missing, f"no <!-- cli: COMMAND --> marker in docs/reference/cli.md for {missing}"
+
+
+def test_the_hooks_generate_from_the_declarations() -> None:
+    sys.path.insert(0, str(DOCS))
+    try:
+        import hooks
+    finally:
+        sys.path.remove(str(DOCS))
+    table = hooks.params_table("jsma")
+    assert table.startswith("`JSMA(eps=0.145, theta=1.0,"), table.splitlines()[0]
+    assert "| `eps` | float | `0.145` | a number >= 0 and <= 1 | `--eps` |" in table
+    assert "`MIFGSM(eps, steps=10, step_size=None, decay=1.0, targeted=False)`" in (
+        hooks.params_table("mifgsm")
+    )
+    assert "| `targeted` | bool | `False` | true or false | not on the command line |" in (
+        hooks.params_table("mifgsm")
+    )
+    assert "usage: brittle compare" in hooks.cli_help("compare")
+    assert "| `white_box` |" in hooks.capabilities() and "`pgd`" in hooks.capabilities()
+    with pytest.raises(hooks.MarkerError, match="unknown attack"):
+        hooks.params_table("no-such-attack")
+    with pytest.raises(hooks.MarkerError, match="no results file"):
+        hooks.benchmark("no-such-results")
+    with pytest.raises(hooks.MarkerError, match="no command 'nope'"):
+        hooks.cli_help("nope")
+
+
+# ------------------------------------------------------------------ the strict build
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not HAVE_MKDOCS:
+        pytest.skip(NO_MKDOCS)
+    out = tmp_path_factory.mktemp("site")
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stderr[-6000:]}"
+    return out
+
+
+@pytest.mark.slow
+def test_the_site_builds_with_warnings_as_errors(site: Path) -> None:
+    assert (site / "index.html").is_file()
+    gradient = (site / "attacks" / "gradient.html").read_text(encoding="utf-8")
+    assert "MIFGSM(eps, steps=10, step_size=None, decay=1.0, targeted=False)" in gradient
+    benchmarks = (site / "benchmarks.html").read_text(encoding="utf-8")
+    peers = (ROOT / "benchmarks" / "results" / "peers.md").read_text(encoding="utf-8")
+    first_row = next(line for line in peers.splitlines() if line.startswith("| FGSM"))
+    assert first_row.split("|")[3].strip() in benchmarks  # the table read, not retyped
+    reference = (site / "reference" / "attacks.html").read_text(encoding="utf-8")
+    assert ":class:`" not in reference  # Sphinx roles rewritten as links or code
+    assert 'href="core.html#brittle.errors.InputError"' in reference
+
+
+# ------------------------------------------------------------------ in a browser
+@pytest.fixture(scope="module")
+def served(site: Path) -> Iterator[str]:
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+
+    class Quiet(handler):  # type: ignore[misc, valid-type]
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    browser_path() is None,
+    reason="no Chromium on this machine (install Debian's chromium, as `make test` does "
+    "when it runs as root, or set BRITTLE_CHROMIUM to a Chromium executable)",
+)
+@pytest.mark.parametrize("page", PAGES_IN_BROWSER)
+def test_a_page_opens_without_console_errors_or_broken_images(served: str, page: str) -> None:
+    for check in check_page(f"{served}/{page}", widths=(1280,)):
+        problems = [f"console: {e}" for e in check.console_errors]
+        problems += [f"image does not decode: {alt}" for alt in check.broken_images]
+        assert not problems, f"{page}: {problems}"
