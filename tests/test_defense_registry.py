@@ -45,6 +45,7 @@ def test_the_built_in_defences_in_their_order() -> None:
         "noise-sign",
         "noise-uniform",
         "jsma",
+        "gaussian",
     ]
     assert [o.flag for o in defense_options()] == [
         "--eps",
@@ -54,6 +55,7 @@ def test_the_built_in_defences_in_their_order() -> None:
         "--static",
         "--temperature",
         "--teacher",
+        "--sigma",
     ]
 
 
@@ -102,7 +104,9 @@ def test_the_help_of_each_option_says_who_uses_it_with_which_default() -> None:
     assert (
         helps["eps"] == "Budget of the training perturbation (default: 0.25; pgd 0.3, jsma 0.145)."
     )
-    assert helps["alpha"] == "Weight of the clean loss, in [0, 1] (default: 0.5; pgd 0)."
+    assert helps["alpha"] == (
+        "Weight of the clean loss, in [0, 1] (default: 0.5; pgd 0, gaussian 0)."
+    )
     assert helps["steps"] == "PGD steps (pgd; default: 7)."
     assert helps["step_size"] == "PGD step (pgd; default: 2.5 * eps / steps)."
     assert helps["temperature"] == "Softmax temperature (distill; the paper: 100)."

@@ -3,5 +3,6 @@ change the prediction, from randomised smoothing (for the smoothed classifier) a
 propagation (for the base model)."""
 
 from .result import Certificates, certified_accuracy
+from .smoothing import Smoothed
 
-__all__ = ["Certificates", "certified_accuracy"]
+__all__ = ["Certificates", "Smoothed", "certified_accuracy"]

@@ -41,6 +41,7 @@ class DefenseOptions:
     temperature: float | None = None
     static: Sequence[str] = ()
     teacher: str | None = None
+    sigma: float | None = None
 
     def check(self) -> None:
         """Refuse an unknown defence, options it does not use, and values out of range."""

@@ -16,10 +16,12 @@ from typing import Any
 
 from torch import nn
 
+from brittle.certify.smoothing import check_sigma
 from brittle.errors import InputError
 
 from .adversarial import AttackTraining, EnsembleTraining, FGSMTraining, PGDTraining
 from .distillation import TemperatureCrossEntropy, check_temperature
+from .gaussian import GaussianTraining
 from .mixture import MixedObjective, check_alpha, check_eps
 from .noise import NoiseKind, NoiseTraining
 
@@ -75,6 +77,7 @@ STATIC = Option(
     "static", tuple, "Pre-trained models that craft part of each batch's examples", "A.pt,B.pt"
 )
 TEACHER = Option("teacher", str, "Teacher checkpoint", "PATH")
+SIGMA = Option("sigma", float, "Standard deviation of the Gaussian noise", "S", check_sigma)
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,10 @@ def _noise(kind: NoiseKind) -> Build:
     return build
 
 
+def _gaussian(values: Mapping[str, Any], static: Sequence[nn.Module], bounds: Bounds) -> Objective:
+    return GaussianTraining(values["sigma"], values["alpha"])
+
+
 def _jsma(values: Mapping[str, Any], static: Sequence[nn.Module], bounds: Bounds) -> Objective:
     from brittle.attacks import JSMA
 
@@ -240,5 +247,12 @@ register(
         "jsma",
         (Uses(EPS, 0.145), Uses(ALPHA, 0.5)),  # Papernot et al.'s Upsilon = 14.5% of the features
         _jsma,
+    )
+)
+register(
+    Defense(
+        "gaussian",
+        (Uses(SIGMA, 0.25), Uses(ALPHA, 0.0)),  # Cohen et al. train on the noisy copies alone
+        _gaussian,
     )
 )
