@@ -22,9 +22,12 @@ from brittle.errors import InputError
 from .report import Figure, Reproduction, Row, write_reproduction
 
 REPRODUCTIONS: dict[str, str] = {
+    "cohen2019": "brittle.reproduce.cohen2019",
     "fawzi2018": "brittle.reproduce.fawzi2018",
     "goodfellow2014": "brittle.reproduce.goodfellow2014",
     "papernot2016": "brittle.reproduce.papernot2016",
+    "papernot2017": "brittle.reproduce.papernot2017",
+    "sandwich": "brittle.reproduce.sandwich",
 }
 """The reproductions by name and the module of each (``brittle reproduce NAME``)."""
 
