@@ -133,7 +133,7 @@ def conv_net() -> Classifier:
         nn.AvgPool2d(1),
         nn.Flatten(),
         nn.Dropout(0.5),
-        nn.Linear(4, 8),
+        nn.Linear(8, 8),
         nn.BatchNorm1d(8),
         nn.Tanh(),
         nn.Linear(8, 3),

@@ -134,7 +134,7 @@ def network_ops(model: Model) -> Network:
 
 def _layers(module: nn.Module, prefix: str) -> list[tuple[str, nn.Module]]:
     """``module`` as a flat list of named leaf layers, in order."""
-    from brittle.models.zoo import MLP, LeNet, LogisticRegression, SoftmaxRegression
+    from brittle.models.zoo import MLP, LeNet, LogisticRegression, MaxoutNetwork, SoftmaxRegression
 
     name = prefix or type(module).__name__
     if isinstance(module, nn.Sequential):
@@ -152,7 +152,7 @@ def _layers(module: nn.Module, prefix: str) -> list[tuple[str, nn.Module]]:
         return [("flatten", nn.Flatten()), ("linear", two)]
     if isinstance(module, SoftmaxRegression):
         return [("flatten", nn.Flatten()), ("linear", module.linear)]
-    if isinstance(module, LeNet | MLP):
+    if isinstance(module, LeNet | MLP | MaxoutNetwork):  # forward is self.net(x)
         return _layers(module.net, "net")
     return [(name, module)]
 

@@ -145,7 +145,7 @@ def sandwich_record(
 ) -> dict[str, Any]:
     """The sandwich as the report keeps it: the curves at :data:`CURVE_POINTS` budgets from
     0 to ``largest``, the Fawzi bound's rows (``eps``, ``share``) when given, and per sample
-    the ids and both robustness values (``null`` for infinity in the JSON)."""
+    the ids, both robustness values and the two flags (``null`` for infinity in the JSON)."""
     grid = torch.linspace(0, max(largest, 0.0), CURVE_POINTS).tolist()
     certified, attacked = sandwich.shares(grid)
     return {
@@ -159,6 +159,8 @@ def sandwich_record(
             "ids": sandwich.ids.tolist(),
             "certified": sandwich.certified.tolist(),
             "attacked": [None if math.isinf(a) else a for a in sandwich.attacked.tolist()],
+            "agrees": sandwich.agrees.tolist(),
+            "correct": sandwich.correct.tolist(),
         },
         "note": (
             "certified: share of samples whose certified class is the label with a radius "

@@ -127,6 +127,19 @@ CREATE TABLE examples (
 CREATE UNIQUE INDEX examples_key ON examples (run, attack, eps, IFNULL(target, -1), sample_id);
 """
 _TABLES = {"meta", "records", "samples", "batches", "examples"}
+_CERTIFICATES = """
+CREATE TABLE IF NOT EXISTS certificates (
+    run TEXT NOT NULL,
+    method TEXT NOT NULL,
+    norm TEXT NOT NULL,
+    sample_id INTEGER NOT NULL,
+    label INTEGER NOT NULL,
+    radius REAL NOT NULL,
+    PRIMARY KEY (run, method, norm, sample_id)
+)
+"""
+"""Certified radii per sample (:mod:`brittle.certify`), made by the first evaluation that
+certifies: older stores without it stay readable."""
 _HEADER = b"SQLite format 3\x00"
 
 BUSY_TIMEOUT = 30.0
@@ -631,6 +644,51 @@ class ResultStore:
             **{c: column(c, np.bool_) for c in _BOOL_COLUMNS},
             **{c: column(c, np.float32) for c in _FLOAT_COLUMNS},
         )
+
+    # ------------------------------------------------------------------ certificates
+    def put_certificates(
+        self, run: str, method: str, norm: str, ids: Sequence[int], label: Tensor, radius: Tensor
+    ) -> None:
+        """Store certified radii of ``run``'s samples (the table ``certificates``, made on
+        first use, keyed by run, method, norm and sample id; a stored sample is replaced)."""
+        rows = [
+            (run, method, norm, int(i), int(k), float(r))
+            for i, k, r in zip(ids, label.tolist(), radius.tolist(), strict=True)
+        ]
+        with self._storage_errors("write to"), self._transaction() as db:
+            db.execute(_CERTIFICATES)
+            db.executemany(
+                "INSERT OR REPLACE INTO certificates (run, method, norm, sample_id, label, "
+                "radius) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def certificates(self, run: str, method: str, norm: str) -> dict[int, tuple[int, float]]:
+        """The stored certificates of ``run`` by ``method`` in ``norm``: sample id ->
+        (label, radius); empty when none are stored. A row whose label is not an integer
+        or whose radius is not a number >= 0 is a damaged store."""
+        if "certificates" not in self._tables():
+            return {}
+        with self._storage_errors("read"):
+            rows = self._db.execute(
+                "SELECT sample_id, label, radius FROM certificates WHERE run = ? AND method = ? "
+                "AND norm = ?",
+                (run, method, norm),
+            ).fetchall()
+        found: dict[int, tuple[int, float]] = {}
+        for sample, label, radius in rows:
+            if (
+                not isinstance(sample, int)
+                or not isinstance(label, int)
+                or not isinstance(radius, int | float)
+                or not radius >= 0
+            ):
+                raise self._damaged(
+                    f"a row of certificates (sample {sample!r}) holds label {label!r} and radius "
+                    f"{radius!r}: a certificate is an integer label and a radius >= 0"
+                )
+            found[sample] = (label, float(radius))
+        return found
 
     def examples(self, run: str, attack: str, eps: float) -> tuple[list[int], Tensor, Tensor]:
         """The kept examples of ``(run, attack, eps)``: sample ids, clean and adversarial

@@ -260,6 +260,18 @@ def report_figures(
             accuracy_curve(report),
         )
     ]
+    if "sandwich" in report:
+        from .sandwich import sandwich_curve
+
+        curves.append(
+            (
+                "The sandwich: the share of samples with robustness at least eps, certified "
+                "(below: guaranteed) and attacked (above: no adversarial example found within "
+                "eps), the true share between them; dashed, the Fawzi bound no classifier "
+                "passes on the generator's data, when a generator was given.",
+                sandwich_curve(report["sandwich"]),
+            )
+        )
     labels = eps_labels(report)
     texts = [eps_label(labels, e) for e in evaluation.eps]
     grid = example_grid(evaluation.eps, evaluation.examples, classes, texts)
