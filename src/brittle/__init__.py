@@ -1,11 +1,13 @@
 """brittle: how brittle is your classifier, and how far from the best any classifier could do."""
 
 from brittle.classifier import Classifier
+from brittle.eot import EOT
 from brittle.oracle import Oracle
 from brittle.threat import Capability, Goal, Norm, ThreatModel
 from brittle.version import __version__
 
 __all__ = [
+    "EOT",
     "Capability",
     "Classifier",
     "Goal",

@@ -13,7 +13,9 @@ strongest capability:
 Every call counts, per sample (the rows ``idx`` of the run it stands for), one query (a
 model evaluation) and the input gradients it yields: one for a loss gradient, ``k`` for the
 ``k`` vector-Jacobian products of a Jacobian of ``k`` classes (one forward pass and ``k``
-backward passes to the input, whose cost ``benchmarks/bench_jacobian.py`` measures). With ``max_queries`` a
+backward passes to the input, whose cost ``benchmarks/bench_jacobian.py`` measures). On a
+randomised model (``model.eot`` set, :mod:`brittle.eot`) a gradient is the mean of
+``eot.samples`` draws, each counted: that many queries, and that many times the gradients. With ``max_queries`` a
 call that takes a sample past its budget is an error of the attack: attacks drop such samples
 first (:meth:`ModelAccess.remaining`). The counts and the check stay on the device, so that an
 attack's loop never waits for it; :meth:`ModelAccess.check_budget` raises, once the attack has
@@ -28,6 +30,7 @@ import torch
 from torch import Tensor
 
 from brittle.classifier import Classifier
+from brittle.eot import gradient_draws
 from brittle.errors import ThreatModelError
 from brittle.losses import Loss, LossName, resolve_loss
 from brittle.model import Bounds, Model
@@ -105,13 +108,13 @@ class ModelAccess:
                 f"{self.max_queries} queries"
             )
 
-    def _charge(self, idx: Tensor | None, gradients: int) -> None:
-        """Count one query (and ``gradients``) for the rows ``idx``; note, on the device, a
+    def _charge(self, idx: Tensor | None, gradients: int, queries: int = 1) -> None:
+        """Count ``queries`` (and ``gradients``) for the rows ``idx``; note, on the device, a
         query past a budget (:meth:`check_budget` reports it)."""
         rows = torch.arange(len(self.queries), device=self.queries.device) if idx is None else idx
         if self.max_queries is not None:
-            self._overdrawn |= (self.queries[rows] >= self.max_queries).any()
-        self.queries.index_add_(0, rows, torch.ones_like(rows))
+            self._overdrawn |= (self.queries[rows] + queries > self.max_queries).any()
+        self.queries.index_add_(0, rows, torch.full_like(rows, queries))
         if gradients:
             self.gradients.index_add_(0, rows, torch.full_like(rows, gradients))
 
@@ -169,18 +172,29 @@ class ModelAccess:
         """grad_x of ``sign * loss(f(x), labels)`` per sample, and the logits at ``x``.
 
         The loss is summed over the batch (not averaged), so each sample's gradient does not
-        depend on the batch size and tiny gradients do not underflow.
+        depend on the batch size and tiny gradients do not underflow. On a randomised model
+        (EOT) the gradient and the logits are the means over ``model.eot.samples`` draws,
+        each a forward and a backward pass counted as a query and a gradient.
         """
         self._require(Capability.WHITE_BOX, "a loss gradient")
         forward = self._white_box_model("a loss gradient")
         fn = resolve_loss(loss)
-        self._charge(idx, 1)
+        draws = gradient_draws(self._model)
+        self._charge(idx, draws, draws)
         x = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            logits = forward(x)
-            total = fn(logits, labels).sum()
-            (grad,) = torch.autograd.grad(total * sign if sign != 1 else total, x)
-        return grad, logits.detach()
+        grad_sum = logits_sum = None
+        for _ in range(draws):
+            with torch.enable_grad():
+                logits = forward(x)
+                total = fn(logits, labels).sum()
+                (grad,) = torch.autograd.grad(total * sign if sign != 1 else total, x)
+            logits = logits.detach()
+            grad_sum = grad if grad_sum is None else grad_sum + grad
+            logits_sum = logits if logits_sum is None else logits_sum + logits
+        assert grad_sum is not None and logits_sum is not None
+        if draws == 1:
+            return grad_sum, logits_sum
+        return grad_sum / draws, logits_sum / draws
 
     def vjp(
         self, x: Tensor, vectors: Tensor, idx: Tensor | None = None, of: str = "logits"
@@ -192,24 +206,35 @@ class ModelAccess:
         and the logits. One forward pass, then one backward pass per vector (on a LeNet this
         beats batching the backward passes with vmap, ``is_grads_batched`` or ``torch.func``,
         and it works with any module: ``benchmarks/bench_jacobian.py``); counted as one query
-        and ``k`` gradients per sample.
+        and ``k`` gradients per sample. On a randomised model (EOT) the products and the
+        logits are the means over ``model.eot.samples`` draws, each counted.
         """
         self._require(Capability.WHITE_BOX, "a Jacobian")
         forward = self._white_box_model("a Jacobian")
         if of not in ("logits", "probabilities"):
             raise ValueError(f"of must be 'logits' or 'probabilities', got {of!r}")
         k = vectors.shape[1]
-        self._charge(idx, k)
+        draws = gradient_draws(self._model)
+        self._charge(idx, k * draws, draws)
         x = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            logits = forward(x)
-            out = logits.softmax(1) if of == "probabilities" else logits
-            v = vectors.to(out.dtype)
-            rows = [
-                torch.autograd.grad(out, x, v[:, i], retain_graph=i < k - 1)[0] for i in range(k)
-            ]
-        products = torch.stack(rows, dim=1)
-        return products, logits.detach()
+        products_sum = logits_sum = None
+        for _ in range(draws):
+            with torch.enable_grad():
+                logits = forward(x)
+                out = logits.softmax(1) if of == "probabilities" else logits
+                v = vectors.to(out.dtype)
+                rows = [
+                    torch.autograd.grad(out, x, v[:, i], retain_graph=i < k - 1)[0]
+                    for i in range(k)
+                ]
+            products = torch.stack(rows, dim=1)
+            logits = logits.detach()
+            products_sum = products if products_sum is None else products_sum + products
+            logits_sum = logits if logits_sum is None else logits_sum + logits
+        assert products_sum is not None and logits_sum is not None
+        if draws == 1:
+            return products_sum, logits_sum
+        return products_sum / draws, logits_sum / draws
 
     def jacobian(
         self, x: Tensor, classes: Tensor, idx: Tensor | None = None, of: str = "logits"

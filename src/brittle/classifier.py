@@ -6,19 +6,25 @@ Attacks work in input (pixel) space; the mean/std normalisation runs inside
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
+from brittle.bpda import Backward, preprocessing_function
 from brittle.devices import check_device
 from brittle.errors import GradientError, InputError, ModelOutputError
 from brittle.model import BoundsSpec, Model, as_tensor, model_failure
 from brittle.threat import Capability
 
-Preprocessing = tuple[Sequence[float] | float, Sequence[float] | float] | dict[str, Any] | None
+Preprocessing = (
+    tuple[Sequence[float] | float, Sequence[float] | float]
+    | dict[str, Any]
+    | Callable[[Tensor], Tensor]
+    | None
+)
 Mode = Literal["eval", "train", "batchnorm_eval"]
 """The state of the module while an attack crafts examples (see :meth:`Classifier.evaluation`)."""
 MODES: tuple[Mode, ...] = ("eval", "train", "batchnorm_eval")
@@ -49,7 +55,14 @@ class Classifier(Model):
         Every attack keeps its inputs inside it.
     preprocessing:
         ``(mean, std)`` or ``{"mean": ..., "std": ...}``, per channel or scalar, applied
-        inside :meth:`logits` as ``(x - mean) / std``.
+        inside :meth:`logits` as ``(x - mean) / std``; or a function of the input batch
+        (a quantisation, a denoiser), run inside :meth:`logits` before the module.
+    preprocessing_backward:
+        How gradients go through a preprocessing function: ``"exact"`` (autograd through
+        it, the default), ``"identity"`` (straight through: BPDA, Athalye et al. 2018, for
+        a non-differentiable function close to the identity) or a differentiable function
+        whose gradient stands in for it (:mod:`brittle.bpda`). The forward pass is always
+        the function itself.
     num_classes:
         Number of classes; inferred from the first forward pass when not given.
     input_shape:
@@ -83,6 +96,7 @@ class Classifier(Model):
         device: str | torch.device | None = None,
         outputs: Literal["logits", "probabilities"] = "logits",
         mode: Mode = "eval",
+        preprocessing_backward: Backward = "exact",
     ) -> None:
         if not isinstance(module, nn.Module):
             raise InputError(f"module must be a torch.nn.Module, got {type(module).__name__}")
@@ -100,6 +114,9 @@ class Classifier(Model):
         self.module.to(self.device)
         self._mean: Tensor | None
         self._std: Tensor | None
+        self.transform = preprocessing_function(preprocessing, preprocessing_backward)
+        """The preprocessing function run before the module (BPDA's when declared), or
+        ``None`` (a mean and std, or nothing)."""
         self._mean, self._std = self._parse_preprocessing(preprocessing)
         # per-sample shapes already checked: a new shape is checked again
         self._outputs_checked: set[tuple[int, ...]] = set()
@@ -120,7 +137,7 @@ class Classifier(Model):
     def _parse_preprocessing(
         self, preprocessing: Preprocessing
     ) -> tuple[Tensor, Tensor] | tuple[None, None]:
-        if preprocessing is None:
+        if preprocessing is None or callable(preprocessing):  # a function: self.transform
             return None, None
         if isinstance(preprocessing, dict):
             mean, std = preprocessing.get("mean", 0.0), preprocessing.get("std", 1.0)
@@ -145,6 +162,8 @@ class Classifier(Model):
         return {"mean": self._mean.flatten().tolist(), "std": self._std.flatten().tolist()}
 
     def _preprocess(self, x: Tensor) -> Tensor:
+        if self.transform is not None:
+            return self.transform(x)
         if self._mean is None or self._std is None:
             return x
         return (x - self._mean) / self._std
@@ -298,7 +317,9 @@ class Classifier(Model):
                 raise GradientError(
                     "the model's outputs do not depend differentiably on its inputs (no "
                     "autograd graph: a detach(), numpy or argmax inside forward?). Gradient "
-                    "attacks cannot run; use a black-box attack instead."
+                    "attacks cannot run; use a black-box attack instead, or, for a "
+                    "non-differentiable preprocessing, declare it: preprocessing=<function>, "
+                    "preprocessing_backward='identity' (BPDA)."
                 )
             loss = torch.nn.functional.cross_entropy(out, out.argmax(1), reduction="sum")
             (grad,) = torch.autograd.grad(loss, sample, allow_unused=True)

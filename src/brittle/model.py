@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from brittle.eot import EOT
 from brittle.errors import BrittleError, InputError, ModelError
 from brittle.perturbation import Bounds, clip
 from brittle.threat import Capability
@@ -157,6 +158,9 @@ class Model(ABC):
 
     capability: Capability
     has_scores: bool = True
+    eot: EOT | None = None
+    """How a randomised model is attacked and judged (:class:`~brittle.eot.EOT`): ``None``
+    for a deterministic one. Set it, or let :func:`~brittle.eot.use_eot_if_randomised` do."""
 
     def __init__(
         self,

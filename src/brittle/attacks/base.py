@@ -5,7 +5,9 @@ the inputs before any work, runs the attack's :meth:`Attack._run`, projects the 
 the budget and the box, runs the model on what it returns and sets ``success`` from the
 criterion's verdict on those outputs alone, then measures the perturbation. An attack cannot
 report a success the model does not confirm, nor return an input outside the box or the
-budget.
+budget. A randomised model (``model.eot`` set) is judged over several forward passes, a
+strict majority deciding, and draws from generators seeded by the attack's seed
+(:mod:`brittle.eot`).
 
 Two bases say what an attack promises (Foolbox 3's FixedEpsilonAttack and
 MinimizationAttack): a :class:`FixedBudgetAttack` looks for any input within its budget ``eps``
@@ -25,7 +27,7 @@ import math
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, final
 
@@ -40,6 +42,7 @@ from brittle.criteria import (
     TargetChoice,
     TargetedMisclassification,
 )
+from brittle.eot import misclassified, model_randomness, verdict_scores
 from brittle.errors import InputError, ThreatModelError
 from brittle.losses import Loss, LossName
 from brittle.model import Model
@@ -298,34 +301,39 @@ class Attack(ABC):
         x = model.check_inputs(x)
         budget = self._budget(eps, len(x), x)
         ids_t = check_ids(ids, len(x), x.device)
+        # a randomised model draws from generators seeded by the seed and the batch's first id
+        first = int(ids_t[0]) if model.eot is not None and len(x) else 0
         # the checks that run the model come after those that need only the arguments
-        if len(x):
-            model.check_outputs(x)
-        y = model.check_labels(y, len(x))
-        chosen = self._criterion(target, criterion, model)
-        if self.needs_gradients and len(x) and isinstance(model, Classifier):
-            model.check_gradients(x)
+        with model_randomness(model, self.seed, ("eot-checks", first)):
+            if len(x):
+                model.check_outputs(x)
+            y = model.check_labels(y, len(x))
+            chosen = self._criterion(target, criterion, model)
+            if self.needs_gradients and len(x) and isinstance(model, Classifier):
+                model.check_gradients(x)
         num_classes = model.num_classes or 2
         start = time.perf_counter()
         verification = torch.zeros(len(x), dtype=torch.long, device=x.device)
         clean = None
         if isinstance(chosen, TargetedMisclassification) and chosen.least_likely:
-            clean = model.predict_scores(x)
-            verification += 1
+            with model_randomness(model, self.seed, ("eot-clean", first)):
+                clean, passes = verdict_scores(model, x, misclassified(y))
+            verification += passes
         t = chosen.targets(y, num_classes, clean, ids_t, self.seed)
         access = ModelAccess(model, self.capability, len(x), self.name, limit)
         run = AttackRun(access, x, y, chosen, t, ids_t, self.seed, budget, None, clean, model)
-        with self._mode(model):
+        with self._mode(model), model_randomness(model, self.seed, ("eot", self.name, first)):
             x_adv = self._run(run).detach() if len(x) else x.clone()
         access.check_budget()
         x_adv = project(x, x_adv, self.norm, budget, model.bounds)
-        scores_adv = model.predict_scores(x_adv)
-        verification += 1
-        if clean is not None:
-            run.clean_scores = clean
-        elif run.clean_scores is None or not self._clean_scores_are_verdict(model):
-            run.clean_scores = model.predict_scores(x)
-            verification += 1
+        with model_randomness(model, self.seed, ("eot-verdict", first)):
+            scores_adv, passes = verdict_scores(model, x_adv, self._verdict_goal(run))
+            verification += passes
+            if clean is not None:
+                run.clean_scores = clean
+            elif run.clean_scores is None or not self._clean_scores_are_verdict(model):
+                run.clean_scores, passes = verdict_scores(model, x, misclassified(y))
+                verification += passes
         reported = self.eps if eps is None or budget is None or not len(x) else float(budget.max())
         return self._result(run, x_adv, scores_adv, verification, limit, reported, start)
 
@@ -417,8 +425,11 @@ class Attack(ABC):
     def _clean_scores_are_verdict(self, model: Model) -> bool:
         """Whether clean scores the attack stored in ``run.clean_scores`` can stand for the
         base's clean prediction: not when it saw labels only (one-hot rows), nor when a
-        classifier was attacked outside eval mode (dropout on, batch statistics)."""
+        classifier was attacked outside eval mode (dropout on, batch statistics), nor for a
+        randomised model judged over several draws (EOT)."""
         if self.capability < Capability.ORACLE_SCORES:
+            return False
+        if model.eot is not None and model.eot.draws > 1:
             return False
         return not isinstance(model, Classifier) or model.mode == "eval"
 
@@ -440,6 +451,19 @@ class Attack(ABC):
         return budget
 
     # ------------------------------------------------------------------ the verdict
+    @staticmethod
+    def _verdict_goal(run: AttackRun) -> Callable[[Tensor], Tensor]:
+        """Per draw of scores: is the goal met? (A non-finite row meets untargeted goals
+        only, as in :meth:`_result`.) What a randomised model's verdict counts over its
+        draws (:func:`~brittle.eot.verdict_scores`)."""
+
+        def met(scores: Tensor) -> Tensor:
+            goal = run.goal_met(torch.nan_to_num(scores))
+            finite = torch.isfinite(scores).all(1)
+            return torch.where(finite, goal, torch.full_like(goal, not run.criterion.targeted))
+
+        return met
+
     def _result(
         self,
         run: AttackRun,

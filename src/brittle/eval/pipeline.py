@@ -29,6 +29,7 @@ from .defended import defense_check
 from .lock import folder_lock
 from .plan import Plan, failure_warnings, make_plan
 from .probes import PROBE_SAMPLES, probe_checks
+from .randomised import settle_randomness
 from .runner import Evaluation, evaluate
 from .sanity import SanityCheck, recorded_accuracy_check, sweep_checks
 from .sharing import Share
@@ -102,12 +103,14 @@ def run_evaluation(
         check_outputs(_outputs(out, export), _inputs(spec))
         with folder_lock(out):
             target = target or open_target(spec.model, spec.data, seed=spec.seed, device=chosen)
+            settle_randomness(target)
             return _run(make_plan(spec, target), out, None, progress, log, export, options)
     with together("checking the output folder"):
         if place.leader:
             check_outputs(_outputs(out, export), _inputs(spec))
     with together("opening the model and the data"):
         opened = target or open_target(spec.model, spec.data, seed=spec.seed, device=chosen)
+        settle_randomness(opened)
     with together("settling the attacks and the threat"):
         plan = make_plan(spec, opened)
     agree(plan.identity, "the run (model, data, threat and seed)")

@@ -14,7 +14,8 @@ and compared with the evaluation's per-sample worst case on the same samples:
 - **gradients**: the input gradient of the cross-entropy is finite, and vanishes on fewer
   than :data:`VANISHING_SHARE` of the correctly classified samples;
 - **randomised model**: two forward passes on the same inputs give the same outputs (else
-  one gradient is one draw: the attack needs expectation over transformation);
+  one gradient is one draw: the attack needs expectation over transformation, which the
+  evaluation turns on, :mod:`brittle.eot`);
 - **black box vs white box**: a gradient-free attack of the evaluation breaks no sample that
   every gradient attack left standing.
 """
@@ -32,6 +33,7 @@ from brittle.attacks import FGSM
 from brittle.attacks.base import DEFAULT_BATCH_SIZE
 from brittle.attacks.iterative import random_offset
 from brittle.classifier import Classifier
+from brittle.eot import RANDOMNESS_TOLERANCE, outputs_differ
 from brittle.metrics.masking import input_gradient_norms
 from brittle.model import Model
 from brittle.perturbation import box_diameter, clip
@@ -51,8 +53,6 @@ VANISHING_GRADIENT = 1e-12
 """A gradient has vanished when its L1 norm is at most this."""
 VANISHING_SHARE = 0.5
 """Warn when the gradient has vanished on this share or more of the correct samples."""
-RANDOMNESS_TOLERANCE = 1e-4
-"""Two passes differ when a logit moves by more than this times (1 + its magnitude)."""
 
 
 def labels(model: Model, x: Tensor) -> Tensor:
@@ -342,17 +342,36 @@ def gradient_check(probe: Probe) -> SanityCheck:
 
 
 def randomness_check(probe: Probe) -> SanityCheck:
-    """Two forward passes on the probe's inputs give the same logits."""
+    """Two forward passes on the probe's inputs give the same logits (within
+    :data:`~brittle.eot.RANDOMNESS_TOLERANCE`), or the model was attacked with EOT."""
     name, title = "deterministic", "Model deterministic (same outputs on two calls)"
     first = probe.classifier.predict_scores(probe.x)
     second = probe.classifier.predict_scores(probe.x)
-    moved = (first - second).abs() > RANDOMNESS_TOLERANCE * (1 + first.abs())
-    changed = int(moved.any(dim=1).sum())
+    changed = int(outputs_differ(first, second).sum())
     flipped = int((first.argmax(1) != second.argmax(1)).sum())
-    numbers = {"n": len(probe.x), "outputs_changed": changed, "predictions_changed": flipped}
+    numbers: dict[str, object] = {
+        "n": len(probe.x),
+        "outputs_changed": changed,
+        "predictions_changed": flipped,
+        "tolerance": RANDOMNESS_TOLERANCE,
+    }
     if not changed:
         return SanityCheck(
             name, title, PASSED, f"the same logits on all of the first {len(probe.x)}", numbers
+        )
+    eot = probe.classifier.eot
+    if eot is not None and (eot.samples > 1 or eot.draws > 1):
+        numbers["eot"] = eot.describe()
+        return SanityCheck(
+            name,
+            title,
+            PASSED,
+            f"two calls on the same inputs give other logits on {changed} of the first "
+            f"{len(probe.x)} samples ({flipped} change their prediction): the model is "
+            "randomised, and was attacked with EOT (expectation over transformation, Athalye "
+            f"et al. 2018): each gradient the mean of {eot.samples} draws, each verdict a "
+            f"strict majority of {eot.draws} draws",
+            numbers,
         )
     return SanityCheck(
         name,
