@@ -28,7 +28,7 @@ $(VENV)/.installed-docs: $(VENV)/.installed pyproject.toml
 
 # the documentation site, warnings as errors (broken links and references fail), into site/
 docs: $(VENV)/.installed-docs
-	$(BIN)/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 	@echo "the site: $(CURDIR)/site/index.html"
 
 demo: $(VENV)/.installed

@@ -37,7 +37,13 @@ MARKER = re.compile(
 )
 
 
-class MarkerError(Exception):
+try:  # under MkDocs, a plugin error ends the build with its message alone
+    from mkdocs.exceptions import PluginError as _Failure
+except ImportError:  # the hooks imported by a test without MkDocs
+    _Failure = Exception  # type: ignore[assignment, misc]
+
+
+class MarkerError(_Failure):
     """A marker that names nothing that exists."""
 
 

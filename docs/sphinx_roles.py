@@ -75,6 +75,3 @@ class SphinxRoles(griffe.Extension):
 
     def on_package(self, *, pkg: Any, **kwargs: Any) -> None:
         walk(pkg)
-
-    def on_package_loaded(self, *, pkg: Any, **kwargs: Any) -> None:
-        walk(pkg)

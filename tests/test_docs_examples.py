@@ -11,6 +11,8 @@ A fence whose language would look like Python to a reader but escape this test (
 from __future__ import annotations
 
 import re
+import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,20 +90,43 @@ def test_there_are_examples_to_run() -> None:
     assert len(runnable()) >= 10
 
 
-@pytest.mark.parametrize("path", runnable(), ids=name)
+# pages whose examples write an evaluation's report (matplotlib's figures take most of their
+# time) or train a generator and search robustness on it: in the slow tier, still in make test
+SLOW = frozenset(
+    {
+        "README.md",
+        "docs/guides/your-model-and-data.md",
+        "docs/evaluation/engine.md",
+        "docs/bounds/index.md",
+        "docs/bounds/estimators.md",
+    }
+)
+
+
+def cases() -> list[object]:
+    return [
+        pytest.param(p, id=name(p), marks=[pytest.mark.slow] if name(p) in SLOW else [])
+        for p in runnable()
+    ]
+
+
+@pytest.mark.parametrize("path", cases())
 def test_the_examples_of_a_page_run(
     path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # what the examples write lands here
     monkeypatch.syspath_prepend(str(tmp_path))  # a module an example writes can be imported
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    namespace: dict[str, object] = {"__name__": "__docs_example__"}
+    # the page's namespace is a module's, as a script's is: a class defined in an example
+    # finds its module (dataclasses and annotations evaluated later look it up there)
+    page = types.ModuleType("docs_example")
+    monkeypatch.setitem(sys.modules, page.__name__, page)
     for block in blocks(path):
         if block.language != RUN:
             continue
         where = f"{name(path)}, the block at line {block.line}"
         code = compile(block.code, where, "exec")
         try:
-            exec(code, namespace)
+            exec(code, page.__dict__)
         except Exception as err:
             raise AssertionError(f"{where} fails: {type(err).__name__}: {err}") from err
