@@ -21,7 +21,7 @@ budget left is reported ``not run: time budget`` instead of overrunning.
    folder on the device, then the same call again: it must attack nothing (the store's
    batches and rows unchanged) and report the same figures.
 4. **throughput**: PGD-10, APGD-CE, Square (1,000 queries) and FGSM at Linf 8/255, brittle
-   and torchattacks on the same module, the same images, batches and budget: samples/s
+   (in float32 and with ``amp="bf16"``) and torchattacks on the same module, the same images, batches and budget: samples/s
    (the device synchronised around the timed calls, after an untimed warm-up), their ratio,
    and each one's success rate measured by running the model on what it returned (among
    the samples it classified correctly), with any returned image outside the box or budget
@@ -450,15 +450,18 @@ def throughput(problem: Problem, device: torch.device, sizes: Sizes, clock: Cloc
     measurement is not started once ``clock`` (the step's) has run out."""
     from brittle import Classifier
 
-    libraries: tuple[str, ...] = ("brittle",)
+    libraries: tuple[str, ...] = ("brittle", "brittle bf16")
     try:
         _ta()
-        libraries = ("brittle", "torchattacks")
+        libraries = (*libraries, "torchattacks")
     except ImportError:
         pass
-    classifier = Classifier(
-        problem.module, bounds=(0.0, 1.0), num_classes=CLASSES, input_shape=SHAPE
-    )
+    classifiers = {
+        name: Classifier(
+            problem.module, bounds=(0.0, 1.0), num_classes=CLASSES, input_shape=SHAPE, amp=amp
+        )
+        for name, amp in (("brittle", None), ("brittle bf16", "bf16"))
+    }
     rows = []
     for i, bench in enumerate(benches(sizes)):
         n = sizes.bench_n[bench.key]
@@ -468,11 +471,13 @@ def throughput(problem: Problem, device: torch.device, sizes: Sizes, clock: Cloc
             if clock.left() <= 0:
                 row[library] = {"status": "not run: time budget"}
                 continue
-            if library == "brittle":
-                attack = bench.brittle()
+            if library in classifiers:
+                attack, classifier = bench.brittle(), classifiers[library]
 
-                def call(x: Tensor, y: Tensor, ids: Tensor, a: Any = attack) -> Tensor:
-                    return a(classifier, x, y, ids=ids).x_adv
+                def call(
+                    x: Tensor, y: Tensor, ids: Tensor, a: Any = attack, c: Any = classifier
+                ) -> Tensor:
+                    return a(c, x, y, ids=ids).x_adv
 
             else:
                 peer = bench.torchattacks(common.torchattacks_model(problem.module))
@@ -724,19 +729,24 @@ def markdown(meta: dict[str, Any], steps: list[Step]) -> str:
             "",
             "Same module, images, batches and budget; samples/s after a warm-up, the device "
             "synchronised; success: fooled after the attack among the correctly classified, "
-            "by the model's own verdict; ratio = brittle / torchattacks samples/s.",
+            "by the model's own verdict; ratio = brittle / torchattacks samples/s. brittle bf16: "
+            "the same attack with the forward passes under autocast bf16 (`--amp bf16`), success "
+            "judged in float32.",
             "",
-            "| attack | parameters | n | brittle samples/s | torchattacks samples/s | ratio "
-            "| brittle success | torchattacks success | outside budget or box |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| attack | parameters | n | brittle samples/s | brittle bf16 samples/s "
+            "| torchattacks samples/s | ratio | brittle success | brittle bf16 success "
+            "| torchattacks success | outside budget or box |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for row in b["rows"]:
-            ours, theirs = row.get("brittle", {}), row.get("torchattacks", {})
+            ours, half = row.get("brittle", {}), row.get("brittle bf16", {})
+            theirs = row.get("torchattacks", {})
             ratio = f"{row['ratio']:.2f}" if "ratio" in row else "-"
             lines.append(
                 f"| {row['attack']} | {row['params']} | {row['n']:,} | {_rate(ours)} | "
-                f"{_rate(theirs)} | {ratio} | {_success(ours)} | {_success(theirs)} | "
-                f"{ours.get('outside', '-')} / {theirs.get('outside', '-')} |"
+                f"{_rate(half)} | {_rate(theirs)} | {ratio} | {_success(ours)} | "
+                f"{_success(half)} | {_success(theirs)} | {ours.get('outside', '-')} / "
+                f"{half.get('outside', '-')} / {theirs.get('outside', '-')} |"
             )
         if "note" in b:
             lines += ["", b["note"]]

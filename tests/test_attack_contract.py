@@ -30,6 +30,8 @@ QUICK: dict[str, dict[str, Any]] = {
     "simba": {"eps": 0.3, "max_queries": 30},
     "square": {"eps": 0.1, "max_queries": 30},
     "jsma": {"eps": 0.2},
+    "hopskipjump": {"max_queries": 60, "steps": 2, "init_evals": 8},
+    "rays": {"max_queries": 40},
 }
 """Constructor arguments that keep each registered attack quick on the tiny model (LBFGS keeps
 its default, targeted, so the targeted path is checked too)."""

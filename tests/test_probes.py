@@ -145,8 +145,9 @@ def test_a_masked_gradient_is_flagged_by_the_gradient_and_black_box_checks(tmp_p
     gradients = gradient_check(_probe(data, plans))
     assert gradients.warned and gradients.numbers["vanished"] == gradients.numbers["correct"]
     black = black_box_check(evaluation, plans)
-    assert black.warned and black.numbers["broken_by_black_box_only"][0] > 0
-    assert black.numbers["black_box"] == [plans[2].label]
+    assert black.warned and black.numbers["broken_by_weaker_only"][0] > 0
+    assert black.numbers["weaker"] == [plans[-1].label]  # the score-based stage
+    assert black.numbers["capability"] == "white_box"
 
 
 def test_non_finite_gradients_are_flagged() -> None:

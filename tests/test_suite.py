@@ -16,7 +16,7 @@ from brittle.cli import main
 from brittle.errors import InputError
 from brittle.eval import ResultStore, evaluate
 from brittle.eval.runner import Evaluation
-from brittle.eval.suite import SCORE_QUERIES, suite_attacks
+from brittle.eval.suite import LABEL_QUERIES, SCORE_QUERIES, suite_attacks
 from brittle.threat import Capability, Norm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -60,17 +60,26 @@ def _rows(path: Path) -> list[tuple[object, ...]]:
 
 def test_the_suite_follows_the_threat_model() -> None:
     white = suite_attacks("standard", Norm.LINF, Capability.WHITE_BOX)
-    assert [a.name for a in white] == ["apgd", "apgd-t", "square"]
-    assert [a.survivors_only for a in white] == [False, True, True]
-    assert white[2].params["max_queries"] == SCORE_QUERIES
-    (scores,) = suite_attacks("standard", "l2", Capability.ORACLE_SCORES)
-    assert scores.name == "square" and not scores.survivors_only
+    assert [a.name for a in white] == ["apgd", "apgd-t", "fab-t", "square"]
+    assert [a.survivors_only for a in white] == [False, True, True, True]
+    assert white[3].params["max_queries"] == SCORE_QUERIES
+    scores = suite_attacks("standard", "l2", Capability.ORACLE_SCORES)
+    assert [(a.name, a.survivors_only) for a in scores] == [("square", False), ("simba", True)]
+    (simba,) = suite_attacks("standard", "l2", Capability.ORACLE_SCORES, (64,))
+    assert simba.name == "simba" and not simba.survivors_only
+    labels = suite_attacks("standard", "linf", Capability.ORACLE_LABELS)
+    assert [(a.name, a.survivors_only) for a in labels] == [("hopskipjump", False), ("rays", True)]
+    assert all(a.params["max_queries"] == LABEL_QUERIES for a in labels)
+    (l2,) = suite_attacks("standard", "l2", Capability.ORACLE_LABELS)  # RayS is linf only
+    assert l2.name == "hopskipjump" and l2.params["norm"] == "l2"
+    for capability in (Capability.TRAINING_DATA, Capability.SAMPLES):
+        (transfer,) = suite_attacks("standard", "linf", capability)
+        assert transfer.name == "substitute"
     # Square's windows need an image layout: other inputs get SimBA
     for shape, name in (((1, 28, 28), "square"), ((3, 2, 40), "simba"), ((64,), "simba")):
-        assert suite_attacks("standard", "linf", Capability.WHITE_BOX, shape)[2].name == name
+        assert suite_attacks("standard", "linf", Capability.WHITE_BOX, shape)[3].name == name
     for bad, words in (
         (("standard", "l1", Capability.WHITE_BOX), "linf and l2"),
-        (("standard", "linf", Capability.ORACLE_LABELS), "score queries"),
         (("strong", "linf", Capability.WHITE_BOX), "unknown suite"),
     ):
         with pytest.raises(InputError, match=words):
@@ -144,9 +153,10 @@ def test_evaluate_with_the_standard_suite_reports_and_resumes(model: Path, tmp_p
     assert [a["label"] for a in report["attacks"]] == [
         "apgd:loss=ce",
         "apgd-t",
+        "fab-t",
         f"square:max_queries={SCORE_QUERIES}",
     ]
-    assert [a["survivors_only"] for a in report["attacks"]] == [False, True, True]
+    assert [a["survivors_only"] for a in report["attacks"]] == [False, True, True, True]
     names = {c["name"]: c["status"] for c in report["sanity_checks"]}
     assert names["black_box"] in ("passed", "warning") and names["single_step"] != "not run"
     again = tasks.resume_evaluation(tmp_path / "ev", {"suite": "standard"}, progress=False)

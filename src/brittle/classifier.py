@@ -28,6 +28,9 @@ Preprocessing = (
 Mode = Literal["eval", "train", "batchnorm_eval"]
 """The state of the module while an attack crafts examples (see :meth:`Classifier.evaluation`)."""
 MODES: tuple[Mode, ...] = ("eval", "train", "batchnorm_eval")
+Amp = Literal["bf16", "fp16"]
+"""A reduced precision for the forward passes attacks make (see :class:`Classifier`)."""
+AMP_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 _PROBABILITY_TOLERANCE = 1e-3
 
@@ -78,6 +81,13 @@ class Classifier(Model):
         on, batchnorm on its running statistics). In every mode the parameters are frozen and
         batchnorm's running statistics are never updated by an attack. The attack base's
         clean prediction and re-check of the returned inputs always run in eval mode.
+    amp:
+        ``"bf16"`` or ``"fp16"``: the forward passes attacks make while crafting (and their
+        gradients) run under ``torch.autocast`` at that precision, their logits cast back to
+        :attr:`dtype`. The attack base's clean prediction and re-check of the returned
+        inputs, and :meth:`predict_logits`, always run at the module's own precision, so
+        success is never judged at reduced precision. bf16 keeps float32's range; fp16 can
+        underflow small gradients to zero, which the gradient check then reports.
 
     Inputs are cast to :attr:`dtype`, the floating type of the module's first floating
     parameter or buffer (float32 for a module without one): a float64 model is attacked in
@@ -96,6 +106,7 @@ class Classifier(Model):
         device: str | torch.device | None = None,
         outputs: Literal["logits", "probabilities"] = "logits",
         mode: Mode = "eval",
+        amp: Amp | None = None,
         preprocessing_backward: Backward = "exact",
     ) -> None:
         if not isinstance(module, nn.Module):
@@ -111,6 +122,7 @@ class Classifier(Model):
         self.module = module
         self.outputs = outputs
         self.mode = mode
+        self.amp = amp
         self.module.to(self.device)
         self._mean: Tensor | None
         self._std: Tensor | None
@@ -132,6 +144,18 @@ class Classifier(Model):
         if value not in MODES:
             raise InputError(f"mode must be one of {', '.join(MODES)}, got {value!r}")
         self._mode = value
+
+    @property
+    def amp(self) -> Amp | None:
+        """The reduced precision of the crafting forward passes, or ``None`` (see the class
+        docstring)."""
+        return self._amp
+
+    @amp.setter
+    def amp(self, value: Amp | None) -> None:
+        if value is not None and value not in AMP_DTYPES:
+            raise InputError(f"amp must be one of {', '.join(AMP_DTYPES)} or None, got {value!r}")
+        self._amp = value
 
     # ------------------------------------------------------------------ forward passes
     def _parse_preprocessing(
@@ -169,14 +193,23 @@ class Classifier(Model):
         return (x - self._mean) / self._std
 
     def logits(self, x: Tensor) -> Tensor:
-        """Differentiable logits of inputs ``x`` given in input space (preprocessing inside).
+        """Differentiable logits of inputs ``x`` given in input space (preprocessing inside),
+        at the reduced precision :attr:`amp` when one is set.
 
         An exception the module raises is re-raised by :func:`~brittle.model.model_failure`
         as a :class:`~brittle.errors.ModelError` (or an ``InputError`` for inputs of a shape
         it cannot take) with the module's message.
         """
+        return self._logits(x, self._amp)
+
+    def _logits(self, x: Tensor, amp: Amp | None) -> Tensor:
         try:
-            out: Tensor = self.module(self._preprocess(x))
+            if amp is None:
+                out: Tensor = self.module(self._preprocess(x))
+            else:
+                with torch.autocast(self.device.type, dtype=AMP_DTYPES[amp]):
+                    out = self.module(self._preprocess(x))
+                out = out.to(self.dtype)
         except Exception as err:
             raise model_failure(err, x) from err
         if self.outputs == "probabilities":
@@ -188,7 +221,7 @@ class Classifier(Model):
         x = as_tensor(x, "x").to(self.device, self.dtype)
         with self.evaluation(), torch.no_grad():
             return (
-                torch.cat([self.logits(b) for b in x.split(batch_size)])
+                torch.cat([self._logits(b, None) for b in x.split(batch_size)])
                 if len(x)
                 else x.new_zeros(0, self.num_classes or 0)
             )
@@ -199,9 +232,10 @@ class Classifier(Model):
 
     # ------------------------------------------------------------------ mode handling
     def predict_scores(self, x: Tensor) -> Tensor:
-        """Logits without gradient, in eval mode (the attack base's uncounted passes)."""
+        """Logits without gradient, in eval mode and at the module's own precision (the
+        attack base's uncounted passes: clean prediction and re-check)."""
         with self.evaluation(), torch.no_grad():
-            return self.logits(x)
+            return self._logits(x, None)
 
     def current_scores(self, x: Tensor) -> Tensor:
         """Logits without gradient, in whatever mode the module is in now."""

@@ -5,11 +5,13 @@ from .base import Attack, AttackRun, FixedBudgetAttack, MinimizationAttack
 from .cw import CarliniWagnerL2
 from .deepfool import DeepFool
 from .fgsm import FGSM
+from .hopskipjump import HopSkipJump
 from .iterative import BIM, PGD
 from .jsma import JSMA
 from .lbfgs import LBFGS
 from .mifgsm import MIFGSM
 from .minimize import Minimize
+from .rays import RayS
 from .result import AttackResult
 from .simba import SimBA
 from .square import Square
@@ -30,8 +32,10 @@ __all__ = [
     "CarliniWagnerL2",
     "DeepFool",
     "FixedBudgetAttack",
+    "HopSkipJump",
     "MinimizationAttack",
     "Minimize",
+    "RayS",
     "SimBA",
     "Smallest",
     "Square",

@@ -63,10 +63,11 @@ def add_attack_options(
     threat.add_argument(
         "--capability",
         type=capability,
-        default=Capability.WHITE_BOX,
+        default=None,
         metavar="NAME",
         help=f"What the adversary may use, strongest first: {', '.join(CAPABILITIES)} "
-        "(default: white_box).",
+        "(default: white_box). `evaluate` given a capability and no --attack runs the "
+        "strongest suite the capability allows.",
     )
     threat.add_argument(
         "--targeted", action="store_true", help="Aim at target classes (see --target)."
@@ -110,7 +111,7 @@ def attack_request(args: argparse.Namespace) -> dict[str, Any]:
         "minimize": args.minimize,
         "targeted": args.targeted,
         "target": args.target,
-        "capability": args.capability,
+        "capability": args.capability or Capability.WHITE_BOX,
     }
 
 

@@ -17,7 +17,7 @@ from brittle import tasks
 from brittle.attacks.registry import DEFAULT_EPS, attack_names
 from brittle.data import DATASET_NAMES
 from brittle.distributed import world
-from brittle.eval.suite import SUITES
+from brittle.eval.suite import STANDARD, SUITES
 from brittle.generators import GENERATORS
 from brittle.reproduce.report import show_value
 
@@ -134,6 +134,7 @@ def evaluate(args: argparse.Namespace) -> int:
                 export=args.export,
                 progress=progress,
                 log=print,
+                certify=args.certify,
             )
         else:
             outcome = tasks.evaluate_model(
@@ -143,6 +144,7 @@ def evaluate(args: argparse.Namespace) -> int:
                 export=args.export,
                 progress=progress,
                 log=print,
+                certify=args.certify,
             )
     except KeyboardInterrupt:
         output.print_interrupted(folder / tasks.STORE_NAME)
@@ -167,11 +169,14 @@ the same name; declared attack parameters: ``params``; the model's: ``model_opti
 def _evaluate_request(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of :func:`brittle.tasks.evaluation_spec`."""
     names = list(args.attack_name or []) + list(args.attacks or [])
+    suite = args.suite
+    if not names and suite is None and args.capability is not None:
+        suite = STANDARD  # the threat stated, no attack: the strongest the threat allows
     request = {
         **target_request(args),
         **attack_request(args),
-        "attacks": names or (None if args.suite else ["fgsm"]),
-        "suite": args.suite,
+        "attacks": names or (None if suite else ["fgsm"]),
+        "suite": suite,
         "generator": args.generator,
         "eps_list": args.eps,
         "seed": args.seed,
@@ -189,7 +194,7 @@ def _stated(args: argparse.Namespace, request: dict[str, Any]) -> dict[str, Any]
             continue
         if dest.startswith(("param.", "search.")):
             stated["params"] = request["params"]
-        elif dest in ("weights", "preprocess", "classes"):
+        elif dest in ("weights", "preprocess", "classes", "amp"):
             stated["model_options"] = request["model_options"]
         elif dest in request or dest in _OPTION_OF:
             name = _OPTION_OF.get(dest, dest)
@@ -362,6 +367,18 @@ def build_parser() -> argparse.ArgumentParser:
         "per eps, the most robust accuracy any classifier can have on its data (Fawzi et al. "
         "2018, Theorem 1).",
     )
+    evaluating.add_argument(
+        "--certify",
+        nargs="?",
+        const="auto",
+        default=None,
+        choices=("auto", "ibp", "smoothing"),
+        metavar="METHOD",
+        help="Also certify each sample (auto, the default: randomised smoothing for a smoothed "
+        "classifier, interval bound propagation for any other; or ibp, smoothing): the report "
+        "puts the certified radii below the smallest perturbations found, and checks that "
+        "none lies above.",
+    )
     add_target(evaluating)
     budgets_help = ",".join(tasks.DEFAULT_EPS_LIST)
     listing = add_attack_options(
@@ -454,10 +471,13 @@ def _add_attack_list(group: argparse._ArgumentGroup) -> None:
         "--suite",
         choices=SUITES,
         default=None,
-        help="A suite of attacks chosen from the threat model instead of --attack: standard "
-        "is APGD-CE, then APGD-T (DLR) and Square (score-based; SimBA on inputs that are not "
-        "images) on the samples still standing; "
-        "per sample the worst case (linf or l2, untargeted).",
+        help="A suite of attacks chosen from the threat model instead of --attack. standard, "
+        "white box: APGD-CE, then APGD-T (DLR), FAB-T and Square (score-based; SimBA on "
+        "inputs that are not images) on the samples still standing; oracle_scores: Square "
+        "then SimBA; oracle_labels: HopSkipJump then RayS (linf); training_data and samples: "
+        "a substitute model and transfer. Per sample the worst case (linf or l2, untargeted). "
+        "A black-box stage that breaks samples every stronger attack left standing is run "
+        "once more with 4 times its queries.",
     )
 
 

@@ -110,6 +110,14 @@ def add_target(parser: argparse.ArgumentParser) -> None:
         help="The model's class names in the order of its outputs, comma-separated or a text "
         "file with one per line; checked against the data's class names.",
     )
+    group.add_argument(
+        "--amp",
+        choices=("bf16", "fp16"),
+        help="Run the attacks' forward passes (and their gradients) under torch.autocast at "
+        "this precision; the clean prediction and the re-check of every returned input stay "
+        "at the model's own precision. bf16 keeps float32's range; fp16 can underflow small "
+        "gradients. For white-box models only.",
+    )
     add_samples(group)
 
 
@@ -139,7 +147,7 @@ def _converted(convert: Callable[[str], Any], text: str) -> Any:
 def model_options(args: argparse.Namespace) -> tasks.ModelOptions:
     """The options of ``--model`` that are not the model itself."""
     return tasks.ModelOptions(
-        weights=args.weights, preprocess=args.preprocess, classes=args.classes
+        weights=args.weights, preprocess=args.preprocess, classes=args.classes, amp=args.amp
     )
 
 

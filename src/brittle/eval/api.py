@@ -11,6 +11,7 @@ from typing import Any
 from torch import nn
 
 from brittle.attacks.base import Attack
+from brittle.errors import InputError
 from brittle.model import Model
 from brittle.threat import Capability, ThreatModel
 
@@ -26,6 +27,7 @@ from .spec import (
     check_count,
     check_target,
 )
+from .suite import STANDARD
 from .target import Target, as_source, draw_ids, live_model
 
 AttackLike = str | AttackSpec | Attack
@@ -48,7 +50,7 @@ def evaluate(
     classes: Sequence[str] | None = None,
     bounds: tuple[float, float] = (0.0, 1.0),
     threat: ThreatModel | None = None,
-    capability: Capability = Capability.WHITE_BOX,
+    capability: Capability | None = None,
     targeted: bool = False,
     target: str | None = None,
     minimize: bool = False,
@@ -56,9 +58,11 @@ def evaluate(
     seed: int = 0,
     batch_size: int = DEFAULT_BATCH_SIZE,
     device: str | None = None,
+    amp: str | None = None,
     progress: bool = True,
     log: Log = quiet,
     export: bool = False,
+    certify: bool | str | None = None,
 ) -> EvaluateOutcome | None:
     """Evaluate ``model`` on ``data`` under each attack at each budget; write the store and
     the report into ``out``. Calling it again with the same arguments resumes.
@@ -75,15 +79,31 @@ def evaluate(
 
     ``attacks``: names with parameters (``"pgd:steps=40"``), :class:`AttackSpec`, or attack
     instances (default FGSM); ``suite="standard"`` instead runs AutoAttack's plan in
-    ``norm``. ``eps``: the budgets, numbers or texts such as ``"8/255"`` (kept as written in
+    ``norm``, or the strongest attacks a weaker ``capability`` allows
+    (:func:`~brittle.eval.suite.suite_attacks`), which is also what a ``capability`` given
+    without ``attacks`` runs. ``capability``: what the adversary may use (default: the white
+    box). ``eps``: the budgets, numbers or texts such as ``"8/255"`` (kept as written in
     the report). ``threat``: the threat model, else stated from the attacks, ``capability``
-    and ``bounds``. ``classes``: the class names (checked against the data's).
+    and ``bounds``. ``classes``: the class names (checked against the data's). ``amp``:
+    ``"bf16"`` or ``"fp16"`` for the crafting forward passes of an ``nn.Module`` or a file
+    (success is re-checked at full precision; a Classifier given states its own ``amp``).
+
+    ``certify``: ``True`` (or ``"auto"``), ``"ibp"`` or ``"smoothing"`` also certifies every
+    sample and puts the certified radii below the smallest perturbations found in the report
+    (``report["sandwich"]``, with a sanity check that no certified radius lies above).
 
     Under a ``torch.distributed`` process group (``torchrun``), call it on every rank with the
     same arguments: the ranks share the samples, rank 0 writes the store and the report and
     returns the outcome, the others return ``None``.
     """
     check_count(n, "n")
+    if amp is not None and isinstance(model, Model):
+        raise InputError(
+            "amp is for a plain nn.Module or a file; a Classifier states its own "
+            "(Classifier(module, amp=...)) and an oracle runs at its own precision"
+        )
+    if suite is None and attacks is None and capability is not None:
+        suite = STANDARD  # the threat stated, no attack: the strongest the threat allows
     chosen = [] if suite is not None else _listed(attacks)
     specs = attack_specs(
         chosen, minimize=minimize, target=check_target(target, targeted), seed=seed
@@ -96,6 +116,7 @@ def evaluate(
             weights=None if weights is None else str(weights),
             preprocess=None if preprocess is None else (tuple(preprocess[0]), tuple(preprocess[1])),
             classes=None if classes is None else tuple(str(c) for c in classes),
+            amp=amp if amp is not None else getattr(model, "amp", None),
         ),
         data=DataRef(
             dataset=data if named_data else None,
@@ -105,7 +126,7 @@ def evaluate(
         ),
         attacks=specs,
         eps=() if eps is None else ((eps,) if isinstance(eps, int | float) else eps),  # type: ignore[arg-type]
-        capability=capability,
+        capability=Capability.WHITE_BOX if capability is None else capability,
         threat=threat,
         suite=suite,
         norm=norm,
@@ -117,7 +138,14 @@ def evaluate(
     if not (path_model and named_data):
         opened = _target(model, data, spec, bounds=bounds, device=device)
     return run_evaluation(
-        spec, out, target=opened, device=device, progress=progress, log=log, export=export
+        spec,
+        out,
+        target=opened,
+        device=device,
+        progress=progress,
+        log=log,
+        export=export,
+        certify="auto" if certify is True else (certify or None),
     )
 
 
@@ -156,6 +184,7 @@ def _target(
             bounds=bounds,
             input_shape=source.input_shape,
             device=device,
+            amp=None if isinstance(model, Model) else spec.model.amp,
         )
     check_belong(opened, meta, source)
     named = isinstance(data, str)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from brittle.classifier import Classifier
-from brittle.distributed import agree, join, together
+from brittle.distributed import agree, from_leader, join, together
 from brittle.errors import InputError
 from brittle.files import check_outputs
 from brittle.report.content import build_report, finite
@@ -27,14 +27,15 @@ from brittle.report.html import ReportPaths, write_report
 from .chunks import attack_ticket
 from .defended import defense_check
 from .lock import folder_lock
-from .plan import Plan, failure_warnings, make_plan
+from .plan import Plan, failure_warnings, make_plan, raised_stage
 from .probes import PROBE_SAMPLES, probe_checks
 from .randomised import settle_randomness
 from .runner import Evaluation, evaluate
 from .sanity import SanityCheck, recorded_accuracy_check, sweep_checks
 from .sharing import Share
-from .spec import EvaluationSpec
+from .spec import AttackSpec, EvaluationSpec
 from .store import SCHEMA_VERSION, ResultStore
+from .suite import RAISE
 from .tables import export_tables
 from .target import Target, open_target
 
@@ -80,6 +81,7 @@ def run_evaluation(
     log: Log = quiet,
     export: bool = False,
     options: dict[str, Any] | None = None,
+    certify: str | None = None,
 ) -> EvaluateOutcome | None:
     """Run ``spec`` into the folder ``out``: ``results.sqlite``, ``report.json`` and
     ``report.html`` (and the tables as CSV and JSON with ``export``).
@@ -90,6 +92,8 @@ def run_evaluation(
     locked until the report is written. A store of another run or another schema is
     refused. Every attack is checked against the threat before any sample is attacked.
     ``options``: the command-line options the spec was made from, kept beside it.
+    ``certify`` (``"auto"``, ``"ibp"`` or ``"smoothing"``): certify every sample too and
+    report the certified radii beside the attacked ones (:mod:`brittle.eval.certified`).
 
     In a job of several processes (``torchrun``, or a process group the caller started),
     every rank opens the model and the data and the ranks share the chunks
@@ -104,7 +108,8 @@ def run_evaluation(
         with folder_lock(out):
             target = target or open_target(spec.model, spec.data, seed=spec.seed, device=chosen)
             settle_randomness(target)
-            return _run(make_plan(spec, target), out, None, progress, log, export, options)
+            plan = make_plan(spec, target)
+            return _run(plan, out, None, progress, log, export, options, certify=certify)
     with together("checking the output folder"):
         if place.leader:
             check_outputs(_outputs(out, export), _inputs(spec))
@@ -120,19 +125,26 @@ def run_evaluation(
             f"{len(opened.ids)} (--nproc-per-node), or evaluate more samples"
         )
     budgets = [float(e) for e in spec.eps]
-    share = Share.open(
-        place,
-        plan.attacks,
-        budgets,
-        plan.key,
-        lambda ticket: attack_ticket(opened.model, plan.attacks, budgets, opened.source, ticket),
-    )
+
+    def shared(attacks: tuple[AttackSpec, ...]) -> Share:
+        return Share.open(
+            place,
+            attacks,
+            budgets,
+            plan.key,
+            lambda ticket: attack_ticket(opened.model, attacks, budgets, opened.source, ticket),
+        )
+
+    share = shared(plan.attacks)
     if not place.leader:
         share.follow()
+        raised = from_leader(lambda: None)  # the leader's decision (see _run)
+        if raised is not None:
+            shared((*plan.attacks, raised)).follow()
         return None
     try:
         with folder_lock(out):
-            return _run(plan, out, share, progress, log, export, options)
+            return _run(plan, out, share, progress, log, export, options, shared, certify)
     except BaseException as err:
         if not share.started:
             share.fail(err)
@@ -147,10 +159,20 @@ def _run(
     log: Log,
     export: bool,
     options: dict[str, Any] | None,
+    shared: Callable[[tuple[AttackSpec, ...]], Share] | None = None,
+    certify: str | None = None,
 ) -> EvaluateOutcome:
     """The evaluation of ``plan`` into the locked folder ``out`` (with ``share``, the
-    leader's part of a shared one)."""
+    leader's part of a shared one; ``shared`` shares another list of attacks).
+
+    A suite whose black-box stage broke samples that every stronger attack left standing
+    runs that stage once more with raised queries (:func:`~brittle.eval.plan.raised_stage`):
+    a second pass in which every stored row is reused, every rank taking part."""
     spec, target = plan.spec, plan.target
+    if certify is not None:  # an unknown method or a model it cannot certify: refused now
+        from .certified import certifier
+
+        certifier(target.model, certify, plan.threat.norm, spec.batch_size)
     store_path = out / STORE_NAME
     with ResultStore(store_path, classes=target.model.num_classes) as store:
         _check_same_run(store, plan, out)
@@ -161,26 +183,43 @@ def _run(
         if options is not None:
             store.put_record(*OPTIONS, options)
         _log_resume(store, plan, log)
-        evaluation = evaluate(
-            target.model,
-            plan.attacks,
-            target.source,
-            spec.eps,
-            batch_size=spec.batch_size,
-            store=store,
-            run_key=plan.key,
-            ids=target.ids,
-            progress=progress,
-            share=share,
-        )
+        evaluation = _attack(plan, store, share, progress)
+        raised = from_leader(lambda: raised_stage(plan, evaluation))
+        if raised is not None:
+            log(f"raising the black-box budget once: {raised.label} on the samples still standing")
+            plan = plan.with_stage(raised)
+            store.register_attack(raised.spec)
+            again = shared(plan.attacks) if shared is not None and share is not None else None
+            evaluation = _attack(plan, store, again, progress)
         report = _report(plan, evaluation, store_path)
         if spec.generator is not None:
             report["bound"] = _bound(spec.generator, plan, evaluation)
             store.put_record(BOUND, plan.key, report["bound"])
+        if certify is not None:
+            from .certified import add_sandwich
+
+            add_sandwich(report, plan, evaluation, store, certify, log)
         store.put_record(SUMMARY, plan.key, _summary_record(report))
         exported = export_tables(store, evaluation, out) if export else ()
     paths = write_report(out, report, evaluation, class_names(target))
     return EvaluateOutcome(evaluation, report, paths, store_path, spec, exported)
+
+
+def _attack(plan: Plan, store: ResultStore, share: Share | None, progress: bool) -> Evaluation:
+    """Every attack of ``plan`` at every budget on its samples, what ``store`` holds reused."""
+    spec, target = plan.spec, plan.target
+    return evaluate(
+        target.model,
+        plan.attacks,
+        target.source,
+        spec.eps,
+        batch_size=spec.batch_size,
+        store=store,
+        run_key=plan.key,
+        ids=target.ids,
+        progress=progress,
+        share=share,
+    )
 
 
 def _outputs(out: Path, export: bool) -> dict[str, Path]:
@@ -305,6 +344,14 @@ def _report(plan: Plan, evaluation: Evaluation, store_path: Path) -> dict[str, A
         eps_text=[b.text for b in spec.eps],
     )
     report["spec"] = _saved(spec)
+    if plan.raised is not None:
+        stage = plan.raised
+        report["raised"] = {"stage": stage.label, "max_queries": stage.params["max_queries"]}
+        report["warnings"].append(
+            f"the black-box check found samples that a weaker adversary broke and every "
+            f"stronger attack left standing, so the suite ran {stage.label} once more, with "
+            f"{RAISE} times the queries, on the samples still standing"
+        )
     for attack, built in zip(plan.attacks, largest, strict=True):
         top = evaluation.per_attack[attack.label][-1]["success_rate"]
         report["warnings"].extend(

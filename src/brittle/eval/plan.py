@@ -12,7 +12,7 @@ attacks of one evaluation must state one threat.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from brittle.attacks.base import Attack, MinimizationAttack, TargetSpec
 from brittle.attacks.registry import accepted_parameters, attack_class
@@ -23,8 +23,11 @@ from brittle.threat import Capability, Goal, Norm, ThreatModel
 from .sanity import unbounded_failure_warnings
 from .spec import AttackSpec, EvaluationSpec
 from .store import run_key
-from .suite import suite_attacks
+from .suite import RAISE, suite_attacks
 from .target import Target
+
+if TYPE_CHECKING:
+    from .runner import Evaluation
 
 
 @dataclass(frozen=True)
@@ -36,15 +39,23 @@ class Plan:
     target: Target
     attacks: tuple[AttackSpec, ...]
     threat: ThreatModel
+    raised: AttackSpec | None = None
+    """The suite's black-box stage run again with raised queries, when it was
+    (:func:`raised_stage`); it is the last of :attr:`attacks`."""
+
+    def with_stage(self, stage: AttackSpec) -> Plan:
+        """This plan with the raised black-box ``stage`` run last."""
+        return replace(self, attacks=(*self.attacks, stage), raised=stage)
 
     @property
     def identity(self) -> dict[str, Any]:
         """What the run is: the model's SHA-256, the data's identity (format, split, size,
         class names and content hash; never the display name alone), the threat model
-        without its budget, and the seed. Two runs with one identity give one result per
-        (attack, budget, sample)."""
+        without its budget, the seed, and the reduced precision of the crafting passes when
+        one is set (it changes the attacks' paths). Two runs with one identity give one
+        result per (attack, budget, sample)."""
         data = self.target.source.identity()
-        return {
+        identity: dict[str, Any] = {
             "model_sha256": self.target.meta["sha256"],
             "data": {k: data[k] for k in ("kind", "split", "size", "classes", "sha256")},
             "threat": {
@@ -56,6 +67,10 @@ class Plan:
             },
             "seed": self.spec.seed,
         }
+        amp = getattr(self.target.model, "amp", None)
+        if amp is not None:
+            identity["amp"] = amp
+        return identity
 
     @property
     def key(self) -> str:
@@ -176,3 +191,26 @@ def _suite(spec: EvaluationSpec, target: Target) -> tuple[AttackSpec, ...]:
     granted = spec.threat.capability if spec.threat is not None else spec.capability
     assert spec.suite is not None
     return suite_attacks(spec.suite, norm, granted, target.source.input_shape, spec.seed)
+
+
+def raised_stage(plan: Plan, evaluation: Evaluation) -> AttackSpec | None:
+    """The suite's last black-box stage again, with :data:`~brittle.eval.suite.RAISE` times
+    its queries, on the samples still standing: when the black-box check
+    (:func:`~brittle.eval.probes.black_box_check`) finds samples that an attack of weaker
+    capability broke and every attack of the strongest capability left standing (the sign
+    that the stronger attacks are misled, and that more queries may break more). ``None``
+    otherwise, for attacks listed by the user (their budgets are theirs), and once raised."""
+    from .probes import black_box_check
+
+    if plan.spec.suite is None or plan.raised is not None:
+        return None
+    if not black_box_check(evaluation, plan.attacks).warned:
+        return None
+    tiers = [a.build(evaluation.eps[0]).capability for a in plan.attacks]
+    weaker = [a for a, t in zip(plan.attacks, tiers, strict=True) if t < max(tiers)]
+    stage = next((a for a in reversed(weaker) if "max_queries" in a.params), None)
+    if stage is None:
+        return None
+    params = {**stage.params, "max_queries": int(stage.params["max_queries"]) * RAISE}
+    shown = [f"{k}={v}" for k, v in params.items() if k != "norm"]
+    return replace(stage, params=params, label=":".join([stage.name, *shown]), survivors_only=True)

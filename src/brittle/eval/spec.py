@@ -29,6 +29,7 @@ from brittle.attacks.registry import (
     minimize_parameters,
 )
 from brittle.budget import Budget, parse_budget, parse_budgets
+from brittle.classifier import AMP_DTYPES
 from brittle.criteria import TARGET_CHOICES
 from brittle.data.limits import Limits
 from brittle.errors import InputError
@@ -234,12 +235,19 @@ class AttackSpec:
 class ModelRef:
     """Where the model comes from: a file or ``file.py:factory`` (``spec``), with the
     ``weights``, the per-channel ``preprocess`` (mean, std) and the ``classes`` stated for
-    it. A model given as a live object is named by its class and content hash instead."""
+    it, and the reduced precision ``amp`` (``"bf16"``, ``"fp16"``) of its crafting forward
+    passes (:class:`~brittle.classifier.Classifier`). A model given as a live object is named
+    by its class and content hash instead."""
 
     spec: str
     weights: str | None = None
     preprocess: tuple[tuple[float, ...], tuple[float, ...]] | None = None
     classes: tuple[str, ...] | None = None
+    amp: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.amp is not None and self.amp not in AMP_DTYPES:
+            raise InputError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {self.amp!r}")
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -247,6 +255,7 @@ class ModelRef:
             "weights": self.weights,
             "preprocess": None if self.preprocess is None else [list(p) for p in self.preprocess],
             "classes": None if self.classes is None else list(self.classes),
+            "amp": self.amp,
         }
 
     @classmethod
@@ -258,6 +267,7 @@ class ModelRef:
             weights=record.get("weights"),
             preprocess=None if pre is None else (tuple(pre[0]), tuple(pre[1])),
             classes=None if classes is None else tuple(classes),
+            amp=record.get("amp"),
         )
 
 

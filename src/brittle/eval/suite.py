@@ -7,15 +7,28 @@ per sample the worst case:
 1. APGD on the cross-entropy (:class:`~brittle.attacks.apgd.APGD`, 100 steps);
 2. APGD-T on the targeted DLR loss over the 9 classes of highest clean logit
    (:class:`~brittle.attacks.apgd.APGDT`), which the cross-entropy's scale cannot mask;
-3. a score-based attack, which uses no gradient at all: a sample it breaks after both gradient
+3. FAB-T (:class:`~brittle.attacks.fab.FABT`, Croce & Hein's fast adaptive boundary attack,
+   aimed in turn at the same 9 classes, 100 iterations, 1 restart), which steps to the
+   linearised decision boundary instead of ascending a loss, so that it depends on no loss's
+   scale and no step size;
+4. a score-based attack, which uses no gradient at all: a sample it breaks after the gradient
    attacks failed is the sign of a masked gradient. On images, AutoAttack's own, the Square
    attack (:class:`~brittle.attacks.square.Square`, 5,000 queries, p_init 0.8); on inputs
    without an image layout, where Square's windows mean nothing, SimBA
    (:class:`~brittle.attacks.simba.SimBA`).
 
-Under a score-based threat (``oracle_scores``) only the score-based attack is allowed, and it
-runs on every sample. The suite is untargeted (any misclassification) and defined in Linf and
-L2, where APGD, Square and SimBA work.
+A weaker threat gets the strongest attacks it allows (Papernot et al. 2016's capabilities):
+
+- score queries (``oracle_scores``): the Square attack on every sample, then SimBA on the
+  samples it left standing (SimBA alone on inputs without an image layout);
+- label queries (``oracle_labels``): HopSkipJump (:mod:`brittle.attacks.hopskipjump`) on every
+  sample, then in Linf RayS (:mod:`brittle.attacks.rays`) on the survivors; each with
+  :data:`LABEL_QUERIES` queries per sample;
+- the training data (``training_data``) or labelled samples only (``samples``): a substitute
+  trained on them, and its adversarial examples transferred to the model
+  (:mod:`brittle.attacks.substitute`, Papernot et al. 2017).
+
+The suite is untargeted (any misclassification) and defined in Linf and L2.
 """
 
 from __future__ import annotations
@@ -33,6 +46,11 @@ SUITES = (STANDARD,)
 """The suites ``--suite`` offers."""
 SCORE_QUERIES = 5_000
 """The score-based attack's queries per sample (AutoAttack's Square attack spends 5,000)."""
+LABEL_QUERIES = 5_000
+"""The decision-based attacks' queries per sample: the score stage's budget."""
+RAISE = 4
+"""How many times its budget a black-box stage gets when it is raised (once) because it broke
+samples that every stronger attack left standing."""
 SQUARE_SIDE = 3
 """The shortest image side the Square attack works on."""
 
@@ -47,8 +65,7 @@ def suite_attacks(
     """The attacks of ``suite`` for a threat in ``norm`` with ``capability``, in order, for
     inputs of ``input_shape`` (per sample; ``None``: images), drawing with ``seed``.
 
-    Refused, saying what to do instead: an unknown suite, a norm the suite does not cover, and
-    a capability below score queries (the suite has no decision-based or transfer attack).
+    Refused, saying what to do instead: an unknown suite and a norm the suite does not cover.
     """
     if suite != STANDARD:
         raise InputError(f"unknown suite {suite!r}: use one of {', '.join(SUITES)}")
@@ -74,15 +91,22 @@ def suite_attacks(
         return (
             member("apgd", False, loss="ce"),
             member("apgd-t", True),
+            member("fab-t", True),
             member(score, True, max_queries=SCORE_QUERIES),
         )
+    if capability >= Capability.TRAINING_DATA:
+        return (member("substitute", False, access=capability.name.lower()),)
     if capability >= Capability.ORACLE_SCORES:
-        return (member(score, False, max_queries=SCORE_QUERIES),)
-    raise InputError(
-        f"the standard suite needs at least score queries (oracle_scores), but the threat "
-        f"grants {capability.name.lower()}; list a decision-based or transfer attack with "
-        "--attack instead"
-    )
+        first = member(score, False, max_queries=SCORE_QUERIES)
+        if score == "simba":
+            return (first,)
+        return (first, member("simba", True, max_queries=SCORE_QUERIES))
+    if capability >= Capability.ORACLE_LABELS:
+        first = member("hopskipjump", False, max_queries=LABEL_QUERIES)
+        if norm is not Norm.LINF:
+            return (first,)
+        return (first, member("rays", True, max_queries=LABEL_QUERIES))
+    return (member("substitute", False, access=capability.name.lower()),)
 
 
 def _score_attack(input_shape: Sequence[int] | None) -> str:

@@ -152,15 +152,17 @@ def live_model(
     bounds: tuple[float, float] = (0.0, 1.0),
     input_shape: Sequence[int] | None = None,
     device: str | torch.device | None = None,
+    amp: str | None = None,
 ) -> tuple[Model, dict[str, Any]]:
     """A model given as a Python object: an ``nn.Module`` (wrapped in a
-    :class:`~brittle.Classifier` with ``bounds`` and ``preprocess``), a Classifier or an
-    Oracle; and its metadata, named by its class and (for a module) the SHA-256 of its
+    :class:`~brittle.Classifier` with ``bounds``, ``preprocess`` and ``amp``), a Classifier or
+    an Oracle; and its metadata, named by its class and (for a module) the SHA-256 of its
     parameters and buffers, so that a store is never resumed with other weights."""
     if isinstance(model, Model):
-        if preprocess is not None:
+        if preprocess is not None or amp is not None:
             raise InputError(
-                "preprocess is for a plain nn.Module; a Classifier states its own preprocessing"
+                "preprocess and amp are for a plain nn.Module; a Classifier states its own "
+                "(Classifier(module, preprocessing=..., amp=...))"
             )
         wrapped = model
     elif isinstance(model, nn.Module):
@@ -171,6 +173,7 @@ def live_model(
             preprocessing=pre,
             input_shape=input_shape,
             device=resolve_device(device) if device is not None else None,
+            amp=amp,  # type: ignore[arg-type]
         )
     else:
         raise InputError(
@@ -211,6 +214,14 @@ def open_model(
         input_shape=input_shape,
         device=resolve_device(device),
     )
+    if ref.amp is not None:
+        if not isinstance(loaded.model, Classifier):
+            raise InputError(
+                f"--amp sets the precision of a white-box model's forward passes, but "
+                f"{ref.spec} is a query-only oracle, which runs at its own precision; "
+                "leave --amp out"
+            )
+        loaded.model.amp = ref.amp  # type: ignore[assignment]
     return loaded.model, dict(loaded.meta)
 
 

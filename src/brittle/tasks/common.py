@@ -40,11 +40,13 @@ def default_device() -> str:
 @dataclass(frozen=True)
 class ModelOptions:
     """How to read a model file that is not a brittle checkpoint: the ``weights`` of a
-    ``file.py:factory``, the per-channel ``preprocess`` (mean, std) and the ``classes``."""
+    ``file.py:factory``, the per-channel ``preprocess`` (mean, std) and the ``classes``; and
+    the reduced precision ``amp`` of the crafting forward passes."""
 
     weights: str | Path | None = None
     preprocess: tuple[tuple[float, ...], tuple[float, ...]] | None = None
     classes: tuple[str, ...] | None = None
+    amp: str | None = None
 
 
 def model_ref(model: str | Path, options: ModelOptions | None = None) -> ModelRef:
@@ -55,6 +57,7 @@ def model_ref(model: str | Path, options: ModelOptions | None = None) -> ModelRe
         weights=None if options.weights is None else str(options.weights),
         preprocess=options.preprocess,
         classes=options.classes,
+        amp=options.amp,
     )
 
 

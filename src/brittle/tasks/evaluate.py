@@ -131,6 +131,7 @@ def evaluate_model(
     progress: bool = True,
     log: Log = quiet,
     export: bool = False,
+    certify: str | None = None,
     **options: Any,
 ) -> EvaluateOutcome | None:
     """Evaluate what ``options`` describe (:func:`evaluation_spec`) into ``out``
@@ -139,7 +140,14 @@ def evaluate_model(
     spec = evaluation_spec(**options)
     kept = {k: _normal(k, v) for k, v in options.items()}
     return run_evaluation(
-        spec, out, device=device, progress=progress, log=log, export=export, options=kept
+        spec,
+        out,
+        device=device,
+        progress=progress,
+        log=log,
+        export=export,
+        options=kept,
+        certify=certify,
     )
 
 
@@ -153,6 +161,7 @@ def resume_evaluation(
     progress: bool = True,
     log: Log = quiet,
     export: bool = False,
+    certify: str | None = None,
 ) -> EvaluateOutcome | None:
     """Finish (or re-report) the evaluation in ``out`` with the spec saved in its store.
 
@@ -168,7 +177,9 @@ def resume_evaluation(
     if limits is not None:
         spec = replace(spec, data=replace(spec.data, limits=limits))
     log(f"resuming the evaluation saved in {Path(out) / STORE_NAME}")
-    return run_evaluation(spec, out, device=device, progress=progress, log=log, export=export)
+    return run_evaluation(
+        spec, out, device=device, progress=progress, log=log, export=export, certify=certify
+    )
 
 
 def _check_given(store_path: Path, given: Mapping[str, Any]) -> None:
@@ -214,6 +225,7 @@ def _normal(name: str, value: Any) -> Any:
             "weights": None if value.weights is None else str(value.weights),
             "preprocess": None if value.preprocess is None else [list(p) for p in value.preprocess],
             "classes": None if value.classes is None else list(value.classes),
+            "amp": value.amp,
         }
     if isinstance(value, Path):
         return str(value)
