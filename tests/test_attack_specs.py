@@ -146,6 +146,32 @@ DESCRIBED: dict[str, dict[str, Any]] = {
             "targeted": False,
         },
     },
+    "hopskipjump": {
+        "name": "HopSkipJump",
+        "params": {
+            "norm": "l2",
+            "eps": None,
+            "max_queries": 10000,
+            "steps": 64,
+            "init_evals": 100,
+            "max_evals": 10000,
+            "gamma": 1.0,
+            "init_trials": 100,
+            "targeted": False,
+            "seed": 0,
+        },
+    },
+    "rays": {
+        "name": "RayS",
+        "params": {
+            "norm": "linf",
+            "eps": None,
+            "max_queries": 10000,
+            "tolerance": None,
+            "targeted": False,
+            "seed": 0,
+        },
+    },
 }
 
 """``describe_attack(make_attack(name))`` of every registered attack (SimBA: with eps=1)."""
@@ -163,6 +189,8 @@ KEYS: dict[str, tuple[str, str, str | None]] = {
     "simba": ("c97e289605a26c7a", "d9e0e1c9eda66e16", "20feca5419745ee1"),
     "square": ("bb6d54f3cb285ea0", "e3e14e9286c6fdc9", "6e731b31a1e288e2"),
     "jsma": ("5ec2b4a0bd83412a", "0d081023d4968222", "c44902d8d1e49b7d"),
+    "hopskipjump": ("7d8360acecf91378", "1202535421895925", None),
+    "rays": ("2b66cbd05d4fa956", "1f0807f873dd142a", None),
 }
 """Per attack, the sha256 prefix (as the store's run key) of the canonical JSON of its
 description: with its defaults; with eps=0.2 (JSMA 0.1) and seed=5; wrapped in Minimize at

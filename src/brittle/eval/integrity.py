@@ -9,7 +9,8 @@ bad), so the check costs a small fraction of the read itself.
 
 Every value must be of its column's type and range: integer class indices (``-1`` for a
 prediction on a non-finite output; below the number of classes when the reader knows it),
-flags 0 or 1, non-negative counts and norms, ``l0`` and the confidence in [0, 1]; ``target``
+flags 0 or 1, non-negative counts and norms, ``l0`` and the confidence in [0, 1] (the
+confidence may be null: a label-only model gives none, nor does a non-finite output); ``target``
 and ``min_eps`` are given for every row of one attack at one budget, or for none. Then the
 invariants of :class:`~brittle.attacks.result.AttackResult` that hold whatever the attack:
 
@@ -61,6 +62,9 @@ INTEGER_COLUMNS = (
 )
 FLAG_COLUMNS = ("success", "nonfinite", "exhausted")
 NUMBER_COLUMNS = ("confidence_adv", "l0", "l1", "l2", "linf")
+NULLABLE_COLUMNS = frozenset({"confidence_adv"})
+"""Number columns that may be null: the confidence, which a label-only model (or a non-finite
+output) does not give; read as NaN."""
 OPTIONAL_COLUMNS = {"target": "integer", "min_eps": "number"}
 """The columns :func:`check_rows` reads, by kind (an optional column is all null or all set)."""
 
@@ -81,7 +85,12 @@ def _range(column: str, low: float, high: float | None = None) -> Rule:
 ROW_RULES: tuple[Rule, ...] = (
     *(_within(name, 0, 1, f"{name} is 0 or 1") for name in FLAG_COLUMNS),  # integers
     *(_range(name, 0) for name in ("gradients", "queries", "verification_queries")),
-    *(_range(name, 0, 1) for name in ("confidence_adv", "l0")),
+    _range("l0", 0, 1),
+    (
+        "confidence_adv is a number in [0, 1], or null where the model gives no confidence",
+        lambda c: ~(np.isnan(c["confidence_adv"]) | (np.abs(c["confidence_adv"] - 0.5) <= 0.5)),
+        ("confidence_adv",),
+    ),
     *(_range(name, 0) for name in ("l1", "l2", "linf")),
     (
         "pred_adv is -1 exactly where nonfinite is 1",
@@ -196,13 +205,25 @@ class Violation:
         return f"breaks '{self.rule}' ({shown})"
 
 
-def typed(name: str, values: Sequence[Any], kind: str) -> np.ndarray | Violation:
+def typed(
+    name: str, values: Sequence[Any], kind: str, nullable: bool = False
+) -> np.ndarray | Violation:
     """``values`` as an int64 (``kind`` "integer") or float64 ("number") array, or the first
-    value of another type (SQLite keeps what a column was given: text, blob, null)."""
+    value of another type (SQLite keeps what a column was given: text, blob, null).
+    ``nullable`` numbers read a null as NaN."""
     accepted = (int,) if kind == "integer" else (int, float)
     array = np.asarray(values)
     if array.dtype.kind in ("i" if kind == "integer" else "if") and array.ndim == 1:
         return array.astype(np.int64 if kind == "integer" else np.float64)
+    if nullable and kind == "number":
+        objects = np.asarray(values, dtype=object)
+        given = np.flatnonzero(objects != None)  # noqa: E711 (elementwise)
+        rest = typed(name, objects[given].tolist(), kind)
+        if isinstance(rest, Violation):
+            return Violation(int(given[rest.row]), rest.rule, rest.values)
+        out = np.full(len(objects), np.nan)
+        out[given] = rest
+        return out
     for i, value in enumerate(values):  # only when a value is of another type
         if isinstance(value, bool) or not isinstance(value, accepted):
             words = "an integer" if kind == "integer" else "a number"
@@ -234,7 +255,8 @@ def check_rows(
         **dict.fromkeys(NUMBER_COLUMNS, "number"),
     }
     for name, kind in kinds.items():
-        array = typed(name, columns[name], kind) if n else np.zeros(0, np.int64)
+        nullable = name in NULLABLE_COLUMNS
+        array = typed(name, columns[name], kind, nullable) if n else np.zeros(0, np.int64)
         if isinstance(array, Violation):
             return arrays, array
         arrays[name] = array

@@ -94,7 +94,7 @@ CREATE TABLE samples (
     pred_clean INTEGER NOT NULL,
     pred_adv INTEGER NOT NULL,
     success INTEGER NOT NULL,
-    confidence_adv REAL NOT NULL,
+    confidence_adv REAL,
     l0 REAL NOT NULL,
     l1 REAL NOT NULL,
     l2 REAL NOT NULL,
@@ -400,6 +400,12 @@ class ResultStore:
     def _has_column(self, table: str, column: str) -> bool:
         return any(row[1] == column for row in self._db.execute(f"PRAGMA table_info({table})"))
 
+    def _has_not_null(self, column: str) -> bool:
+        """Whether ``samples.column`` refuses NULL (the confidence in stores made before it
+        could be absent)."""
+        rows = self._db.execute("PRAGMA table_info(samples)")
+        return any(row[1] == column and row[3] for row in rows)
+
     def close(self) -> None:
         """Close the database."""
         with self._storage_errors("close"):
@@ -528,6 +534,12 @@ class ResultStore:
         if len(ids) != len(result):
             raise InputError(f"{len(ids)} sample ids for a result of {len(result)} samples")
         cols = result.numpy()
+        if np.isnan(cols["confidence_adv"]).any() and self._has_not_null("confidence_adv"):
+            raise InputError(
+                f"the result store {self.path} was made by an older brittle whose samples "
+                "table needs a confidence for every row, but this model gives none for some "
+                "(a label-only oracle, or a non-finite output); evaluate into a new --out folder"
+            )
         name = result.attack if attack_name is None else attack_name
         clean = None if x is None else x.detach().cpu().numpy()
         head = (run, attack, name, float(eps))
