@@ -32,8 +32,6 @@ QUICK: dict[str, dict[str, Any]] = {
     "jsma": {"eps": 0.2},
     "hopskipjump": {"max_queries": 60, "steps": 2, "init_evals": 8},
     "rays": {"max_queries": 40},
-    "hopskipjump": {"max_queries": 60, "steps": 2, "init_evals": 8},
-    "rays": {"max_queries": 40},
 }
 """Constructor arguments that keep each registered attack quick on the tiny model (LBFGS keeps
 its default, targeted, so the targeted path is checked too)."""

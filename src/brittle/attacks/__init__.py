@@ -6,13 +6,11 @@ from .cw import CarliniWagnerL2
 from .deepfool import DeepFool
 from .fgsm import FGSM
 from .hopskipjump import HopSkipJump
-from .hopskipjump import HopSkipJump
 from .iterative import BIM, PGD
 from .jsma import JSMA
 from .lbfgs import LBFGS
 from .mifgsm import MIFGSM
 from .minimize import Minimize
-from .rays import RayS
 from .rays import RayS
 from .result import AttackResult
 from .simba import SimBA
@@ -35,10 +33,8 @@ __all__ = [
     "DeepFool",
     "FixedBudgetAttack",
     "HopSkipJump",
-    "HopSkipJump",
     "MinimizationAttack",
     "Minimize",
-    "RayS",
     "RayS",
     "SimBA",
     "Smallest",

@@ -30,8 +30,6 @@ _PATHS: dict[str, str] = {
     "jsma": "brittle.attacks.jsma:JSMA",
     "hopskipjump": "brittle.attacks.hopskipjump:HopSkipJump",
     "rays": "brittle.attacks.rays:RayS",
-    "hopskipjump": "brittle.attacks.hopskipjump:HopSkipJump",
-    "rays": "brittle.attacks.rays:RayS",
 }
 
 DEFAULT_EPS = 0.25
