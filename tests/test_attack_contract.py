@@ -17,6 +17,13 @@ from brittle.attacks.params import NormArg, budget, declared, norm_choice, param
 from brittle.attacks.registry import attack_class, attack_names
 from brittle.testing import check_attack, tiny_problem
 
+
+def tiny_samples() -> tuple[Tensor, Tensor]:
+    """Input/label pairs of the tiny model: what a SAMPLES adversary holds."""
+    model, x, _ = tiny_problem()
+    return x, model.predict(x)
+
+
 QUICK: dict[str, dict[str, Any]] = {
     "fgsm": {"eps": 0.1},
     "bim": {"eps": 0.1, "steps": 3},
@@ -30,6 +37,8 @@ QUICK: dict[str, dict[str, Any]] = {
     "simba": {"eps": 0.3, "max_queries": 30},
     "square": {"eps": 0.1, "max_queries": 30},
     "jsma": {"eps": 0.2},
+    # input/label pairs of the tiny model alone (SAMPLES): no query but the base's re-check
+    "substitute": {"eps": 0.3, "seed_set": tiny_samples(), "labels": "given", "rounds": 0},
     "hopskipjump": {"max_queries": 60, "steps": 2, "init_evals": 8},
     "rays": {"max_queries": 40},
 }

@@ -15,6 +15,7 @@ from .rays import RayS
 from .result import AttackResult
 from .simba import SimBA
 from .square import Square
+from .substitute import Substitute
 from .worst_case import Smallest, WorstCase
 
 __all__ = [
@@ -39,5 +40,6 @@ __all__ = [
     "SimBA",
     "Smallest",
     "Square",
+    "Substitute",
     "WorstCase",
 ]
