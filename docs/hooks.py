@@ -28,7 +28,10 @@ import inspect
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from brittle.attacks.base import Attack
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -70,11 +73,12 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
 
 
 # ------------------------------------------------------------------ attacks' parameters
-def attack_class(name: str) -> type:
+def attack_class(name: str) -> type[Attack]:
     """The attack class a marker names: a registered name, or ``module:Class``."""
     if ":" in name:
         module, _, cls = name.partition(":")
-        return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+        found: type[Attack] = getattr(importlib.import_module(module), cls)
+        return found
     from brittle.attacks.registry import attack_class as registered
     from brittle.errors import InputError
 

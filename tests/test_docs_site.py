@@ -67,8 +67,8 @@ def test_every_results_file_is_read_into_the_site() -> None:
 
 def test_every_command_has_its_generated_reference() -> None:
     parser = build_parser()
-    commands = next(a for a in parser._actions if a.choices and isinstance(a.choices, dict))
-    missing = sorted(set(commands.choices) - markers("cli"))
+    commands = next(a.choices for a in parser._actions if isinstance(a.choices, dict))
+    missing = sorted(set(commands) - markers("cli"))
     assert not missing, f"no <!-- cli: COMMAND --> marker in docs/reference/cli.md for {missing}"
 
 
@@ -95,6 +95,13 @@ def test_the_hooks_generate_from_the_declarations() -> None:
         hooks.benchmark("no-such-results")
     with pytest.raises(hooks.MarkerError, match="no command 'nope'"):
         hooks.cli_help("nope")
+
+
+def test_the_readme_stays_what_a_newcomer_reads_in_five_minutes() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) < 200, "the README grew past 200 lines: move it to docs/"
+    for needed in ("make demo", "make test", "make docs", "site/index.html"):
+        assert needed in readme, needed
 
 
 # ------------------------------------------------------------------ the strict build
