@@ -170,13 +170,13 @@ def _op(name: str, layer: nn.Module) -> Op:
             lambda v: F.linear(v, w.square()),
         )
     if isinstance(layer, nn.Conv2d):
-        conv, w = layer, layer.weight.detach()
-        b = layer.bias.detach() if layer.bias is not None else None
+        conv, kernel = layer, layer.weight.detach()
+        offset = layer.bias.detach() if layer.bias is not None else None
         return Affine(
             label,
-            lambda h: conv._conv_forward(h, w, b),
-            lambda r: conv._conv_forward(r, w.abs(), None),
-            lambda v: conv._conv_forward(v, w.square(), None),
+            lambda h: conv._conv_forward(h, kernel, offset),
+            lambda r: conv._conv_forward(r, kernel.abs(), None),
+            lambda v: conv._conv_forward(v, kernel.square(), None),
         )
     if isinstance(layer, nn.BatchNorm1d | nn.BatchNorm2d):
         return _batchnorm(label, layer)

@@ -24,7 +24,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-import brittle
 from brittle.attacks.iterative import PGD
 from brittle.certify.result import ABSTAIN
 from brittle.certify.sandwich import (
@@ -38,6 +37,7 @@ from brittle.classifier import Classifier
 from brittle.data import Dataset
 from brittle.defenses.adversarial import PGDTraining
 from brittle.defenses.gaussian import GaussianTraining
+from brittle.eval.api import evaluate
 from brittle.models import build_model, train_model
 from brittle.report.plots import to_png
 from brittle.report.sandwich import sandwich_figure
@@ -79,6 +79,8 @@ DRAWS = 1_000
 """Noise draws per image for the smoothed classifier's CERTIFY and PREDICT (Cohen et al. use
 100,000; fewer draws give smaller radii, never wrong ones)."""
 ATTACK_STEPS = 20
+LR = 1e-3
+"""Adam's learning rate for the three LeNets."""
 
 
 def run(
@@ -94,7 +96,7 @@ def run(
     seed: int = 0,
     progress: bool = True,
     log: Log | None = None,
-    draws: int = DRAWS,
+    draws: int | None = None,
 ) -> Reproduction:
     """The sandwich of the three LeNets: ``n_images`` (default 200) test images for the two
     base models, ``n_second`` (default 100) for the smoothed classifier with ``draws`` noise
@@ -103,6 +105,7 @@ def run(
     in ``out`` and reused when their recipe matches."""
     say = log or (lambda message: None)
     device = device or torch.device("cpu")
+    draws = DRAWS if draws is None else draws
     n_images = DEFAULT_IMAGES if n_images is None else n_images
     n_second = DEFAULT_SECOND if n_second is None else n_second
     epochs = DEFAULT_EPOCHS if epochs is None else epochs
@@ -129,7 +132,7 @@ def run(
     images = test.subset(n_images)
     for key in ("lenet", "lenet_pgd"):
         start = time.perf_counter()
-        outcome = brittle.evaluate(
+        outcome = evaluate(
             modules[key],
             (images.x, images.y),
             out=out / "evaluations" / key,
@@ -171,6 +174,7 @@ def run(
             "models": {"arch": "lenet", **ARCH},
             "training": {
                 "epochs": epochs,
+                "lr": LR,
                 "pgd": {"eps": PGD_EPS, "steps": 5, "norm": "linf"},
                 "gaussian": {"sigma": SIGMA},
             },
@@ -216,6 +220,7 @@ def _trained(
         "arch": "lenet",
         "arch_kwargs": ARCH,
         "epochs": epochs,
+        "lr": LR,
         "seed": seed,
         "defense": key,
         "train_sha256": about["train_sha256"],
@@ -233,6 +238,7 @@ def _trained(
         train.x,
         train.y,
         epochs=epochs,
+        lr=LR,
         seed=seed,
         device=device,
         progress=progress,
