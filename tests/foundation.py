@@ -25,6 +25,8 @@ SMALL: dict[str, dict[str, Any]] = {
     "simba": {"eps": 1.2, "max_queries": 40},
     "square": {"eps": 0.12, "max_queries": 40},
     "jsma": {"eps": 0.05, "theta": 0.5},
+    "hopskipjump": {"max_queries": 60, "steps": 2, "init_evals": 8},
+    "rays": {"max_queries": 40},
     "apgd": {"eps": 0.12, "steps": 4},
     "apgd-t": {"eps": 0.12, "steps": 4, "n_target_classes": 2},
 }

@@ -84,6 +84,7 @@ class RayS(MinimizationAttack):
         help="Binary search tolerance of the radius (default: 0.001 / sqrt(d) of the box width).",
         low=0.0,
         low_open=True,
+        cli="ray-tolerance",  # --tolerance is the bisection's of --minimize
     )
     targeted: bool = TARGETED
     seed: int = SEED
