@@ -107,7 +107,7 @@ def run_evaluation(
         check_outputs(_outputs(out, export), _inputs(spec))
         with folder_lock(out):
             target = target or open_target(spec.model, spec.data, seed=spec.seed, device=chosen)
-            settle_randomness(target)
+            settle_randomness(target, spec.batch_size)
             plan = make_plan(spec, target)
             return _run(plan, out, None, progress, log, export, options, certify=certify)
     with together("checking the output folder"):
@@ -115,7 +115,7 @@ def run_evaluation(
             check_outputs(_outputs(out, export), _inputs(spec))
     with together("opening the model and the data"):
         opened = target or open_target(spec.model, spec.data, seed=spec.seed, device=chosen)
-        settle_randomness(opened)
+        settle_randomness(opened, spec.batch_size)
     with together("settling the attacks and the threat"):
         plan = make_plan(spec, opened)
     agree(plan.identity, "the run (model, data, threat and seed)")
