@@ -164,3 +164,16 @@ def test_certificates_of_other_ids_are_matched_by_id() -> None:
     )
     certified, agrees = certified_robustness(cert, torch.tensor([4, 9]), torch.tensor([2, 0]))
     assert certified.tolist() == [0.25, 0.0] and agrees.tolist() == [True, False]
+
+
+def test_the_command_line_takes_certify(tmp_path: Path) -> None:
+    from brittle.cli import build_parser
+    from brittle.cli.parser import UsageError
+
+    parser = build_parser()
+    base = ["evaluate", "--model", "m.pt", "--dataset", "mnist", "--out", str(tmp_path)]
+    assert parser.parse_args(base).certify is None
+    assert parser.parse_args([*base, "--certify"]).certify == "auto"
+    assert parser.parse_args([*base, "--certify", "ibp"]).certify == "ibp"
+    with pytest.raises(UsageError, match="crown"):
+        parser.parse_args([*base, "--certify", "crown"])
