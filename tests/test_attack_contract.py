@@ -37,6 +37,8 @@ QUICK: dict[str, dict[str, Any]] = {
     "simba": {"eps": 0.3, "max_queries": 30},
     "square": {"eps": 0.1, "max_queries": 30},
     "jsma": {"eps": 0.2},
+    "hopskipjump": {"max_queries": 60, "steps": 2, "init_evals": 8},
+    "rays": {"max_queries": 40},
     # input/label pairs of the tiny model alone (SAMPLES): no query but the base's re-check
     "substitute": {"eps": 0.3, "seed_set": tiny_samples(), "labels": "given", "rounds": 0},
     "hopskipjump": {"max_queries": 60, "steps": 2, "init_evals": 8},

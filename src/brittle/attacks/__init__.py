@@ -6,11 +6,13 @@ from .cw import CarliniWagnerL2
 from .deepfool import DeepFool
 from .fgsm import FGSM
 from .hopskipjump import HopSkipJump
+from .hopskipjump import HopSkipJump
 from .iterative import BIM, PGD
 from .jsma import JSMA
 from .lbfgs import LBFGS
 from .mifgsm import MIFGSM
 from .minimize import Minimize
+from .rays import RayS
 from .rays import RayS
 from .result import AttackResult
 from .simba import SimBA
@@ -34,8 +36,10 @@ __all__ = [
     "DeepFool",
     "FixedBudgetAttack",
     "HopSkipJump",
+    "HopSkipJump",
     "MinimizationAttack",
     "Minimize",
+    "RayS",
     "RayS",
     "SimBA",
     "Smallest",

@@ -28,6 +28,8 @@ _PATHS: dict[str, str] = {
     "simba": "brittle.attacks.simba:SimBA",
     "square": "brittle.attacks.square:Square",
     "jsma": "brittle.attacks.jsma:JSMA",
+    "hopskipjump": "brittle.attacks.hopskipjump:HopSkipJump",
+    "rays": "brittle.attacks.rays:RayS",
     "substitute": "brittle.attacks.substitute:Substitute",
     "hopskipjump": "brittle.attacks.hopskipjump:HopSkipJump",
     "rays": "brittle.attacks.rays:RayS",
