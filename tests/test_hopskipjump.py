@@ -12,7 +12,9 @@ import torch
 from torch import Tensor, nn
 
 from brittle import Capability, Classifier, Oracle
+from brittle.attacks import FGSM, Attack
 from brittle.attacks.hopskipjump import HopSkipJump
+from brittle.attacks.host_syncs import count_host_syncs, forward_passes
 from brittle.attacks.registry import make_attack
 from brittle.testing import check_attack
 from helpers import softmax_on_digits
@@ -173,3 +175,25 @@ def test_median_l2_no_worse_than_foolbox_at_the_same_budget() -> None:
     their_l2 = (theirs - x).flatten(1).norm(dim=1)
     assert float(ours.l2.median()) <= float(their_l2.median())
     assert int(ours.queries.max()) <= per_sample
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_about_one_host_sync_per_model_call(norm: str) -> None:
+    """Each model call is sized by one host sync (the count of its rows); each search ends
+    with one more (the count that finds no sample left). The base's own checks are measured
+    on FGSM and taken off."""
+    clf, x, y = softmax_on_digits()
+    x, y = x[:6], y[:6]
+
+    def measured(attack: Attack) -> tuple[int, int]:
+        attack(clf, x, y)  # the model's first-call checks
+        with forward_passes(clf.module) as passes:
+            syncs = count_host_syncs(lambda: attack(clf, x, y)).total
+        return syncs, passes[0]
+
+    base_syncs, base_passes = measured(FGSM(0.1))
+    syncs, passes = measured(HopSkipJump(norm=norm, steps=8, init_evals=10))
+    calls = passes - base_passes
+    # one more per iteration (the step size search's last count), for the start's noise
+    # search and for the count that finds nothing left to estimate
+    assert calls <= syncs - base_syncs <= calls + 8 + 2

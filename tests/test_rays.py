@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from brittle import Capability, Classifier, Oracle
+from brittle.attacks import FGSM, Attack
+from brittle.attacks.host_syncs import count_host_syncs, forward_passes
 from brittle.attacks.rays import RayS, block, next_block
 from brittle.attacks.registry import make_attack
 from brittle.testing import check_attack
@@ -89,3 +91,23 @@ def test_it_approaches_the_linf_distance_to_a_linear_boundary_from_above() -> No
     assert bool((result.linf >= linf * (1 - 1e-6)).all())
     ratio = result.linf / linf
     assert float(ratio.max()) < 1.01, ratio.tolist()
+
+
+def test_about_one_host_sync_per_model_call() -> None:
+    """Each model call is sized by one host sync (the count of its rows); each block's binary
+    search ends with one more (the count that finds no sample left to search), and the box's
+    widest side is read once. The base's own checks are measured on FGSM and taken off."""
+    clf, x, y = softmax_on_digits()
+    x, y = x[:6], y[:6]
+
+    def measured(attack: Attack) -> tuple[int, int]:
+        attack(clf, x, y)  # the model's first-call checks
+        with forward_passes(clf.module) as passes:
+            syncs = count_host_syncs(lambda: attack(clf, x, y)).total
+        return syncs, passes[0]
+
+    base_syncs, base_passes = measured(FGSM(0.1))
+    syncs, passes = measured(RayS(max_queries=100))
+    calls = passes - base_passes
+    checks = 100 - 1  # ray checks: at most one block per query left after the clean one
+    assert calls <= syncs - base_syncs <= calls + checks + 2
