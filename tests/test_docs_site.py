@@ -8,6 +8,7 @@ the ``docs`` extra); the browser check, where no Chromium can be found (see ``pa
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import importlib.util
@@ -104,13 +105,10 @@ def test_the_readme_stays_what_a_newcomer_reads_in_five_minutes() -> None:
         assert needed in readme, needed
 
 
-# ------------------------------------------------------------------ the strict build
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not HAVE_MKDOCS:
-        pytest.skip(NO_MKDOCS)
-    out = tmp_path_factory.mktemp("site")
-    done = subprocess.run(
+# ------------------------------------------------------------------ the strict build, in a browser
+def build(out: Path) -> subprocess.CompletedProcess[str]:
+    """``mkdocs build --strict`` of the repository's site into ``out``."""
+    return subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
         cwd=ROOT,
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},  # Material's banner about its future
@@ -118,32 +116,18 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         text=True,
         timeout=900,
     )
-    assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stderr[-6000:]}"
-    return out
 
 
-@pytest.mark.slow
-def test_the_site_builds_with_warnings_as_errors(site: Path) -> None:
-    assert (site / "index.html").is_file()
-    gradient = (site / "attacks" / "gradient.html").read_text(encoding="utf-8")
-    assert "MIFGSM(eps, steps=10, step_size=None, decay=1.0, targeted=False)" in gradient
-    benchmarks = (site / "benchmarks.html").read_text(encoding="utf-8")
-    peers = (ROOT / "benchmarks" / "results" / "peers.md").read_text(encoding="utf-8")
-    first_row = next(line for line in peers.splitlines() if line.startswith("| FGSM"))
-    assert first_row.split("|")[3].strip() in benchmarks  # the table read, not retyped
-    reference = (site / "reference" / "attacks.html").read_text(encoding="utf-8")
-    assert ":class:`" not in reference  # Sphinx roles rewritten as links or code
-    assert 'href="core.html#brittle.errors.InputError"' in reference
+@contextlib.contextmanager
+def serve(folder: Path) -> Iterator[str]:
+    """The folder served over HTTP on a free local port (the site's search runs a web
+    worker, which a ``file://`` page may not start); its address."""
 
-
-# ------------------------------------------------------------------ in a browser
-@pytest.fixture(scope="module")
-def served(site: Path) -> Iterator[str]:
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
             pass
 
-    handler = functools.partial(Quiet, directory=str(site))
+    handler = functools.partial(Quiet, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -155,14 +139,30 @@ def served(site: Path) -> Iterator[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    browser_path() is None,
-    reason="no Chromium on this machine (install Debian's chromium, as `make test` does "
-    "when it runs as root, or set BRITTLE_CHROMIUM to a Chromium executable)",
-)
-@pytest.mark.parametrize("page", PAGES_IN_BROWSER)
-def test_a_page_opens_without_console_errors_or_broken_images(served: str, page: str) -> None:
-    for check in check_page(f"{served}/{page}", widths=(1280,)):
-        problems = [f"console: {e}" for e in check.console_errors]
-        problems += [f"image does not decode: {alt}" for alt in check.broken_images]
-        assert not problems, f"{page}: {problems}"
+@pytest.mark.skipif(not HAVE_MKDOCS, reason=NO_MKDOCS)
+def test_the_site_builds_with_warnings_as_errors_and_opens_in_a_browser(tmp_path: Path) -> None:
+    """One test, so that a parallel run builds the site once."""
+    site = tmp_path / "site"
+    done = build(site)
+    assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stderr[-6000:]}"
+    gradient = (site / "attacks" / "gradient.html").read_text(encoding="utf-8")
+    assert "MIFGSM(eps, steps=10, step_size=None, decay=1.0, targeted=False)" in gradient
+    benchmarks = (site / "benchmarks.html").read_text(encoding="utf-8")
+    peers = (ROOT / "benchmarks" / "results" / "peers.md").read_text(encoding="utf-8")
+    first_row = next(line for line in peers.splitlines() if line.startswith("| FGSM"))
+    assert first_row.split("|")[3].strip() in benchmarks  # the table read, not retyped
+    reference = (site / "reference" / "attacks.html").read_text(encoding="utf-8")
+    assert ":class:`" not in reference  # Sphinx roles rewritten as links or code
+    assert 'href="core.html#brittle.errors.InputError"' in reference
+
+    if browser_path() is None:
+        pytest.skip(
+            "the strict build passed; no Chromium to open it in (install Debian's chromium, as "
+            "`make test` does when it runs as root, or set BRITTLE_CHROMIUM)"
+        )
+    with serve(site) as address:
+        for page in PAGES_IN_BROWSER:
+            for check in check_page(f"{address}/{page}", widths=(1280,)):
+                problems = [f"console: {e}" for e in check.console_errors]
+                problems += [f"image does not decode: {alt}" for alt in check.broken_images]
+                assert not problems, f"{page}: {problems}"
