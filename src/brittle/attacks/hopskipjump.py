@@ -81,8 +81,9 @@ class HopSkipJump(MinimizationAttack):
     as soon as its distance is within it (what the cap asks for). Counting, per sample: one
     query for the clean input, one per noise draw, then one per probe, per step tried and
     per binary search step. A sample already meeting the goal comes back unchanged with
-    distance 0. One host sync per model call (the count of rows, which sizes it); draws come
-    from the sample's own streams (``seed``, its id).
+    distance 0. One host sync per model call (the count of rows, which sizes it; one for
+    all the calls of a gradient estimate), and one ending each step size search (the count
+    that finds no sample left). Draws come from the sample's own streams (``seed``, its id).
     """
 
     capability = Capability.ORACLE_LABELS

@@ -69,7 +69,8 @@ class RayS(MinimizationAttack):
     point kept has been confirmed to meet the goal by a query. Counting, per sample: one
     query for the clean input, one per ray check, one per binary search step. A sample
     already meeting the goal comes back unchanged. No random draws (``seed`` is that of
-    random targets). One host sync per model call (the count of rows, which sizes it).
+    random targets). One host sync per model call (the count of rows, which sizes it) and
+    one ending each binary search (the count that finds no sample left to search).
     """
 
     capability = Capability.ORACLE_LABELS
