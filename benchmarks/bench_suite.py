@@ -17,7 +17,8 @@ batches (by default one batch of all the images):
 
 - brittle: ``evaluate(classifier, suite_attacks("standard", "linf", Capability.WHITE_BOX, seed=0), x, y, [eps])`` into a
   temporary result store: APGD-CE on every image, APGD-T (DLR, 9 target classes) on the
-  survivors, Square (5,000 queries) on the survivors; the whole call is timed;
+  survivors, FAB-T (9 target classes, 100 iterations) on the survivors, Square (5,000
+  queries) on the survivors; the whole call is timed;
 - torchattacks: ``AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=10,
   seed=0)``: APGD-CE, APGD-T, FAB-T and Square (5,000 queries), each on the survivors of the
   previous ones; its calls are timed, and its robust accuracy is the share of the images
@@ -199,7 +200,7 @@ def markdown(data: dict[str, Any]) -> str:
         "| attack | robust acc. | robust | seconds | ratio AA time / this time | "
         "grads/img | forwards/img | max Linf |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
-        f"| brittle `--suite standard` (APGD-CE, APGD-T, Square 5,000) | "
+        f"| brittle `--suite standard` (APGD-CE, APGD-T, FAB-T, Square 5,000) | "
         f"{b['robust_accuracy']:.3f} | {b['robust']}/{n} | {b['seconds']:.1f} | "
         f"{t['seconds'] / b['seconds']:.2f}x | {b['gradients_per_image']:.1f} | "
         f"{b['forwards_per_image']:.1f} | {b['max_linf']:.4f} |",

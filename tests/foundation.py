@@ -22,6 +22,8 @@ SMALL: dict[str, dict[str, Any]] = {
     "lbfgs": {"targeted": False, "binary_steps": 2, "max_iter": 4},
     "cw": {"steps": 8, "binary_steps": 2},
     "deepfool": {"steps": 4, "candidates": 3},
+    "fab": {"steps": 4},
+    "fab-t": {"steps": 4, "n_target_classes": 2},
     "simba": {"eps": 1.2, "max_queries": 40},
     "square": {"eps": 0.12, "max_queries": 40},
     "jsma": {"eps": 0.05, "theta": 0.5},

@@ -34,6 +34,8 @@ QUICK: dict[str, dict[str, Any]] = {
     "lbfgs": {"binary_steps": 2, "max_iter": 4},
     "cw": {"steps": 5, "binary_steps": 2},
     "deepfool": {"steps": 4, "candidates": 3},
+    "fab": {"steps": 4, "restarts": 2},
+    "fab-t": {"steps": 4, "n_target_classes": 2, "eps": 0.3},
     "simba": {"eps": 0.3, "max_queries": 30},
     "square": {"eps": 0.1, "max_queries": 30},
     "jsma": {"eps": 0.2},
@@ -41,8 +43,6 @@ QUICK: dict[str, dict[str, Any]] = {
     "rays": {"max_queries": 40},
     # input/label pairs of the tiny model alone (SAMPLES): no query but the base's re-check
     "substitute": {"eps": 0.3, "seed_set": tiny_samples(), "labels": "given", "rounds": 0},
-    "hopskipjump": {"max_queries": 60, "steps": 2, "init_evals": 8},
-    "rays": {"max_queries": 40},
 }
 """Constructor arguments that keep each registered attack quick on the tiny model (LBFGS keeps
 its default, targeted, so the targeted path is checked too)."""

@@ -4,15 +4,14 @@ from .apgd import APGD, APGDT
 from .base import Attack, AttackRun, FixedBudgetAttack, MinimizationAttack
 from .cw import CarliniWagnerL2
 from .deepfool import DeepFool
+from .fab import FAB, FABT
 from .fgsm import FGSM
-from .hopskipjump import HopSkipJump
 from .hopskipjump import HopSkipJump
 from .iterative import BIM, PGD
 from .jsma import JSMA
 from .lbfgs import LBFGS
 from .mifgsm import MIFGSM
 from .minimize import Minimize
-from .rays import RayS
 from .rays import RayS
 from .result import AttackResult
 from .simba import SimBA
@@ -24,6 +23,8 @@ __all__ = [
     "APGD",
     "APGDT",
     "BIM",
+    "FAB",
+    "FABT",
     "FGSM",
     "JSMA",
     "LBFGS",
@@ -36,10 +37,8 @@ __all__ = [
     "DeepFool",
     "FixedBudgetAttack",
     "HopSkipJump",
-    "HopSkipJump",
     "MinimizationAttack",
     "Minimize",
-    "RayS",
     "RayS",
     "SimBA",
     "Smallest",

@@ -25,14 +25,14 @@ _PATHS: dict[str, str] = {
     "lbfgs": "brittle.attacks.lbfgs:LBFGS",
     "cw": "brittle.attacks.cw:CarliniWagnerL2",
     "deepfool": "brittle.attacks.deepfool:DeepFool",
+    "fab": "brittle.attacks.fab:FAB",
+    "fab-t": "brittle.attacks.fab:FABT",
     "simba": "brittle.attacks.simba:SimBA",
     "square": "brittle.attacks.square:Square",
     "jsma": "brittle.attacks.jsma:JSMA",
     "hopskipjump": "brittle.attacks.hopskipjump:HopSkipJump",
     "rays": "brittle.attacks.rays:RayS",
     "substitute": "brittle.attacks.substitute:Substitute",
-    "hopskipjump": "brittle.attacks.hopskipjump:HopSkipJump",
-    "rays": "brittle.attacks.rays:RayS",
 }
 
 DEFAULT_EPS = 0.25
