@@ -13,7 +13,8 @@ A page asks for them with a marker on a line of its own:
   (:func:`brittle.cli.commands.build_parser`); ``<!-- cli -->`` alone: the top-level help,
   ``<!-- cli: generator/train -->`` a command's own command.
 - ``<!-- capabilities -->``: the capabilities of the threat model, strongest first, each with
-  the registered attacks that need it (from each attack's declared ``capability``).
+  the registered attacks whose class declares it (``capability``) and the attacks
+  ``brittle evaluate --capability C`` runs without ``--attack`` (``suite_attacks``).
 
 A marker may be indented (inside a collapsible note); its text is indented the same. A marker
 naming an attack, a results file or a command that does not exist is an error: the build
@@ -124,21 +125,33 @@ ADVERSARY = {
 
 
 def capabilities() -> str:
-    """One row per capability, strongest first, with the registered attacks that need it."""
+    """One row per capability, strongest first: the registered attacks whose class needs it,
+    and what ``brittle evaluate --capability C`` runs without ``--attack`` (the standard
+    suite for Linf images)."""
     from brittle.attacks.registry import attack_class as registered
     from brittle.attacks.registry import attack_names
+    from brittle.errors import BrittleError
+    from brittle.eval.suite import STANDARD, suite_attacks
     from brittle.threat import Capability
 
     needs: dict[Capability, list[str]] = {c: [] for c in Capability}
     for name in attack_names():
         needs[registered(name).capability].append(f"`{name}`")
     lines = [
-        "| capability (`--capability`) | the adversary has | attacks that need it |",
-        "|---|---|---|",
+        "| capability (`--capability`) | the adversary has | attacks whose class needs it "
+        "| `--capability` alone runs |",
+        "|---|---|---|---|",
     ]
     for cap in sorted(Capability, reverse=True):
-        attacks = ", ".join(needs[cap]) or "none yet (the attacks of weaker capabilities run)"
-        lines.append(f"| `{cap.name.lower()}` | {ADVERSARY.get(cap.name, '')} | {attacks} |")
+        try:
+            suite = suite_attacks(STANDARD, "linf", cap, (1, 28, 28))
+            runs = ", then ".join(f"`{spec.name}`" for spec in suite)
+        except BrittleError as err:  # shown as the command would show it
+            runs = f"refused: {err}".replace("|", "\\|")
+        attacks = ", ".join(needs[cap]) or "none"
+        lines.append(
+            f"| `{cap.name.lower()}` | {ADVERSARY.get(cap.name, '')} | {attacks} | {runs} |"
+        )
     return "\n".join(lines) + "\n"
 
 
