@@ -78,7 +78,7 @@ def test_it_is_registered_as_a_label_only_minimal_attack() -> None:
 def test_every_row_the_oracle_saw_is_counted_per_sample(norm: str) -> None:
     clf, x, y = softmax_on_digits()
     x, y = x[:5], y[:5]
-    budget = 300
+    budget = 150
     whole = HopSkipJump(norm=norm, max_queries=budget, init_evals=20)(
         Oracle(Counted(clf.module), 10, (1, 8, 8)), x, y
     )
