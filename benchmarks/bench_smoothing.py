@@ -50,7 +50,7 @@ def art_smoother(module: nn.Module, draws: int) -> Any:
     """ART's ``PyTorchRandomizedSmoothing`` on ``module``, its Clopper-Pearson bound from scipy."""
     from art.estimators.certification.randomized_smoothing import PyTorchRandomizedSmoothing
 
-    class Smoother(PyTorchRandomizedSmoothing):  # type: ignore[misc]
+    class Smoother(PyTorchRandomizedSmoothing):
         def _lower_confidence_bound(self, n_class_samples: int, n_total_samples: int) -> float:
             k = n_class_samples
             if k == 0:
@@ -159,7 +159,7 @@ def report(r: dict[str, Any]) -> str:
         "# Randomised smoothing: certification speed, brittle against ART",
         "",
         f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs (shared with other jobs), "
-        f"{r['threads']} torch threads, torch {m['torch']}. Model: {r['model']}. "
+        f"{r['threads']} torch thread(s), torch {m['torch']}. Model: {r['model']}. "
         f"sigma {r['sigma']}, n0 = {r['n0']}, n = {r['n']:,} estimation draws per image, "
         f"alpha = {r['alpha']}; {r['samples']} MNIST test image(s) per run, "
         f"{r['rounds']} alternating round(s); {r['rows_per_forward']:,} noisy inputs per "
