@@ -46,6 +46,7 @@ def test_the_built_in_defences_in_their_order() -> None:
         "noise-uniform",
         "jsma",
         "gaussian",
+        "ibp",
     ]
     assert [o.flag for o in defense_options()] == [
         "--eps",
@@ -102,7 +103,8 @@ def test_the_ensemble_gets_its_static_models() -> None:
 def test_the_help_of_each_option_says_who_uses_it_with_which_default() -> None:
     helps = {o.name: option_help(o) for o in defense_options()}
     assert (
-        helps["eps"] == "Budget of the training perturbation (default: 0.25; pgd 0.3, jsma 0.145)."
+        helps["eps"]
+        == "Budget of the training perturbation (default: 0.25; pgd 0.3, jsma 0.145, ibp 0.1)."
     )
     assert helps["alpha"] == (
         "Weight of the clean loss, in [0, 1] (default: 0.5; pgd 0, gaussian 0)."

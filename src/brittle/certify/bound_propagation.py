@@ -194,6 +194,20 @@ def _margin_bound(
     bounds: Bounds,
 ) -> Tensor:
     """:func:`margin_bound` with ``eps`` one per sample and the network read."""
+    return class_margins(network, x, label, eps, norm, bounds).amin(1)
+
+
+def class_margins(
+    network: Network,
+    x: Tensor,
+    label: Tensor,
+    eps: Tensor,
+    norm: Norm,
+    bounds: Bounds,
+) -> Tensor:
+    """Lower bounds ``(N, K - 1)`` on ``z_label - z_j`` for every ``j != label`` (in class
+    order), over the inputs within ``eps`` (one per sample) of ``x``; differentiable in the
+    network's weights (IBP training's specification, Gowal et al. 2018, eq. 8)."""
     e = eps.view(-1, *([1] * (x.ndim - 1)))
     lower = network.normalise(clip(x - e, bounds))
     upper = network.normalise(clip(x + e, bounds))
@@ -214,10 +228,16 @@ def _margin_bound(
         if i == first:
             lower, upper = torch.maximum(lower, ball[0]), torch.minimum(upper, ball[1])
     if margin is not None:
-        return lower.amin(1)
+        return lower
     # no last linear layer to fold: z_y - z_j >= lower(z_y) - upper(z_j)
-    others = upper.scatter(1, label[:, None], -math.inf)
-    return lower.gather(1, label[:, None]).squeeze(1) - others.amax(1)
+    others = _others(label, upper.shape[1])
+    return lower.gather(1, label[:, None]) - upper.gather(1, others)
+
+
+def _others(label: Tensor, k: int) -> Tensor:
+    """Per sample, the classes other than ``label``, in order: ``(N, K - 1)``."""
+    classes = torch.arange(k, device=label.device).expand(len(label), k)
+    return classes[classes != label[:, None]].view(len(label), k - 1)
 
 
 def _margin_op(network: Network, label: Tensor) -> Affine | None:
@@ -226,9 +246,7 @@ def _margin_op(network: Network, label: Tensor) -> Affine | None:
     w, b = network.last_weight, network.last_bias
     if w is None or b is None:
         return None
-    k = len(w)
-    classes = torch.arange(k, device=label.device).expand(len(label), k)
-    others = classes[classes != label[:, None]].view(len(label), k - 1)
+    others = _others(label, len(w))
     rows = w[label][:, None, :] - w[others]  # (N, K-1, H)
     offsets = b[label][:, None] - b[others]
     return Affine(

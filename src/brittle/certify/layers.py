@@ -119,11 +119,9 @@ def network_ops(model: Model) -> Network:
     last_weight = last_bias = None
     if layers and isinstance(layers[-1][1], nn.Linear):
         linear = layers[-1][1]
-        last_weight = linear.weight.detach()
+        last_weight = linear.weight
         last_bias = (
-            linear.bias.detach()
-            if linear.bias is not None
-            else last_weight.new_zeros(len(last_weight))
+            linear.bias if linear.bias is not None else last_weight.new_zeros(len(last_weight))
         )
         ops.pop()
     mean = std = None
@@ -144,7 +142,7 @@ def _layers(module: nn.Module, prefix: str) -> list[tuple[str, nn.Module]]:
         return found
     if isinstance(module, LogisticRegression):
         # logits [0, z]: the linear layer with a zero row above its own
-        w, b = module.linear.weight.detach(), module.linear.bias.detach()
+        w, b = module.linear.weight, module.linear.bias
         two = nn.Linear(w.shape[1], 2).to(w.device, w.dtype)
         with torch.no_grad():
             two.weight.copy_(torch.cat([torch.zeros_like(w), w]))
@@ -161,8 +159,8 @@ def _op(name: str, layer: nn.Module) -> Op:
     """One layer as an operation; an :class:`InputError` naming a layer it cannot bound."""
     label = f"{name} ({type(layer).__name__})"
     if isinstance(layer, nn.Linear):
-        w = layer.weight.detach()
-        b = layer.bias.detach() if layer.bias is not None else None
+        w = layer.weight
+        b = layer.bias if layer.bias is not None else None
         return Affine(
             label,
             lambda h: F.linear(h, w, b),
@@ -170,8 +168,8 @@ def _op(name: str, layer: nn.Module) -> Op:
             lambda v: F.linear(v, w.square()),
         )
     if isinstance(layer, nn.Conv2d):
-        conv, kernel = layer, layer.weight.detach()
-        offset = layer.bias.detach() if layer.bias is not None else None
+        conv, kernel = layer, layer.weight
+        offset = layer.bias if layer.bias is not None else None
         return Affine(
             label,
             lambda h: conv._conv_forward(h, kernel, offset),
@@ -220,12 +218,12 @@ def _batchnorm(label: str, layer: nn.BatchNorm1d | nn.BatchNorm2d) -> Affine:
             f"bound propagation cannot step through layer {label}: it keeps no running "
             "statistics (track_running_stats=False), so its output depends on the batch"
         )
-    mean, var = layer.running_mean.detach(), layer.running_var.detach()
+    mean, var = layer.running_mean, layer.running_var
     scale = torch.rsqrt(var + layer.eps)
     shift = -mean * scale
     if layer.affine:
-        scale = scale * layer.weight.detach()
-        shift = shift * layer.weight.detach() + layer.bias.detach()
+        scale = scale * layer.weight
+        shift = shift * layer.weight + layer.bias
 
     def channel(t: Tensor, h: Tensor) -> Tensor:
         return t.view(1, -1, *([1] * (h.ndim - 2)))

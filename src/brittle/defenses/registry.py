@@ -22,10 +22,11 @@ from brittle.errors import InputError
 from .adversarial import AttackTraining, EnsembleTraining, FGSMTraining, PGDTraining
 from .distillation import TemperatureCrossEntropy, check_temperature
 from .gaussian import GaussianTraining
+from .ibp import IBPTraining
 from .mixture import MixedObjective, check_alpha, check_eps
 from .noise import NoiseKind, NoiseTraining
 
-Objective = MixedObjective | TemperatureCrossEntropy
+Objective = MixedObjective | TemperatureCrossEntropy | IBPTraining
 Bounds = tuple[float, float]
 Build = Callable[[Mapping[str, Any], Sequence[nn.Module], Bounds], Objective]
 """``build(values, static, bounds)``: the objective from every option the defence uses
@@ -193,6 +194,10 @@ def _gaussian(values: Mapping[str, Any], static: Sequence[nn.Module], bounds: Bo
     return GaussianTraining(values["sigma"], values["alpha"])
 
 
+def _ibp(values: Mapping[str, Any], static: Sequence[nn.Module], bounds: Bounds) -> Objective:
+    return IBPTraining(values["eps"], values["alpha"], bounds=bounds)
+
+
 def _jsma(values: Mapping[str, Any], static: Sequence[nn.Module], bounds: Bounds) -> Objective:
     from brittle.attacks import JSMA
 
@@ -254,5 +259,13 @@ register(
         "gaussian",
         (Uses(SIGMA, 0.25), Uses(ALPHA, 0.0)),  # Cohen et al. train on the noisy copies alone
         _gaussian,
+    )
+)
+register(
+    Defense(
+        "ibp",
+        # Gowal et al.: kappa ends at 0.5; eps ramps from 0 over the first 1,000 steps
+        (Uses(EPS, 0.1), Uses(ALPHA, 0.5)),
+        _ibp,
     )
 )
