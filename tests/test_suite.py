@@ -72,15 +72,20 @@ def test_the_suite_follows_the_threat_model() -> None:
     assert all(a.params["max_queries"] == LABEL_QUERIES for a in labels)
     (l2,) = suite_attacks("standard", "l2", Capability.ORACLE_LABELS)  # RayS is linf only
     assert l2.name == "hopskipjump" and l2.params["norm"] == "l2"
-    for capability in (Capability.TRAINING_DATA, Capability.SAMPLES):
-        (transfer,) = suite_attacks("standard", "linf", capability)
-        assert transfer.name == "substitute"
+    (training,) = suite_attacks("standard", "linf", Capability.TRAINING_DATA, data="digits")
+    (samples,) = suite_attacks("standard", "linf", Capability.SAMPLES, data="digits")
+    assert training.name == samples.name == "substitute"
+    assert training.params["seed_size"] is None and samples.params["seed_size"] == 150
+    for transfer in (training, samples):  # the data's own labels, no query of the model
+        assert transfer.build(0.3).capability is Capability.SAMPLES
+        assert transfer.params["data"] == "digits" and transfer.params["split"] == "train"
     # Square's windows need an image layout: other inputs get SimBA
     for shape, name in (((1, 28, 28), "square"), ((3, 2, 40), "simba"), ((64,), "simba")):
         assert suite_attacks("standard", "linf", Capability.WHITE_BOX, shape)[3].name == name
     for bad, words in (
         (("standard", "l1", Capability.WHITE_BOX), "linf and l2"),
         (("strong", "linf", Capability.WHITE_BOX), "unknown suite"),
+        (("standard", "linf", Capability.SAMPLES), "name it with --dataset"),
     ):
         with pytest.raises(InputError, match=words):
             suite_attacks(*bad)

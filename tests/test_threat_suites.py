@@ -5,6 +5,8 @@ budget once, saying so."""
 from __future__ import annotations
 
 import json
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from torch import Tensor, nn
 import brittle
 from brittle.cli import main
 from brittle.eval.suite import RAISE, SCORE_QUERIES
+from brittle.threat import Capability
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -119,4 +122,21 @@ def test_a_capability_without_attacks_runs_its_suite(tmp_path: Path) -> None:
     assert code == 0
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["threat_model"]["capability"] == "ORACLE_SCORES"
-    assert [a["name"] for a in report["attacks"]] == ["square", "simba"]
+    assert [a["label"].split(":")[0] for a in report["attacks"]] == ["square", "simba"]
+
+
+def test_a_samples_adversary_trains_a_substitute_and_asks_the_model_nothing(
+    tmp_path: Path,
+) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    outcome = brittle.evaluate(
+        net, "digits", out=tmp_path, n=40, eps=0.3, capability=Capability.SAMPLES, progress=False
+    )
+    assert outcome is not None
+    report = outcome.report
+    assert report["threat_model"]["capability"] == "SAMPLES"
+    assert [a["label"].split(":")[0] for a in report["attacks"]] == ["substitute"]
+    with closing(sqlite3.connect(outcome.store)) as db:
+        (queries,) = db.execute("SELECT max(queries) FROM samples").fetchone()
+    assert queries == 0  # no query of the model: the samples alone

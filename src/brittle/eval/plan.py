@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from brittle.attacks.base import Attack, MinimizationAttack, TargetSpec
 from brittle.attacks.registry import accepted_parameters, attack_class
+from brittle.data import DATASET_NAMES
 from brittle.errors import InputError
 from brittle.perturbation import box_diameter
 from brittle.threat import Capability, Goal, Norm, ThreatModel
@@ -190,7 +191,15 @@ def _suite(spec: EvaluationSpec, target: Target) -> tuple[AttackSpec, ...]:
     norm = spec.norm or (spec.threat.norm.value if spec.threat is not None else Norm.LINF.value)
     granted = spec.threat.capability if spec.threat is not None else spec.capability
     assert spec.suite is not None
-    return suite_attacks(spec.suite, norm, granted, target.source.input_shape, spec.seed)
+    data = spec.data.dataset or target.meta.get("dataset")
+    return suite_attacks(
+        spec.suite,
+        norm,
+        granted,
+        target.source.input_shape,
+        spec.seed,
+        data=data if isinstance(data, str) and data in DATASET_NAMES else None,
+    )
 
 
 def raised_stage(plan: Plan, evaluation: Evaluation) -> AttackSpec | None:

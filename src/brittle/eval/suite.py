@@ -24,8 +24,10 @@ A weaker threat gets the strongest attacks it allows (Papernot et al. 2016's cap
 - label queries (``oracle_labels``): HopSkipJump (:mod:`brittle.attacks.hopskipjump`) on every
   sample, then in Linf RayS (:mod:`brittle.attacks.rays`) on the survivors; each with
   :data:`LABEL_QUERIES` queries per sample;
-- the training data (``training_data``) or labelled samples only (``samples``): a substitute
-  trained on them, and its adversarial examples transferred to the model
+- the training data (``training_data``): a substitute trained on the whole training split of
+  the evaluated data set with its own labels; labelled samples only (``samples``): a
+  substitute trained on :data:`SAMPLES_HELD` of them, no query at all. Either way its
+  adversarial examples (FGSM) are transferred to the model
   (:mod:`brittle.attacks.substitute`, Papernot et al. 2017).
 
 The suite is untargeted (any misclassification) and defined in Linf and L2.
@@ -33,7 +35,7 @@ The suite is untargeted (any misclassification) and defined in Linf and L2.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from brittle.errors import InputError
@@ -51,6 +53,8 @@ LABEL_QUERIES = 5_000
 RAISE = 4
 """How many times its budget a black-box stage gets when it is raised (once) because it broke
 samples that every stronger attack left standing."""
+SAMPLES_HELD = 150
+"""The labelled samples a ``samples`` adversary holds (Papernot et al. 2017's seed set)."""
 SQUARE_SIDE = 3
 """The shortest image side the Square attack works on."""
 
@@ -61,11 +65,15 @@ def suite_attacks(
     capability: Capability,
     input_shape: Sequence[int] | None = None,
     seed: int = 0,
+    data: str | None = None,
 ) -> tuple[AttackSpec, ...]:
     """The attacks of ``suite`` for a threat in ``norm`` with ``capability``, in order, for
-    inputs of ``input_shape`` (per sample; ``None``: images), drawing with ``seed``.
+    inputs of ``input_shape`` (per sample; ``None``: images), drawing with ``seed``; ``data``
+    names the data set whose training split a ``training_data`` or ``samples`` adversary
+    holds.
 
-    Refused, saying what to do instead: an unknown suite and a norm the suite does not cover.
+    Refused, saying what to do instead: an unknown suite, a norm the suite does not cover,
+    and a substitute suite without a named data set.
     """
     if suite != STANDARD:
         raise InputError(f"unknown suite {suite!r}: use one of {', '.join(SUITES)}")
@@ -95,7 +103,7 @@ def suite_attacks(
             member(score, True, max_queries=SCORE_QUERIES),
         )
     if capability >= Capability.TRAINING_DATA:
-        return (member("substitute", False, access=capability.name.lower()),)
+        return (_substitute(member, capability, data, seed_size=None),)
     if capability >= Capability.ORACLE_SCORES:
         first = member(score, False, max_queries=SCORE_QUERIES)
         if score == "simba":
@@ -106,7 +114,27 @@ def suite_attacks(
         if norm is not Norm.LINF:
             return (first,)
         return (first, member("rays", True, max_queries=LABEL_QUERIES))
-    return (member("substitute", False, access=capability.name.lower()),)
+    return (_substitute(member, capability, data, seed_size=SAMPLES_HELD),)
+
+
+def _substitute(
+    member: Callable[..., AttackSpec],
+    capability: Capability,
+    data: str | None,
+    seed_size: int | None,
+) -> AttackSpec:
+    """The transfer stage: a substitute trained on ``seed_size`` labelled samples (``None``:
+    all) of ``data``'s training split, no label asked of the model."""
+    if data is None:
+        raise InputError(
+            f"under {capability.name.lower()} the suite trains a substitute on the training "
+            "split of a data set brittle can load (mnist, fashion-mnist, digits, cifar10, ...): "
+            "name it with --dataset, or list --attack substitute:data=NAME with your own choices"
+        )
+    return member(
+        "substitute", False, data=data, split="train", labels="given", rounds=0,
+        seed_size=seed_size,
+    )  # fmt: skip
 
 
 def _score_attack(input_shape: Sequence[int] | None) -> str:
