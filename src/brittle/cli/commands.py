@@ -60,7 +60,8 @@ def train(args: argparse.Namespace) -> int:
     Defences: fgsm (Goodfellow's adversarial objective), pgd (Madry et al.), ensemble
     (Tramer et al.: part of each batch crafted on --static models), distill (defensive
     distillation at --temperature), noise-sign and noise-uniform (Goodfellow's controls),
-    jsma (Papernot et al.'s suggestion; slow).
+    jsma (Papernot et al.'s suggestion; slow), gaussian (Cohen et al.'s N(0, --sigma^2)
+    augmentation, the base model of randomised smoothing).
     """
     outcome = tasks.train(
         **training_request(args),
@@ -679,18 +680,21 @@ def _add_reproduce_options(parser: argparse.ArgumentParser) -> None:
         (
             "--n-images",
             "Test images attacked (default: the reproduction's; goodfellow2014: all, "
-            "papernot2016: 1,000; fawzi2018: generated samples measured per model, 200).",
+            "papernot2016: 1,000; fawzi2018: generated samples measured per model, 200; "
+            "cohen2019: test images certified, 100).",
         ),
         (
             "--n-second",
             "Images of the second analyses: goodfellow2014's gradient-masking check "
             "(default 500), papernot2016's runs that explain the gap (default 50), "
-            "fawzi2018's samples for the class probabilities (default 10,000).",
+            "fawzi2018's samples for the class probabilities (default 10,000); for "
+            "cohen2019, the noise draws per image (default 10,000; the paper: 100,000).",
         ),
         (
             "--epochs",
             "Training epochs (goodfellow2014: of the maxout networks, default 10; "
-            "papernot2016: of each LeNet, default 4; fawzi2018: of the VAE, default 30).",
+            "papernot2016: of each LeNet, default 4; fawzi2018: of the VAE, default 30; "
+            "cohen2019: of each LeNet under noise, default 2).",
         ),
     ]
     for flag, text in sizes:
