@@ -144,7 +144,7 @@ def capabilities() -> str:
     ]
     for cap in sorted(Capability, reverse=True):
         try:
-            suite = suite_attacks(STANDARD, "linf", cap, (1, 28, 28))
+            suite = suite_attacks(STANDARD, "linf", cap, (1, 28, 28), data="mnist")
             runs = ", then ".join(f"`{spec.name}`" for spec in suite)
         except BrittleError as err:  # shown as the command would show it
             runs = f"refused: {err}".replace("|", "\\|")

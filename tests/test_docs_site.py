@@ -105,6 +105,24 @@ def test_the_readme_stays_what_a_newcomer_reads_in_five_minutes() -> None:
         assert needed in readme, needed
 
 
+def test_the_readme_capability_table_is_what_evaluate_runs() -> None:
+    """Each row's attacks, in order, are the suite ``--capability`` expands to on images."""
+    from brittle.eval.suite import STANDARD, suite_attacks
+    from brittle.threat import Capability
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    names = {"APGD-CE": "apgd", "APGD-T": "apgd-t", "FAB-T": "fab-t", "Square": "square",
+             "SimBA": "simba", "HopSkipJump": "hopskipjump", "RayS": "rays",
+             "a substitute": "substitute"}  # fmt: skip
+    rows = re.findall(r"^\| `([a-z_]+)` \| [^|]+ \| ([^|]+) \|$", readme, re.MULTILINE)
+    assert len(rows) == 5
+    for capability, runs in rows:
+        said = [names[m] for m in re.findall("|".join(map(re.escape, names)), runs)]
+        suite = suite_attacks(STANDARD, "linf", Capability[capability.upper()], (1, 28, 28),
+                              data="mnist")  # fmt: skip
+        assert said == [a.name for a in suite], capability
+
+
 # ------------------------------------------------------------------ the strict build, in a browser
 def build(out: Path) -> subprocess.CompletedProcess[str]:
     """``mkdocs build --strict`` of the repository's site into ``out``."""
