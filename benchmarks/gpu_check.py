@@ -68,6 +68,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 import common  # noqa: E402
 import resnet  # noqa: E402
+from brittle.classifier import Amp  # noqa: E402
 from brittle.files import write_text_atomic  # noqa: E402
 
 RESULTS = BENCH / "results"
@@ -460,7 +461,7 @@ def throughput(problem: Problem, device: torch.device, sizes: Sizes, clock: Cloc
         name: Classifier(
             problem.module, bounds=(0.0, 1.0), num_classes=CLASSES, input_shape=SHAPE, amp=amp
         )
-        for name, amp in (("brittle", None), ("brittle bf16", "bf16"))
+        for name, amp in (("brittle", None), ("brittle bf16", _BF16))
     }
     rows = []
     for i, bench in enumerate(benches(sizes)):
@@ -482,7 +483,7 @@ def throughput(problem: Problem, device: torch.device, sizes: Sizes, clock: Cloc
             else:
                 peer = bench.torchattacks(common.torchattacks_model(problem.module))
 
-                def call(x: Tensor, y: Tensor, ids: Tensor, a: Any = peer) -> Tensor:
+                def call(x: Tensor, y: Tensor, ids: Tensor, a: Any = peer, c: Any = None) -> Tensor:
                     return a(x, y)
 
             try:
@@ -505,6 +506,9 @@ def throughput(problem: Problem, device: torch.device, sizes: Sizes, clock: Cloc
         for library in libraries
     }
     return summary(statuses), details
+
+
+_BF16: Amp = "bf16"
 
 
 def _row_text(row: dict[str, Any], libraries: tuple[str, ...]) -> str:
