@@ -140,3 +140,17 @@ def test_a_samples_adversary_trains_a_substitute_and_asks_the_model_nothing(
     with closing(sqlite3.connect(outcome.store)) as db:
         (queries,) = db.execute("SELECT max(queries) FROM samples").fetchone()
     assert queries == 0  # no query of the model: the samples alone
+
+
+def test_fgsm_is_not_held_against_attacks_without_gradients(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, 4))
+    x = torch.rand(N, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    outcome = brittle.evaluate(net, (x, y), out=tmp_path, eps=0.2,
+                               attacks="simba:max_queries=20:norm=linf", progress=False)  # fmt: skip
+    assert outcome is not None
+    checks = {c["name"]: c for c in outcome.report["sanity_checks"]}
+    assert checks["single_step"]["status"] == "not run"
+    assert "no gradient" in checks["single_step"]["message"]

@@ -138,6 +138,14 @@ def single_step_check(probe: Probe, evaluation: Evaluation) -> SanityCheck:
         return SanityCheck(name, title, NOT_RUN, _NO_GRADIENTS)
     if all(plan.spec.get("name") == FGSM.name for plan in probe.plans):
         return SanityCheck(name, title, NOT_RUN, "the evaluation's only attack is FGSM itself")
+    if all(p.build(evaluation.eps[0]).capability < Capability.WHITE_BOX for p in probe.plans):
+        return SanityCheck(
+            name,
+            title,
+            NOT_RUN,
+            "the evaluation's attacks use no gradient: FGSM has more access than they do, so "
+            "its finding more says nothing about them (the black-box check compares them)",
+        )
     fgsm, attacks = [], []
     for i, eps in enumerate(evaluation.eps):
         result = run_attack(
