@@ -29,7 +29,7 @@ from brittle.generators import Generator
 from brittle.threat import Norm
 
 from .analysis import DEFAULT_SAMPLES, bound_inputs
-from .robustness import check_pair
+from .inputs import check_pair
 from .theorems import in_distribution_bound_interval
 
 NORM_FACTORS = {Norm.L2: "1", Norm.LINF: "1", Norm.L1: "sqrt(d)"}

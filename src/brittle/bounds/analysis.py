@@ -32,13 +32,10 @@ from brittle.classifier import Classifier
 from brittle.errors import InputError
 from brittle.generators import Generator, estimate_lipschitz
 
-from .robustness import (
-    RobustnessEstimate,
-    RobustnessEstimates,
-    check_pair,
-    estimate_all,
-    sample_latents,
-)
+from .estimate import RobustnessEstimate
+from .inputs import check_pair
+from .latent import sample_latents
+from .robustness import RobustnessEstimates, estimate_all
 from .theorems import (
     ClassProbabilities,
     class_probabilities,

@@ -24,18 +24,13 @@ from brittle.classifier import Classifier
 from brittle.errors import InputError
 from brittle.randomness import per_sample
 
-from .robustness import (
-    Closest,
-    LatentClassifier,
-    check_int,
-    check_pair,
-    check_positive,
-    in_distribution_robustness,
-    json_float,
-    ray_search,
-    sample_latents,
-    unconstrained_robustness,
-)
+from .bisection import ray_search
+from .candidates import Closest
+from .estimate import json_float
+from .estimate_in_distribution import in_distribution_robustness
+from .estimate_unconstrained import unconstrained_robustness
+from .inputs import check_int, check_pair, check_positive
+from .latent import LatentClassifier, sample_latents
 
 _RAY_TOLERANCE = 1e-2
 """Relative width at which the bisection along a ray stops (the check's tolerance is 5%)."""

@@ -9,7 +9,7 @@ For classifiers f and h with delta = P(f(g(z)) != h(g(z))),
 (:func:`~.theorems.transfer_bound`). :func:`theorem3_check` estimates delta on generator
 samples with a one-sided Clopper-Pearson upper limit, evaluates the bound at the estimate and
 at that limit, and measures the left-hand side with
-:func:`~.robustness.common_perturbation_share`.
+:func:`~.joint_attack.common_perturbation_share`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from brittle.classifier import Classifier
 from brittle.errors import InputError
 
 from .analysis import DEFAULT_SAMPLES, generated_predictions
-from .robustness import check_int, check_pair, common_perturbation_share, json_float
+from .estimate import json_float
+from .inputs import check_int, check_pair
+from .joint_attack import common_perturbation_share
 from .theorems import corollary_robustness_upper_bound, transfer_bound
 
 
