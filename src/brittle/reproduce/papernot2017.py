@@ -28,7 +28,7 @@ from brittle.data import Dataset
 from brittle.errors import InputError
 from brittle.models import build_model, train_model
 from brittle.report.plots import to_png
-from brittle.substitute import HeldOut, Round, train_substitute
+from brittle.substitute import HeldOut, Round, SubstituteFit, train_substitute
 
 from .cache import Log, bundled_note, cached, data_info, load_splits, save_trained
 from .report import Figure, Reproduction, Row
@@ -81,12 +81,13 @@ CHECKPOINT = "oracle_lenet.pt"
 @dataclass(frozen=True)
 class Curve:
     """One substitute training: per round, its accuracy, agreement, transfer rate and the
-    oracle's labels spent so far."""
+    oracle's labels spent so far; the trained substitute."""
 
     rounds: list[Round]
     transfer: list[float]
     queries: list[int]
     seconds: float
+    fit: SubstituteFit
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -344,7 +345,7 @@ def substitute_curve(
         held_out=held,
         on_round=measure,
     )
-    return Curve(fit.rounds, transfer, queries, time.perf_counter() - start)
+    return Curve(fit.rounds, transfer, queries, time.perf_counter() - start, fit)
 
 
 def curves_figure(curves: Mapping[str, Curve]) -> bytes:
