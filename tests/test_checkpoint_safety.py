@@ -1,11 +1,14 @@
 """Untrusted checkpoints: forged metadata never make brittle build (allocate) a network, a
-compressed archive is refused before it is expanded, and torch's warnings do not leak."""
+compressed archive is refused before it is expanded, and torch's warnings do not leak.
+
+The work a forged file costs is counted, not timed: every network ``load_checkpoint`` builds
+is recorded with the device it was built on, and a refusal may build on the meta device only
+(shapes without storage; building hidden=[20000, 20000] for real allocates 1.6 GB)."""
 
 from __future__ import annotations
 
 import json
 import pickle
-import time
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -18,10 +21,6 @@ import torch
 import brittle.models.checkpoint as checkpoint
 from brittle.errors import CheckpointError
 from brittle.models import ARCHITECTURES, build_model, load_checkpoint, save_checkpoint
-
-FAST = 1.0
-"""Seconds within which a forged checkpoint must be refused (building hidden=[20000, 20000]
-for real allocates 1.6 GB and takes seconds; refusing it takes milliseconds)."""
 
 
 @pytest.fixture
@@ -55,11 +54,10 @@ def _forge(tmp_path: Path, payload: dict[str, Any], **meta: Any) -> Path:
     return path
 
 
-def _refused(path: Path, match: str) -> tuple[str, float]:
-    start = time.perf_counter()
+def _refused(path: Path, match: str) -> str:
     with pytest.raises(CheckpointError, match=match) as info:
         load_checkpoint(path)
-    return str(info.value), time.perf_counter() - start
+    return str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -76,8 +74,7 @@ def _refused(path: Path, match: str) -> tuple[str, float]:
 def test_metadata_of_a_huge_network_are_refused_without_building_it(
     tmp_path: Path, payload: dict[str, Any], builds: list[str], meta: dict[str, Any]
 ) -> None:
-    message, seconds = _refused(_forge(tmp_path, payload, **meta), "do not fit")
-    assert seconds < FAST
+    message = _refused(_forge(tmp_path, payload, **meta), "do not fit")
     assert builds and set(builds) == {"meta"}, "a network was built on a real device"
     assert "file holds 51" in message and "forged" in message
 
@@ -86,8 +83,8 @@ def test_a_long_list_of_layer_sizes_is_refused_before_any_build(
     tmp_path: Path, payload: dict[str, Any], builds: list[str]
 ) -> None:
     path = _forge(tmp_path, payload, arch="mlp", arch_kwargs={"hidden": [8] * 200_000})
-    message, seconds = _refused(path, "200,000 layer sizes")
-    assert seconds < FAST and builds == []
+    message = _refused(path, "200,000 layer sizes")
+    assert builds == []
     assert len(message) < 1000  # the list itself is not repeated in full
 
 
@@ -98,7 +95,7 @@ def test_weights_of_the_right_count_but_the_wrong_names_or_shapes_are_refused(
     renamed = {k.replace("linear", "fc"): v for k, v in state.items()}
     path = tmp_path / "renamed.pt"
     torch.save({**payload, "state_dict": renamed}, path)
-    message, _ = _refused(path, "differences, name and shape")
+    message = _refused(path, "differences, name and shape")
     assert "fc.weight" in message and "linear.weight" in message
     transposed = {**state, "linear.weight": state["linear.weight"].T.contiguous()}
     torch.save({**payload, "state_dict": transposed}, path)
@@ -115,7 +112,7 @@ def test_entries_that_are_not_tensors_are_refused(tmp_path: Path, payload: dict[
 def test_sizes_beyond_any_tensor_give_one_clear_line(
     tmp_path: Path, payload: dict[str, Any]
 ) -> None:
-    message, _ = _refused(
+    message = _refused(
         _forge(tmp_path, payload, arch="mlp", arch_kwargs={"hidden": [10**30]}), "cannot rebuild"
     )
     assert "\n" not in message and str(tmp_path) in message
@@ -130,7 +127,7 @@ def test_a_compressed_archive_is_refused_before_it_is_expanded(
         for info in src.infolist():
             dst.writestr(info.filename, src.read(info.filename))
     assert torch.load(bomb, weights_only=True).keys() == payload.keys()  # torch would expand it
-    message, _ = _refused(bomb, "compressed records")
+    message = _refused(bomb, "compressed records")
     assert "save_checkpoint" in message
 
 
@@ -182,12 +179,10 @@ def test_building_on_the_meta_device_allocates_nothing_and_keeps_the_rng(arch: s
     }
     shape = (1, 28, 28) if arch in huge else (3, 10**4, 10**4)
     state = torch.random.get_rng_state()
-    start = time.perf_counter()
     for seed in (None, 0):
         with torch.device("meta"):
             model = build_model(arch, shape, 2, seed=seed, **huge.get(arch, {}))
         tensors = list(model.state_dict().values())
         assert {t.device.type for t in tensors} == {"meta"}
         assert sum(t.numel() for t in tensors) > 10**8
-    assert time.perf_counter() - start < FAST
     assert torch.equal(torch.random.get_rng_state(), state)

@@ -5,7 +5,9 @@ The bombs are real: a deflate stream of zeros is built from one compressed MiB r
 (after a full flush the compressor starts afresh, so every MiB compresses to the same
 bytes), which makes a file of a few MB that inflates to gigabytes without the test ever
 holding them. ``tracemalloc`` (numpy reports its buffers to it) bounds what opening the file
-allocated.
+allocated, and a counter on zlib (zip members and gzip files are both inflated by
+``zlib.decompressobj``) bounds what it inflated: a bomb must be refused from its headers, or
+cut off where they say the data end, never inflated and thrown away.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import gzip
 import io
 import struct
-import time
 import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
@@ -34,7 +35,50 @@ from brittle.errors import DataError
 MIB = 1 << 20
 GB3 = 3_000_000_000
 SMALL_ALLOCATION = 64 * MIB
-"""More than any refusal below may allocate (the bombs would take gigabytes)."""
+"""More than any refusal below may allocate, or inflate (the bombs would take gigabytes)."""
+
+
+class Inflation:
+    """Stands for ``zlib.decompressobj`` and counts the bytes its decompressors put out."""
+
+    def __init__(self) -> None:
+        self.real = zlib.decompressobj
+        self.bytes = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _CountingDecompressor:
+        return _CountingDecompressor(self, self.real(*args, **kwargs))
+
+
+class _CountingDecompressor:
+    """A zlib decompressor whose output is counted by its :class:`Inflation`."""
+
+    def __init__(self, counter: Inflation, inner: Any) -> None:
+        self.counter, self.inner = counter, inner
+
+    def decompress(self, data: bytes, max_length: int = 0) -> bytes:
+        out: bytes = self.inner.decompress(data, max_length)
+        self.counter.bytes += len(out)
+        return out
+
+    def flush(self, *args: int) -> bytes:
+        out: bytes = self.inner.flush(*args)
+        self.counter.bytes += len(out)
+        return out
+
+    def __getattr__(self, name: str) -> Any:  # eof, unused_data, unconsumed_tail, copy
+        return getattr(self.inner, name)
+
+
+INFLATION = Inflation()
+"""The counter every test of this module inflates through (:func:`count_inflation`)."""
+
+
+@pytest.fixture(autouse=True)
+def count_inflation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """zipfile and gzip look ``zlib.decompressobj`` up when they open a member: count it,
+    from 0 in each test."""
+    INFLATION.bytes = 0
+    monkeypatch.setattr(zlib, "decompressobj", INFLATION)
 
 
 def deflate_zeros(prefix: bytes, zeros: int) -> bytes:
@@ -126,14 +170,15 @@ def allocation() -> Iterator[Callable[[], int]]:
 
 
 def refused(action: Callable[[], Any], *words: str, absent: tuple[str, ...] = ()) -> str:
-    """Run ``action``; it must raise one DataError holding every word and none of ``absent``."""
-    started = time.perf_counter()
+    """Run ``action``; it must raise one DataError holding every word and none of ``absent``,
+    having inflated less than :data:`SMALL_ALLOCATION` (refused from headers)."""
+    before = INFLATION.bytes
     with pytest.raises(DataError) as info:
         action()
     message = str(info.value)
     assert all(word in message for word in words), message
     assert not any(word in message for word in absent), message
-    assert time.perf_counter() - started < 5  # refused from headers, not after inflating
+    assert INFLATION.bytes - before < SMALL_ALLOCATION, "inflated before refusing"
     return message
 
 
@@ -167,6 +212,7 @@ def test_npz_bomb_under_small_claims_is_cut_off_where_the_claims_end(
     exact = bomb(tmp_path / "exact.npz", (2, 4, 4), size)  # 32 values claimed, 3 GB inside
     source = open_source("npz", "train", exact)  # what the claims hold is read; no more
     assert torch.equal(source.fetch([0, 1])[0], torch.zeros(2, 1, 4, 4))
+    assert size <= INFLATION.bytes < SMALL_ALLOCATION  # the counter sees a zip member inflate
     longer = bomb(tmp_path / "longer.npz", (2, 4, 4), size + 40)
     refused(lambda: open_source("npz", "train", longer), "more data than its header declares")
     lying = with_labels(
@@ -306,6 +352,7 @@ def test_idx_gzip_bomb_behind_a_small_header_is_cut_off(
     path.write_bytes(gzip_of(deflate_zeros(idx_header((10, 28, 28)), GB3)))
     refused(lambda: read_idx(path), str(path), "longer than its header says")
     assert allocation() < SMALL_ALLOCATION
+    assert INFLATION.bytes >= 10 * 28 * 28  # the counter sees a gzip file inflate
 
 
 def test_idx_label_beyond_the_classes_names_the_file(tmp_path: Path) -> None:
