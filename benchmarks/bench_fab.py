@@ -41,6 +41,10 @@ from brittle.files import write_text_atomic
 
 RESULTS = common.REPO / "benchmarks" / "results"
 FULL_N = 200
+MODELS = {
+    "pgd": "the suite benchmark's PGD-trained LeNet (`common.pgd_trained_lenet`)",
+    "plain": "the plain benchmark LeNet (`common.trained_lenet`, no adversarial training)",
+}
 EPS = 0.3
 STEPS = 100
 
@@ -128,9 +132,8 @@ def markdown(data: dict[str, Any]) -> str:
     lines = [
         "# FAB-T: brittle against torchattacks' FAB (multi-targeted)",
         "",
-        f"`benchmarks/bench_fab.py`, {meta['created']}. Model: the suite benchmark's "
-        f"PGD-trained LeNet (`common.pgd_trained_lenet`, {meta['test_accuracy']:.2%} clean "
-        f"accuracy); the first {n} MNIST test images ({meta['clean_correct']} classified "
+        f"`benchmarks/bench_fab.py`, {meta['created']}. Model: {MODELS[meta['model']]} "
+        f"({meta['test_accuracy']:.2%} clean accuracy); the first {n} MNIST test images ({meta['clean_correct']} classified "
         "correctly), one batch, Linf, 100 iterations, 1 restart, alpha_max 0.1, eta 1.05, beta "
         "0.9 in both libraries. torchattacks "
         f"{meta['torchattacks']}. Machine: {meta['machine']['cpu']}, "
@@ -192,6 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=FULL_N, help="first n MNIST test images")
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--model",
+        choices=("pgd", "plain"),
+        default="pgd",
+        help="the PGD-trained LeNet (default) or the plain benchmark LeNet",
+    )
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     import torchattacks
@@ -200,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     from brittle.classifier import Classifier
 
     torch.set_num_threads(args.threads)
-    classifier, test = common.pgd_trained_lenet()
+    load_model = common.pgd_trained_lenet if args.model == "pgd" else common.trained_lenet
+    classifier, test = load_model()
     counter = common.CountingModule(classifier.module).eval()
     counted = Classifier(
         counter, bounds=(0.0, 1.0), num_classes=common.NUM_CLASSES, input_shape=common.INPUT_SHAPE
@@ -252,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             "steps": steps,
             "threads": args.threads,
             "clean_correct": int(clean.sum()),
+            "model": args.model,
             "test_accuracy": float(classifier.meta["test_accuracy"]),
             "torchattacks": torchattacks.__version__,
             "machine": common.machine(),
@@ -261,7 +272,10 @@ def main(argv: list[str] | None = None) -> int:
         "minimal_pairs": pairs,
         "budget": [r for r in runs.values() if r["setting"] == "budget"],
     }
-    stem = "fab" if n == FULL_N and steps == STEPS else "fab_partial"
+    full = n == FULL_N and steps == STEPS and args.model == "pgd"
+    stem = (
+        "fab" if full else f"fab_{args.model}" if n == FULL_N and steps == STEPS else "fab_partial"
+    )
     out: Path = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / f"{stem}.json", json.dumps(data, indent=2) + "\n")
