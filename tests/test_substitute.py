@@ -248,6 +248,14 @@ def test_data_of_another_shape_is_refused_with_a_clear_error() -> None:
         attack(model, x[:3], y[:3])
 
 
+def test_the_seed_set_is_the_papers_150_for_the_oracle_and_the_whole_split_when_given() -> None:
+    labelled = Substitute(0.2, data="digits", seed=3)._seed_set()
+    assert len(labelled[0]) == 150 and labelled[1] is None  # the oracle labels them
+    given = Substitute(0.2, data="digits", labels="given", rounds=0)._seed_set()
+    assert given[1] is not None and len(given[0]) == len(given[1]) == 1437  # the train split
+    assert len(Substitute(0.2, data="digits", seed_size=20)._seed_set()[0]) == 20
+
+
 def test_the_registry_builds_it_with_the_cli_flags() -> None:
     attack = make_attack("substitute", eps=0.2, data="digits", rounds=2, kappa=10)
     assert isinstance(attack, Substitute)

@@ -25,6 +25,8 @@ ARCHITECTURES = ("mlp", "lenet", "softmax", "maxout")
 """The zoo networks a substitute may be (:data:`brittle.models.ARCHITECTURES` that take any
 number of classes and need no data to initialise)."""
 
+PAPER_SEED_SIZE = 150
+"""The paper's seed set: 150 inputs labelled by the oracle."""
 _FITS: weakref.WeakKeyDictionary[Model, dict[str, SubstituteFit]] = weakref.WeakKeyDictionary()
 """Trained substitutes by target and recipe: an evaluation builds the attack again for every
 chunk and budget, and must not train (nor query) again."""
@@ -36,7 +38,8 @@ class Substitute(FixedBudgetAttack):
     against Machine Learning": train a substitute F on the target's labels, craft on F with a
     white-box attack, transfer to the target.
 
-    The substitute starts from a seed set S_0 (``seed_size`` inputs of the data set ``data``,
+    The substitute starts from a seed set S_0 (``seed_size`` inputs of the data set ``data``:
+    150 by default when the target labels them, all of the split with ``labels="given"``;
     or the ``seed_set`` given) labelled by the target O (``labels="oracle"``) or by the labels
     the adversary holds (``labels="given"``: training data, or input/label samples). Each of
     ``rounds`` rounds of Jacobian-based dataset augmentation then adds
@@ -77,8 +80,9 @@ class Substitute(FixedBudgetAttack):
         default="train", help="Split of the substitute's data set.", cli="sub-split"
     )
     seed_size: int | None = param(
-        default=150,
-        help="Seed inputs drawn from the data set (the paper: 150; None: all of it).",
+        default=None,
+        help="Seed inputs drawn from the data set (default: 150, the paper's, when the "
+        "target labels them; all of the split with labels=given).",
         low=1,
         cli="sub-seed-size",
     )
@@ -224,7 +228,10 @@ class Substitute(FixedBudgetAttack):
             from brittle.data import load_dataset
 
             assert self.data is not None
-            chosen = load_dataset(self.data, self.split).subset(self.seed_size, self.seed)
+            size = self.seed_size
+            if size is None and self.labels == "oracle":
+                size = PAPER_SEED_SIZE
+            chosen = load_dataset(self.data, self.split).subset(size, self.seed)
             x, y = chosen.x, chosen.y
         return x, (y if self.labels == "given" else None)
 
