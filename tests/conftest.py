@@ -44,6 +44,28 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(previous)
 
 
+SLOW_TESTS = Path(__file__).with_name("slow_tests.txt")
+"""The measured slow tier: tests whose own time was long (see the file's header)."""
+
+
+def slow_entries() -> list[str]:
+    """The entries of :data:`SLOW_TESTS`: ``tests/file.py`` (the whole file) or
+    ``tests/file.py::test_name`` (every parameter of that test); ``#`` starts a comment."""
+    lines = SLOW_TESTS.read_text().splitlines()
+    return [entry for line in lines if (entry := line.partition("#")[0].strip())]
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``slow`` every test that tests/slow_tests.txt names; other tests are in the fast
+    tier unless they carry ``@pytest.mark.slow`` themselves."""
+    entries = set(slow_entries())
+    for item in items:
+        test = item.nodeid.partition("[")[0]  # tests/file.py::test_name, or ::Class::test
+        if test in entries or test.partition("::")[0] in entries:
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Under xdist, share the cores between the workers instead of oversubscribing them."""
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
