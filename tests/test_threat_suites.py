@@ -140,6 +140,11 @@ def test_a_samples_adversary_trains_a_substitute_and_asks_the_model_nothing(
     with closing(sqlite3.connect(outcome.store)) as db:
         (queries,) = db.execute("SELECT max(queries) FROM samples").fetchone()
     assert queries == 0  # no query of the model: the samples alone
+    (label,) = report["per_attack"]
+    substitute = report["substitutes"][label]
+    assert substitute["labels_asked"] == 0 and substitute["rounds"] == 0
+    assert 0.0 <= substitute["agreement"] <= 1.0 and substitute["n"] == 40
+    assert "Transfer from substitutes" in outcome.paths.html.read_text()
 
 
 def test_fgsm_is_not_held_against_attacks_without_gradients(tmp_path: Path) -> None:

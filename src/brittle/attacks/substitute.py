@@ -267,6 +267,13 @@ class Substitute(FixedBudgetAttack):
             )
         return kept[key]
 
+    def fitted(self, model: Model) -> SubstituteFit | None:
+        """The substitute this attack crafts on for ``model``, when one is given or was
+        trained by an earlier call (never trained here)."""
+        if self.fit is not None and self._fit_is_given:
+            return self.fit
+        return _FITS.get(model, {}).get(self._recipe())
+
     @property
     def _fit_is_given(self) -> bool:
         return self._samples is None and self.data is None

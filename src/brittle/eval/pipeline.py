@@ -29,6 +29,7 @@ from .defended import defense_check
 from .lock import folder_lock
 from .plan import Plan, failure_warnings, make_plan, raised_stage
 from .probes import PROBE_SAMPLES, probe_checks
+from .probes import labels as probe_labels
 from .randomised import settle_randomness
 from .runner import Evaluation, evaluate
 from .sanity import SanityCheck, recorded_accuracy_check, sweep_checks
@@ -344,6 +345,9 @@ def _report(plan: Plan, evaluation: Evaluation, store_path: Path) -> dict[str, A
         eps_text=[b.text for b in spec.eps],
     )
     report["spec"] = _saved(spec)
+    substitutes = _substitutes(plan, largest)
+    if substitutes:
+        report["substitutes"] = substitutes
     if plan.raised is not None:
         stage = plan.raised
         report["raised"] = {"stage": stage.label, "max_queries": stage.params["max_queries"]}
@@ -358,6 +362,28 @@ def _report(plan: Plan, evaluation: Evaluation, store_path: Path) -> dict[str, A
             failure_warnings(attack, built, target.model, target.features, top)
         )
     return report
+
+
+def _substitutes(plan: Plan, built: Sequence[Any]) -> dict[str, dict[str, Any]]:
+    """For each transfer attack (:class:`~brittle.attacks.substitute.Substitute`), its
+    substitute's agreement with the model on the first samples and the labels its training
+    asked of the model (Papernot et al. 2017's two figures besides the transfer rate)."""
+    from brittle.attacks.substitute import Substitute
+
+    found: dict[str, dict[str, Any]] = {}
+    model = plan.target.model
+    for attack, instance in zip(plan.attacks, built, strict=True):
+        fit = instance.fitted(model) if isinstance(instance, Substitute) else None
+        if fit is None:
+            continue
+        x, _, _ = plan.target.first(PROBE_SAMPLES)
+        found[attack.label] = {
+            "agreement": fit.agreement(x, probe_labels(model, x)),
+            "n": len(x),
+            "labels_asked": fit.queries,
+            "rounds": len(fit.rounds) - 1,  # round 0 trains on the seed set
+        }
+    return found
 
 
 def _bound(generator: str, plan: Plan, evaluation: Evaluation) -> dict[str, Any]:
