@@ -109,3 +109,33 @@ def test_amp_is_refused_where_it_cannot_apply(tmp_path: Path) -> None:
         brittle.evaluate(oracle, (x, y), out=tmp_path, attacks="square", amp="bf16", progress=False)
     with pytest.raises(InputError, match="a Classifier states its own"):
         brittle.evaluate(Classifier(net), (x, y), out=tmp_path, amp="bf16", progress=False)
+
+
+def test_a_function_preprocessing_is_refused_by_bound_propagation() -> None:
+    from brittle.certify.layers import network_ops
+
+    clf = Classifier(
+        _net(), preprocessing=lambda t: torch.round(t * 7) / 7, preprocessing_backward="identity"
+    )
+    with pytest.raises(InputError, match="preprocessing is a function"):
+        network_ops(clf)
+
+
+def test_precision_and_eot_are_part_of_the_run_identity() -> None:
+    from brittle.data.source import TensorSource
+    from brittle.eot import EOT
+    from brittle.eval.plan import make_plan
+    from brittle.eval.spec import AttackSpec, DataRef, EvaluationSpec
+    from brittle.eval.target import open_target
+
+    x, y = _data()
+    spec = EvaluationSpec(
+        model=ModelRef("<python>"), data=DataRef(), attacks=(AttackSpec.of("fgsm"),)
+    )
+    keys = set()
+    for amp, eot in ((None, None), ("bf16", None), (None, EOT()), (None, EOT(5, 3))):
+        clf = Classifier(_net(), amp=amp)  # type: ignore[arg-type]
+        clf.eot = eot
+        target = open_target((clf, {"sha256": "same"}), TensorSource(x, y))
+        keys.add(make_plan(spec, target).key)
+    assert len(keys) == 4

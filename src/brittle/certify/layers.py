@@ -107,6 +107,12 @@ def network_ops(model: Model) -> Network:
             f"bound propagation needs the network's weights: a white-box Classifier, not a "
             f"{type(model).__name__}; certify a black-box model with randomised smoothing"
         )
+    if model.transform is not None:
+        raise InputError(
+            "the model's preprocessing is a function, which bound propagation cannot step "
+            "through (its bounds are unknown); certify the network behind it, or certify the "
+            "model with randomised smoothing"
+        )
     layers = _layers(model.module, "")
     if model.outputs == "probabilities":
         if not layers or not isinstance(layers[-1][1], nn.Softmax):

@@ -52,9 +52,10 @@ class Plan:
     def identity(self) -> dict[str, Any]:
         """What the run is: the model's SHA-256, the data's identity (format, split, size,
         class names and content hash; never the display name alone), the threat model
-        without its budget, the seed, and the reduced precision of the crafting passes when
-        one is set (it changes the attacks' paths). Two runs with one identity give one
-        result per (attack, budget, sample)."""
+        without its budget, the seed, and when set the reduced precision of the crafting
+        passes and the EOT setting of a randomised model (each changes the attacks' paths
+        and verdicts). Two runs with one identity give one result per (attack, budget,
+        sample)."""
         data = self.target.source.identity()
         identity: dict[str, Any] = {
             "model_sha256": self.target.meta["sha256"],
@@ -71,6 +72,9 @@ class Plan:
         amp = getattr(self.target.model, "amp", None)
         if amp is not None:
             identity["amp"] = amp
+        eot = getattr(self.target.model, "eot", None)
+        if eot is not None:
+            identity["eot"] = {"samples": eot.samples, "draws": eot.draws}
         return identity
 
     @property

@@ -85,7 +85,7 @@ class Target:
 
     def model_info(self) -> dict[str, Any]:
         """Where the model came from and how good it was recorded to be, for a summary."""
-        keys = ("format", "path", "sha256", "arch", "dataset", "accuracy", "weights")
+        keys = ("format", "path", "sha256", "arch", "dataset", "accuracy", "weights", "eot")
         return {k: self.meta.get(k) for k in keys if k in self.meta}
 
     def dataset_info(self) -> dict[str, Any]:

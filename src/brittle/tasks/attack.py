@@ -13,6 +13,7 @@ from brittle.attacks.result import AttackResult
 from brittle.attacks.targets import all_other_targets
 from brittle.criteria import TARGET_CHOICES
 from brittle.data import Limits
+from brittle.eot import use_eot_if_randomised
 from brittle.errors import InputError
 from brittle.eval.defended import defense_check
 from brittle.eval.plan import failure_warnings, settle
@@ -108,6 +109,9 @@ def attack(
     (spec,), threat = settle((spec,), threat, eps, capability, victim.model, victim.features)
     built = spec.build(eps)
     x, y, ids, aims = victim.data.x, victim.data.y, victim.data.ids, spec.target
+    eot = use_eot_if_randomised(victim.classifier, x[:batch_size])  # a randomised model
+    if eot is not None:
+        victim.meta["eot"] = eot.describe()
     if every:
         x, y, aims, ids = every_other_class(x, y, ids, victim.classifier.num_classes)
     result = run_attack(
