@@ -3,6 +3,7 @@ change the prediction, from randomised smoothing (for the smoothed classifier) a
 propagation (for the base model)."""
 
 from .result import Certificates, certified_accuracy
+from .smoothed_model import SmoothedClassifier
 from .smoothing import Smoothed
 
-__all__ = ["Certificates", "Smoothed", "certified_accuracy"]
+__all__ = ["Certificates", "Smoothed", "SmoothedClassifier", "certified_accuracy"]

@@ -53,11 +53,16 @@ def certifier(model: Model, method: str, norm: Norm, batch_size: int) -> tuple[s
     smoothing, in L2 only; any other model by interval bound propagation."""
     check_method(method)
     smoothed = callable(getattr(model, "certify", None))
+    if method == "ibp" and smoothed:
+        raise InputError(
+            "--certify ibp certifies a deterministic network, and this model is a smoothed "
+            "classifier (it answers with noise): use --certify smoothing or auto"
+        )
     if method == "smoothing" or (method == "auto" and smoothed):
         if not smoothed:
             raise InputError(
                 "--certify smoothing certifies a smoothed classifier (brittle.certify."
-                "smoothing.Smoothed); this model is a base model: use --certify ibp"
+                "smoothed_model.SmoothedClassifier); this model is a base model: use --certify ibp"
             )
         if norm != Norm.L2:
             raise InputError(
