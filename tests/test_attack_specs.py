@@ -202,9 +202,34 @@ DESCRIBED: dict[str, dict[str, Any]] = {
             "seed": 0,
         },
     },
+    "substitute": {
+        "name": "Substitute",
+        "params": {
+            "eps": 0.25,
+            "norm": "linf",
+            "data": "digits",
+            "split": "train",
+            "seed_size": None,
+            "labels": "oracle",
+            "architecture": "mlp",
+            "rounds": 6,
+            "lam": 0.1,
+            "tau": 3,
+            "kappa": None,
+            "sigma": 3,
+            "epochs": 10,
+            "lr": 0.001,
+            "crafter": "fgsm",
+            "targeted": False,
+            "seed": 0,
+        },
+    },
 }
 
-"""``describe_attack(make_attack(name))`` of every registered attack (SimBA: with eps=1)."""
+"""``describe_attack(make_attack(name))`` of every registered attack (SimBA: with eps=1; the
+substitute: with the data it trains on, which it needs)."""
+NEEDS: dict[str, dict[str, Any]] = {"simba": {"eps": 1.0}, "substitute": {"data": "digits"}}
+"""What an attack cannot be built without, given to every ``make_attack`` below."""
 
 KEYS: dict[str, tuple[str, str, str | None]] = {
     "fgsm": ("cef1c9ae8182b5ff", "4fa439df604fe03e", "2a5e02a0a8a2a2b9"),
@@ -223,6 +248,7 @@ KEYS: dict[str, tuple[str, str, str | None]] = {
     "jsma": ("5ec2b4a0bd83412a", "0d081023d4968222", "c44902d8d1e49b7d"),
     "hopskipjump": ("7d8360acecf91378", "1202535421895925", None),
     "rays": ("2b66cbd05d4fa956", "1f0807f873dd142a", None),
+    "substitute": ("6ff57469f7a84149", "b475c291f2921b0b", "e9a73d43151666e7"),
 }
 """Per attack, the sha256 prefix (as the store's run key) of the canonical JSON of its
 description: with its defaults; with eps=0.2 (JSMA 0.1) and seed=5; wrapped in Minimize at
@@ -240,16 +266,16 @@ def test_every_registered_attack_is_pinned() -> None:
 
 @pytest.mark.parametrize("name", attack_names())
 def test_the_described_spec_is_the_one_recorded_before(name: str) -> None:
-    spec = describe_attack(make_attack(name, **({"eps": 1.0} if name == "simba" else {})))
+    spec = describe_attack(make_attack(name, **NEEDS.get(name, {})))
     assert spec == DESCRIBED[name]
     assert list(spec["params"]) == list(DESCRIBED[name]["params"])  # the order too
     default, seeded, wrapped = KEYS[name]
     assert key(spec) == default
-    assert key(describe_attack(make_attack(name, seed=5, eps=0.1 if name == "jsma" else 0.2))) == (
-        seeded
-    )
+    extra = {k: v for k, v in NEEDS.get(name, {}).items() if k != "eps"}
+    eps = 0.1 if name == "jsma" else 0.2
+    assert key(describe_attack(make_attack(name, seed=5, eps=eps, **extra))) == seeded
     if wrapped is not None:
-        spec = describe_attack(make_attack(name, minimize=True, eps=0.3, tolerance=0.01))
+        spec = describe_attack(make_attack(name, minimize=True, eps=0.3, tolerance=0.01, **extra))
         assert key(spec) == wrapped
 
 
