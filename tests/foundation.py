@@ -31,6 +31,14 @@ SMALL: dict[str, dict[str, Any]] = {
     "rays": {"max_queries": 40},
     "apgd": {"eps": 0.12, "steps": 4},
     "apgd-t": {"eps": 0.12, "steps": 4, "n_target_classes": 2},
+    "substitute": {
+        "eps": 0.12,
+        "data": "digits",
+        "labels": "given",
+        "rounds": 0,
+        "seed_size": 30,
+        "epochs": 1,
+    },
 }
 """Parameters that make each registered attack quick on 8x8 digits. Fixed-budget budgets keep
 every point an attack queries within L2 distance 0.12 * 8 = 0.96 (Linf over 64 features) or

@@ -20,8 +20,12 @@ from foundation import names
 
 
 def required(cls: type[Attack]) -> dict[str, Any]:
-    """What an attack needs to be built: a budget for a fixed-budget attack."""
-    return {"eps": 0.1} if issubclass(cls, FixedBudgetAttack) else {}
+    """What an attack needs to be built: a budget for a fixed-budget attack, and the data a
+    substitute trains on."""
+    needed: dict[str, Any] = {"eps": 0.1} if issubclass(cls, FixedBudgetAttack) else {}
+    if "data" in {p.name for p in cls.params}:
+        needed["data"] = "digits"
+    return needed
 
 
 def bad_values(p: Param) -> list[Any]:
@@ -78,7 +82,7 @@ def test_the_defaults_build_and_config_is_the_declaration(name: str) -> None:
     config = attack.config()
     assert list(config) == [p.name for p in cls.params]
     for p in cls.params:
-        expected = 0.1 if p.name == "eps" and issubclass(cls, FixedBudgetAttack) else p.default
+        expected = required(cls).get(p.name, p.default)
         assert config[p.name] == expected, p.name
     assert json.loads(json.dumps(config)) == config
     # the config rebuilds the same attack

@@ -214,9 +214,9 @@ def test_the_early_snapshot_is_what_training_that_long_gives(
 def test_an_unknown_reproduction_exits_2_naming_the_known_ones(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["reproduce", "papernot2017", "--out", str(tmp_path / "r")]) == ERROR_EXIT
+    assert main(["reproduce", "papernot2099", "--out", str(tmp_path / "r")]) == ERROR_EXIT
     err = capsys.readouterr().err
-    assert err.startswith("error: unknown reproduction 'papernot2017'") and err.count("\n") == 1
+    assert err.startswith("error: unknown reproduction 'papernot2099'") and err.count("\n") == 1
     for name in REPRODUCTIONS:
         assert name in err
     assert not (tmp_path / "r").exists()

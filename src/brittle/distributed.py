@@ -9,6 +9,7 @@ where this process stands, a world of one when there is no group.
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -77,11 +78,20 @@ def join(device: str | torch.device | None = None) -> tuple[World, torch.device]
         dist.init_process_group(
             backend=backend, device_id=chosen if chosen.type == "cuda" else None
         )
+        atexit.register(_leave)
         return world(), chosen
     place = world()
     if place.distributed:
         return place, _device_of(device, place.local_rank)
     return place, check_device(device) if device is not None else default_device()
+
+
+def _leave() -> None:
+    """Take down the process group :func:`join` started, before the interpreter's teardown
+    (left to it, a rank that exits while others still work can abort in the backend's
+    threads)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _device_of(device: str | torch.device | None, local_rank: int) -> torch.device:

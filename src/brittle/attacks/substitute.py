@@ -175,8 +175,12 @@ class Substitute(FixedBudgetAttack):
                 )
             if self.data is not None:
                 from brittle.data import resolve_dataset_name
+                from brittle.errors import BrittleError
 
-                resolve_dataset_name(self.data)
+                try:
+                    resolve_dataset_name(self.data)
+                except BrittleError as err:
+                    raise InputError(f"Substitute: data {self.data!r}: {err}") from None
             offline = self.labels == "given" and self.rounds == 0
             self.capability = Capability.SAMPLES if offline else Capability.ORACLE_LABELS
         if module is not None and not callable(module):
@@ -187,8 +191,11 @@ class Substitute(FixedBudgetAttack):
     def _crafting(self) -> Attack:
         """The crafter at this attack's budget, norm and seed."""
         if self.crafter.strip().lower() == "substitute":
-            raise InputError("the substitute's crafter must be a white-box attack, not itself")
-        cls = attack_class(self.crafter)
+            raise InputError("Substitute: crafter must be a white-box attack, not itself")
+        try:
+            cls = attack_class(self.crafter)
+        except InputError as err:
+            raise InputError(f"Substitute: crafter {self.crafter!r}: {err}") from None
         accepted = {p.name for p in cls.params}
         options: dict[str, Any] = {"eps": self.eps}
         if "norm" in accepted:
