@@ -66,7 +66,7 @@ ROW_IDS = tuple(
     [f"base_accuracy_sigma_{s:g}" for s in SIGMAS]
     + [f"certified_sigma_{s:g}_radius_{r:g}" for s in SIGMAS for r in RADII]
 )
-"""The fixed ids of this reproduction's rows (SPEC section 8)."""
+"""The fixed ids of this reproduction's rows (a report's ``rows[].id``; never renamed)."""
 
 N0 = 100
 """Selection draws per image (the paper's n0)."""
