@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 import brittle
 from brittle.cli import main
+from brittle.errors import InputError
 from brittle.eval.suite import RAISE, SCORE_QUERIES
 from brittle.threat import Capability
 
@@ -159,3 +160,14 @@ def test_fgsm_is_not_held_against_attacks_without_gradients(tmp_path: Path) -> N
     checks = {c["name"]: c for c in outcome.report["sanity_checks"]}
     assert checks["single_step"]["status"] == "not run"
     assert "no gradient" in checks["single_step"]["message"]
+
+
+def test_a_samples_suite_on_data_given_by_path_is_refused_saying_what_to_do(
+    tmp_path: Path,
+) -> None:
+    x, y = _data(Quantised())
+    np.savez(tmp_path / "data.npz", x=x.numpy(), y=y.numpy())
+    torch.manual_seed(0)
+    with pytest.raises(InputError, match="name it with --dataset and no --data-dir"):
+        brittle.evaluate(Quantised(), "npz", data_dir=tmp_path / "data.npz", out=tmp_path / "r",
+                         eps=0.3, capability=Capability.SAMPLES, progress=False)  # fmt: skip

@@ -196,6 +196,8 @@ def _suite(spec: EvaluationSpec, target: Target) -> tuple[AttackSpec, ...]:
     granted = spec.threat.capability if spec.threat is not None else spec.capability
     assert spec.suite is not None
     data = spec.data.dataset or target.meta.get("dataset")
+    if spec.data.data_dir is not None:  # the substitute loads a data set by its name alone
+        data = None
     return suite_attacks(
         spec.suite,
         norm,

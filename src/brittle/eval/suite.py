@@ -128,8 +128,9 @@ def _substitute(
     if data is None:
         raise InputError(
             f"under {capability.name.lower()} the suite trains a substitute on the training "
-            "split of a data set brittle can load (mnist, fashion-mnist, digits, cifar10, ...): "
-            "name it with --dataset, or list --attack substitute:data=NAME with your own choices"
+            "split of a data set brittle loads by its name alone (mnist or fashion-mnist from "
+            "$BRITTLE_DATA, mnist5k, digits, ...): name it with --dataset and no --data-dir, or "
+            "list --attack substitute:data=NAME with your own choices"
         )
     return member(
         "substitute", False, data=data, split="train", labels="given", rounds=0,
