@@ -24,8 +24,8 @@ import common
 from brittle.data import load_dataset
 from brittle.defenses import FGSMTraining, NoiseTraining, PGDTraining
 from brittle.files import write_text_atomic
-from brittle.models import build_model, train_model
-from brittle.models.train import Objective, TrainingStep
+from brittle.zoo import build_model, train_model
+from brittle.zoo.train import Objective, TrainingStep
 
 FGSM_TARGET = 2.2
 PGD_SLACK = 1.3

@@ -54,21 +54,23 @@ TARGET_RATIO = 1.2
 
 # ---------------------------------------------------------------------------- model and data
 def wait_for_zoo(timeout: float = 30 * 60, every: float = 30.0) -> Callable[..., nn.Module]:
-    """``brittle.models.zoo.build_model``, polling while another engineer writes it."""
+    """``brittle.zoo.architectures.build_model``, polling while another engineer writes it."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            zoo = importlib.import_module("brittle.models.zoo")
+            zoo = importlib.import_module("brittle.zoo.architectures")
             build: Callable[..., nn.Module] = zoo.build_model
             build("lenet", (1, 28, 28), 10)
             return build
         except Exception as err:
             if time.monotonic() > deadline:
                 raise SystemExit(
-                    f"brittle.models.zoo not usable after {timeout:.0f} s: {err}"
+                    f"brittle.zoo.architectures not usable after {timeout:.0f} s: {err}"
                 ) from err
-            print(f"waiting for brittle.models.zoo ({type(err).__name__}: {err})", flush=True)
-            for name in [m for m in sys.modules if m.startswith("brittle.models")]:
+            print(
+                f"waiting for brittle.zoo.architectures ({type(err).__name__}: {err})", flush=True
+            )
+            for name in [m for m in sys.modules if m.startswith("brittle.zoo")]:
                 del sys.modules[name]
             time.sleep(every)
 

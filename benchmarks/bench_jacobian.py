@@ -448,7 +448,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["lenet", "mlp"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from brittle.models import build_model
+    from brittle.zoo import build_model
 
     started = time.perf_counter()
     load_start = os.getloadavg()[0]

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 from brittle.files import write_text_atomic
-from brittle.models.zoo import LeNet
+from brittle.zoo.architectures import LeNet
 
 BATCHES = (36, 256)
 REPEATS = 5

@@ -28,7 +28,7 @@ import torch
 
 import common
 from brittle.files import write_text_atomic
-from brittle.models import build_model, load_checkpoint
+from brittle.zoo import build_model, load_checkpoint
 
 ARCH, STEPS, EPS, BATCH = "lenet", 7, 0.3, 128
 

@@ -70,8 +70,8 @@ def trained_lenet(progress: bool = True) -> tuple[Any, Any]:
     """
     from brittle.classifier import Classifier
     from brittle.data import load_dataset
-    from brittle.models import build_model, load_checkpoint, save_checkpoint, train_model
-    from brittle.models.train import accuracy
+    from brittle.zoo import build_model, load_checkpoint, save_checkpoint, train_model
+    from brittle.zoo.train import accuracy
 
     folder = mnist_dir()
     test = load_dataset("mnist", "test", data_dir=folder)
@@ -148,8 +148,8 @@ def pgd_trained_lenet(progress: bool = True) -> tuple[Any, Any]:
     from brittle.classifier import Classifier
     from brittle.data import load_dataset
     from brittle.defenses import PGDTraining
-    from brittle.models import load_checkpoint, save_checkpoint, train_model
-    from brittle.models.train import accuracy
+    from brittle.zoo import load_checkpoint, save_checkpoint, train_model
+    from brittle.zoo.train import accuracy
 
     base, test = trained_lenet(progress=progress)
     folder = mnist_dir()

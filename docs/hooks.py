@@ -15,6 +15,8 @@ A page asks for them with a marker on a line of its own:
 - ``<!-- capabilities -->``: the capabilities of the threat model, strongest first, each with
   the registered attacks whose class declares it (``capability``) and the attacks
   ``brittle evaluate --capability C`` runs without ``--attack`` (``suite_attacks``).
+- ``<!-- checks -->``: every flag of :data:`brittle.checks.catalogue.FLAGS`, its kind, what
+  holds when all is well, what to do when it does not, and the function that decides it.
 
 A marker may be indented (inside a collapsible note); its text is indented the same. A marker
 naming an attack, a results file or a command that does not exist is an error: the build
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MARKER = re.compile(
-    r"^( *)<!-- (params|benchmark|cli|capabilities)(?:: *([^ ]+))? -->$", re.MULTILINE
+    r"^( *)<!-- (params|benchmark|cli|capabilities|checks)(?:: *([^ ]+))? -->$", re.MULTILINE
 )
 
 
@@ -63,6 +65,8 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
                 text = benchmark(name or "")
             elif kind == "capabilities":
                 text = capabilities()
+            elif kind == "checks":
+                text = checks()
             else:
                 text = cli_help(name)
         except MarkerError as err:
@@ -156,6 +160,22 @@ def capabilities() -> str:
 
 
 # ------------------------------------------------------------------ benchmark results
+def checks() -> str:
+    """The catalogue of flags as a table, grouped as :data:`~brittle.checks.catalogue.FLAGS`
+    orders them, each flag's home linked to its reference entry."""
+    from brittle.checks.catalogue import FLAGS
+
+    rows = ["| flag | kind | holds when all is well | what to do when flagged | decided by |"]
+    rows.append("|---|---|---|---|---|")
+    for flag in FLAGS:
+        module, function = flag.home.split(":")
+        rows.append(
+            f"| `{flag.name}` | {flag.kind} | {flag.holds} | {flag.action} | "
+            f"[`{function}`][{module}.{function}] |"
+        )
+    return "\n".join(rows) + "\n"
+
+
 def benchmark(name: str) -> str:
     """``benchmarks/results/NAME.md``, its headings two levels down."""
     path = RESULTS / f"{name}.md"

@@ -168,8 +168,8 @@ def small_lenet(
     from filelock import FileLock
 
     from brittle.classifier import Classifier
-    from brittle.models import build_model, load_checkpoint, save_checkpoint, train_model
-    from brittle.models.train import accuracy
+    from brittle.zoo import build_model, load_checkpoint, save_checkpoint, train_model
+    from brittle.zoo.train import accuracy
 
     key = json.dumps(
         {

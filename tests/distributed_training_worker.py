@@ -14,7 +14,7 @@ from brittle.data import load_dataset
 from brittle.defenses import FGSMTraining, NoiseTraining, PGDTraining
 from brittle.distributed import from_leader, together
 from brittle.errors import DataError, InputError, StorageError
-from brittle.models import build_model, train_model
+from brittle.zoo import build_model, train_model
 
 SAMPLES, BATCH, EPOCHS = 128, 32, 2
 """Each run: 4 steps an epoch on 128 digits, global batch 32 (16 rows a process)."""

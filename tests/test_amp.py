@@ -126,7 +126,7 @@ def test_precision_and_eot_are_part_of_the_run_identity() -> None:
     from brittle.eot import EOT
     from brittle.eval.plan import make_plan
     from brittle.eval.spec import AttackSpec, DataRef, EvaluationSpec
-    from brittle.eval.target import open_target
+    from brittle.eval.victim import open_victim
 
     x, y = _data()
     spec = EvaluationSpec(
@@ -136,6 +136,6 @@ def test_precision_and_eot_are_part_of_the_run_identity() -> None:
     for amp, eot in ((None, None), ("bf16", None), (None, EOT()), (None, EOT(5, 3))):
         clf = Classifier(_net(), amp=amp)  # type: ignore[arg-type]
         clf.eot = eot
-        target = open_target((clf, {"sha256": "same"}), TensorSource(x, y))
+        target = open_victim((clf, {"sha256": "same"}), TensorSource(x, y))
         keys.add(make_plan(spec, target).key)
     assert len(keys) == 4

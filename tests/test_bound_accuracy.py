@@ -19,7 +19,7 @@ from brittle.errors import InputError
 from brittle.eval import ResultStore
 from brittle.eval.pipeline import BOUND
 from brittle.generators import VAE, Generator, load_generator, save_generator, train_generator
-from brittle.models import load_classifier
+from brittle.zoo import load_classifier
 from pagecheck import browser_path, check_page
 from test_report_browser import assert_claims_match
 

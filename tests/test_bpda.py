@@ -11,9 +11,9 @@ from torch import Tensor, nn
 
 from brittle import Classifier
 from brittle.attacks import PGD
+from brittle.checks.masking import input_gradient_norms
+from brittle.checks.probes import Probe, gradient_check
 from brittle.errors import GradientError, InputError
-from brittle.eval.probes import Probe, gradient_check
-from brittle.metrics.masking import input_gradient_norms
 from brittle.threat import Goal, Norm
 
 D = 16

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import torch
 
-import brittle.models.checkpoint as checkpoint
+import brittle.zoo.checkpoint as checkpoint
 from brittle.errors import CheckpointError
-from brittle.models import ARCHITECTURES, build_model, load_checkpoint, save_checkpoint
+from brittle.zoo import ARCHITECTURES, build_model, load_checkpoint, save_checkpoint
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ from torch import Tensor, nn
 
 from brittle import Classifier, tasks
 from brittle.attacks import FGSM, PGD, CarliniWagnerL2
+from brittle.checks.masking import gradient_masking_check
+from brittle.checks.masking import VANISHING_SHARE
 from brittle.data import load_dataset
 from brittle.defenses import (
     AttackTraining,
@@ -27,9 +29,7 @@ from brittle.defenses import (
     soft_labels,
 )
 from brittle.errors import CheckpointError, InputError
-from brittle.metrics import gradient_masking_check
-from brittle.metrics.masking import VANISHING_SHARE
-from brittle.models import build_model, train_model
+from brittle.zoo import build_model, train_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -356,7 +356,7 @@ def test_missing_teacher_is_refused_before_any_data_is_loaded(
 def test_ensemble_static_model_of_another_shape_or_class_count_is_refused(
     mismatch: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from brittle.models import save_checkpoint
+    from brittle.zoo import save_checkpoint
 
     shape, classes = ((1, 10, 10), 10) if mismatch == "shape" else ((1, 8, 8), 5)
     path = save_checkpoint(tmp_path / "static.pt", build_model("softmax", shape, classes), {})

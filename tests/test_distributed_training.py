@@ -26,8 +26,8 @@ from brittle import tasks
 from brittle.cli import build_parser, main
 from brittle.distributed import World
 from brittle.errors import InputError
-from brittle.models import load_checkpoint
-from brittle.models.sharding import BatchShare, ShardedBatches, batch_rand, sharing
+from brittle.zoo import load_checkpoint
+from brittle.zoo.sharding import BatchShare, ShardedBatches, batch_rand, sharing
 from distributed_training_worker import BATCH, EPOCHS, RUNS, SAMPLES, train, worker
 
 TIMEOUT = 240

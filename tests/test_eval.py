@@ -16,11 +16,11 @@ from brittle import Classifier, ThreatModel
 from brittle.attacks.base import AttackRun
 from brittle.attacks.fgsm import FGSM
 from brittle.attacks.iterative import PGD
+from brittle.checks.probes import probe_checks
+from brittle.checks.sweep import sweep_checks
 from brittle.errors import InputError
 from brittle.eval import ResultStore, evaluate, run_attack, run_key
-from brittle.eval.probes import probe_checks
 from brittle.eval.runner import Evaluation, single_plan
-from brittle.eval.sanity import sweep_checks
 from brittle.report import build_report, write_report
 
 N, BATCH, EPS = 40, 8, [0.1, 0.3]

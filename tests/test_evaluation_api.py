@@ -20,7 +20,7 @@ from brittle.errors import BrittleError, InputError
 from brittle.eval import AttackSpec, EvaluationSpec
 from brittle.eval.pipeline import saved_spec
 from brittle.eval.spec import DataRef, ModelRef
-from brittle.eval.target import resolve_device
+from brittle.eval.victim import resolve_device
 
 N = 30
 SHAPE = (1, 4, 4)

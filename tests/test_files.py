@@ -27,8 +27,8 @@ from brittle.files import (
     write_bytes_atomic,
     write_text_atomic,
 )
-from brittle.models import build_model, load_checkpoint, save_checkpoint
 from brittle.report import html, write_json, write_report
+from brittle.zoo import build_model, load_checkpoint, save_checkpoint
 
 OLD = b"the previous content\n" * 100
 

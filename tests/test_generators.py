@@ -37,8 +37,8 @@ from brittle.generators import (
     save_generator,
     train_generator,
 )
-from brittle.models import build_model, load_checkpoint, save_checkpoint
-from brittle.models.rng import seeded
+from brittle.zoo import build_model, load_checkpoint, save_checkpoint
+from brittle.zoo.rng import seeded
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

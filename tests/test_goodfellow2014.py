@@ -19,8 +19,8 @@ from brittle import tasks
 from brittle.attacks import FGSM
 from brittle.data import load_dataset
 from brittle.metrics import transfer_matrix
-from brittle.models import load_checkpoint, load_classifier
 from brittle.reproduce import goodfellow2014
+from brittle.zoo import load_checkpoint, load_classifier
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -17,7 +17,7 @@ import torch
 from brittle import Classifier
 from brittle.attacks import FGSM
 from brittle.data import Dataset, load_dataset
-from brittle.models import accuracy, build_model, train_model
+from brittle.zoo import accuracy, build_model, train_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -13,7 +13,7 @@ from brittle.attacks.iterative import PGD
 from brittle.certify.bound_propagation import certify, margin_bound
 from brittle.certify.layers import network_ops
 from brittle.errors import InputError
-from brittle.models.zoo import build_model
+from brittle.zoo.architectures import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

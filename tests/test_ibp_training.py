@@ -9,7 +9,7 @@ from brittle import Classifier
 from brittle.certify.bound_propagation import certify
 from brittle.defenses.ibp import IBPTraining
 from brittle.errors import InputError
-from brittle.models import build_model, train_model
+from brittle.zoo import build_model, train_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,4 +1,4 @@
-"""The gradient-masking check (:mod:`brittle.metrics.masking`) and where reports show it.
+"""The gradient-masking check (:mod:`brittle.checks.masking`) and where reports show it.
 
 The "distilled-like" model is a LeNet trained on sklearn's 8x8 digits whose logits are
 multiplied by 100, what defensive distillation at T = 100 deploys: its softmax saturates,
@@ -18,18 +18,18 @@ from torch import Tensor, nn
 
 from brittle import Classifier, tasks
 from brittle.attacks import CarliniWagnerL2
-from brittle.cli.output import print_attack
-from brittle.data import load_dataset
-from brittle.errors import InputError
-from brittle.metrics.masking import (
+from brittle.checks.masking import (
     GAP_THRESHOLD,
     VANISHING_SHARE,
     MaskingCheck,
     gradient_masking_check,
     masking_warnings,
 )
-from brittle.models import build_model, save_checkpoint, train_model
-from brittle.models.zoo import ZooModel
+from brittle.cli.output import print_attack
+from brittle.data import load_dataset
+from brittle.errors import InputError
+from brittle.zoo import build_model, save_checkpoint, train_model
+from brittle.zoo.architectures import ZooModel
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -29,10 +29,11 @@ from brittle.errors import (
     ModelOutputError,
     ThreatModelError,
 )
-from brittle.models import build_model, load_model, save_checkpoint
-from brittle.models.loaders import MODEL_FORMATS, parse_classes, parse_preprocess
+from brittle.loading import load_model
+from brittle.loading.loaders import MODEL_FORMATS, parse_classes, parse_preprocess
 from brittle.oracle import Oracle
 from brittle.threat import ThreatModel
+from brittle.zoo import build_model, save_checkpoint
 from model_files import CLASSES, INPUT_SHAPE, ModelFiles, colour_images, save_all_formats
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -1,4 +1,4 @@
-"""The model zoo, the training loop and checkpoints (brittle.models)."""
+"""The model zoo, the training loop and checkpoints (brittle.zoo)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sklearn.datasets import load_digits
 
 from brittle import Classifier
 from brittle.errors import CheckpointError, InputError
-from brittle.models import (
+from brittle.zoo import (
     ARCHITECTURES,
     accuracy,
     build_model,

@@ -405,8 +405,8 @@ def test_report_plots_draw_class_names_and_attack_labels_as_written(
 def test_other_figures_draw_user_text_as_written(drawn: list[Figure]) -> None:
     from brittle.bounds.plots import bound_cdf_plot
     from brittle.generators.figures import modulus_plot, sample_grid
-    from brittle.metrics.sweep import EpsilonSweep
-    from brittle.metrics.transfer import TransferMatrix
+    from brittle.metrics.goodfellow2014.sweep import EpsilonSweep
+    from brittle.metrics.goodfellow2014.transfer import TransferMatrix
     from brittle.reproduce.figures import (
         epsilon_sweep_plot,
         success_curves,

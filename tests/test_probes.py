@@ -12,8 +12,7 @@ from torch import Tensor, nn
 from brittle import Classifier
 from brittle.attacks.fgsm import FGSM
 from brittle.attacks.iterative import PGD
-from brittle.eval import ResultStore, evaluate
-from brittle.eval.probes import (
+from brittle.checks.probes import (
     NOISE_DRAWS,
     Probe,
     black_box_check,
@@ -24,6 +23,7 @@ from brittle.eval.probes import (
     single_step_check,
     unbounded_check,
 )
+from brittle.eval import ResultStore, evaluate
 from brittle.eval.runner import Evaluation, single_plan
 from brittle.eval.spec import AttackSpec
 from brittle.eval.suite import suite_attacks

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 import brittle.eval.store as store_module
-import brittle.models.checkpoint as checkpoint
+import brittle.zoo.checkpoint as checkpoint
 from brittle import Classifier, Oracle
 from brittle.attacks import FGSM
 from brittle.attacks.result import AttackResult
@@ -28,7 +28,7 @@ from brittle.cli import main
 from brittle.errors import CheckpointError, InputError, ModelError, StorageError
 from brittle.eval.store import ResultStore
 from brittle.generators import build_generator, load_generator, save_generator
-from brittle.models import build_model, load_checkpoint, save_checkpoint
+from brittle.zoo import build_model, load_checkpoint, save_checkpoint
 
 # ------------------------------------------------------------------ helpers
 

@@ -26,10 +26,11 @@ from torch import Tensor, nn
 from brittle import Classifier, ThreatModel
 from brittle.attacks.fgsm import FGSM
 from brittle.attacks.iterative import PGD
+from brittle.checks.outcome import NOT_RUN, PASSED, WARNING
+from brittle.checks.sweep import RECORDED_MARGIN
+from brittle.checks.sweep import recorded_accuracy_check as recorded_check
 from brittle.eval import ResultStore, evaluate
 from brittle.eval.runner import Evaluation, Examples, single_plan
-from brittle.eval.sanity import NOT_RUN, PASSED, RECORDED_MARGIN, WARNING
-from brittle.eval.sanity import recorded_accuracy_check as recorded_check
 from brittle.eval.tables import SAMPLE_TABLE_COLUMNS, export_tables
 from brittle.progress import LogProgress, show_progress
 from brittle.report import build_report, write_report

@@ -23,8 +23,8 @@ from brittle.cli import ERROR_EXIT, STORAGE_EXIT, main
 from brittle.data import load_dataset
 from brittle.errors import InputError, StorageError
 from brittle.eval.lock import folder_lock
-from brittle.models import load_classifier
 from brittle.reproduce import REPRODUCTIONS, cache, papernot2016
+from brittle.zoo import load_classifier
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -197,7 +197,7 @@ def test_another_recipe_trains_again(
 def test_the_early_snapshot_is_what_training_that_long_gives(
     reproduced: tuple[Path, tasks.ReproduceOutcome],
 ) -> None:
-    from brittle.models import build_model, load_checkpoint, train_model
+    from brittle.zoo import build_model, load_checkpoint, train_model
 
     out, outcome = reproduced
     short, meta = load_checkpoint(out / papernot2016.CHECKPOINTS["short"])

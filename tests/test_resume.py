@@ -25,7 +25,7 @@ from brittle.cli import main
 from brittle.data import load_dataset
 from brittle.eval import ResultStore, evaluate
 from brittle.eval.runner import single_plan
-from brittle.models import load_classifier
+from brittle.zoo import load_classifier
 
 CLI = [sys.executable, "-c", "import sys; from brittle.cli import main; sys.exit(main())"]
 DISCRETE = (

@@ -25,8 +25,8 @@ from brittle.cli import ERROR_EXIT, main
 from brittle.defenses import DefenseOptions, build_objective
 from brittle.defenses.gaussian import GaussianTraining
 from brittle.errors import InputError
-from brittle.models import load_checkpoint
 from brittle.randomness import normal
+from brittle.zoo import load_checkpoint
 
 DIM = 6
 

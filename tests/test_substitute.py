@@ -14,7 +14,6 @@ from brittle import Classifier, Oracle
 from brittle.attacks.registry import make_attack
 from brittle.attacks.substitute import Substitute
 from brittle.errors import InputError
-from brittle.models import build_model, train_model
 from brittle.substitute import (
     HeldOut,
     jacobian_augmentation,
@@ -27,6 +26,7 @@ from brittle.substitute import (
 )
 from brittle.testing import check_attack, tiny_problem
 from brittle.threat import Capability, ThreatModel
+from brittle.zoo import build_model, train_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -19,7 +19,7 @@ from brittle.eval.lock import LOCK_NAME, folder_lock
 from brittle.eval.plan import failure_warnings, settle, unbounded
 from brittle.eval.runner import run_attack
 from brittle.eval.spec import AttackSpec
-from brittle.tasks.common import load_target
+from brittle.tasks.common import load_victim
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -169,7 +169,7 @@ def test_a_locked_folder_refuses_a_second_holder_and_names_the_first(tmp_path: P
 
 
 def test_a_budget_binds_below_the_boxs_diameter_in_the_attacks_norm(model: Path) -> None:
-    victim = load_target(model, None, None, "test", 4, 0, None)  # [0, 1]^64
+    victim = load_victim(model, None, None, "test", 4, 0, None)  # [0, 1]^64
     clf, k = victim.model, victim.features
 
     def free(attack: object) -> bool:

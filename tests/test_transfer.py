@@ -22,8 +22,8 @@ from brittle.attacks.fgsm import FGSM
 from brittle.cli import main
 from brittle.errors import STORAGE_EXIT, InputError
 from brittle.metrics import TransferMatrix, transfer_matrix
-from brittle.models import build_model, save_checkpoint
 from brittle.reproduce.figures import transfer_heatmap
+from brittle.zoo import build_model, save_checkpoint
 from helpers import softmax_on_digits
 
 pytestmark = pytest.mark.usefixtures("one_thread")

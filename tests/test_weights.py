@@ -10,8 +10,8 @@ from torch import nn
 from brittle import Classifier
 from brittle.errors import InputError
 from brittle.metrics import first_layer_filters
-from brittle.models import build_model
 from brittle.reproduce.figures import weight_grid
+from brittle.zoo import build_model
 
 
 def _weight(layer: nn.Linear) -> np.ndarray:

@@ -25,7 +25,7 @@ def __getattr__(name: str) -> object:
     # with the evaluations (eval layer); import them lazily so that the core does not import
     # the layers above it.
     if name == "load_classifier":
-        from brittle.models.checkpoint import load_classifier
+        from brittle.zoo.checkpoint import load_classifier
 
         return load_classifier
     if name == "evaluate":

@@ -14,10 +14,12 @@ import torch
 from torch import Tensor, nn
 
 from brittle.bpda import Backward, preprocessing_function
+from brittle.checks.outputs import check_differentiable, check_input_gradient, check_logits
 from brittle.devices import check_device
-from brittle.errors import GradientError, InputError, ModelOutputError
-from brittle.model import BoundsSpec, Model, as_tensor, model_failure
+from brittle.errors import InputError
+from brittle.model import BoundsSpec, Model, model_failure
 from brittle.threat import Capability
+from brittle.validation import as_tensor
 
 Preprocessing = (
     tuple[Sequence[float] | float, Sequence[float] | float]
@@ -31,8 +33,6 @@ MODES: tuple[Mode, ...] = ("eval", "train", "batchnorm_eval")
 Amp = Literal["bf16", "fp16"]
 """A reduced precision for the forward passes attacks make (see :class:`Classifier`)."""
 AMP_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-_PROBABILITY_TOLERANCE = 1e-3
 
 
 def _floating_dtype(module: nn.Module) -> torch.dtype:
@@ -287,12 +287,9 @@ class Classifier(Model):
 
     # ------------------------------------------------------------------ validation
     def check_outputs(self, x: Tensor) -> None:
-        """Run the model once on a few inputs and refuse outputs that are not logits.
-
-        Sets :attr:`num_classes` when it was not given. Probabilities (rows non-negative and
-        summing to one) are refused: their gradients saturate, so attacks on them look
-        weaker than they are (Papernot 2016, section 3; Carlini & Wagner 2017).
-        """
+        """Run the model once on a few inputs and refuse outputs that are not logits
+        (:func:`brittle.checks.outputs.check_logits`); sets :attr:`num_classes` when it was
+        not given."""
         shape = tuple(x.shape[1:])
         if shape in self._outputs_checked:
             return
@@ -302,40 +299,12 @@ class Classifier(Model):
                 z = self.module(self._preprocess(sample))
         except Exception as err:
             raise model_failure(err, sample) from err
-        if not isinstance(z, Tensor) or z.ndim != 2 or z.shape[0] != sample.shape[0]:
-            got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
-            raise ModelOutputError(
-                f"the model must return one row of logits per input, shape (N, classes); "
-                f"got {got} for {sample.shape[0]} inputs"
-            )
-        if not torch.isfinite(z).all():
-            raise ModelOutputError("the model returned NaN or infinite outputs on valid inputs")
-        if self.num_classes is None:
-            if z.shape[1] < 2:
-                raise ModelOutputError(
-                    f"the model returns {z.shape[1]} output per input; a classifier needs at "
-                    "least 2 (return [0, z] for a binary logistic model)"
-                )
-            self.num_classes = int(z.shape[1])
-        elif z.shape[1] != self.num_classes:
-            raise ModelOutputError(
-                f"the model returns {z.shape[1]} outputs per input but num_classes={self.num_classes}"
-            )
-        looks_like_probabilities = bool(
-            (z >= 0).all()
-            and torch.allclose(z.sum(1), torch.ones_like(z[:, 0]), atol=_PROBABILITY_TOLERANCE)
-        )
-        if looks_like_probabilities and self.outputs == "logits":
-            raise ModelOutputError(
-                "the model's outputs look like probabilities (non-negative rows summing to 1). "
-                "Attacks need logits, the last layer before softmax: gradients through a "
-                "saturated softmax vanish and make the model look more robust than it is. "
-                "Remove the final softmax, or pass outputs='probabilities' to take their log."
-            )
+        self.num_classes = check_logits(z, sample.shape[0], self.num_classes, self.outputs)
         self._outputs_checked.add(shape)
 
     def check_gradients(self, x: Tensor) -> None:
-        """Refuse a model whose input gradient is missing or not finite, before any attack runs.
+        """Refuse a model whose input gradient is missing or not finite, before any attack runs
+        (:mod:`brittle.checks.outputs`).
 
         Runs one forward and backward pass on up to 8 inputs. A model that detaches its input,
         goes through numpy or argmax, or returns NaN gradients cannot be attacked with
@@ -347,26 +316,10 @@ class Classifier(Model):
         sample = x[:8].detach().clone().requires_grad_(True)
         with self.evaluation(), torch.enable_grad():
             out = self.logits(sample)
-            if not out.requires_grad:
-                raise GradientError(
-                    "the model's outputs do not depend differentiably on its inputs (no "
-                    "autograd graph: a detach(), numpy or argmax inside forward?). Gradient "
-                    "attacks cannot run; use a black-box attack instead, or, for a "
-                    "non-differentiable preprocessing, declare it: preprocessing=<function>, "
-                    "preprocessing_backward='identity' (BPDA)."
-                )
+            check_differentiable(out)
             loss = torch.nn.functional.cross_entropy(out, out.argmax(1), reduction="sum")
             (grad,) = torch.autograd.grad(loss, sample, allow_unused=True)
-        if grad is None:
-            raise GradientError(
-                "the model's gradient with respect to its input is None: the output does not "
-                "use the input through differentiable operations"
-            )
-        if not torch.isfinite(grad).all():
-            raise GradientError(
-                "the model's gradient with respect to its input contains NaN or infinite values "
-                "(a sqrt or log of zero, or a division by zero, inside forward?)"
-            )
+        check_input_gradient(grad)
         self._gradients_checked.add(shape)
 
     def __repr__(self) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numbers
 import re
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,31 +20,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from brittle.checks.inputs import check_inputs, check_labels, envelope
 from brittle.eot import EOT
 from brittle.errors import BrittleError, InputError, ModelError
 from brittle.perturbation import Bounds, clip
 from brittle.threat import Capability
+from brittle.validation import check_integer
 
 BoundsSpec = tuple[
     float | Sequence[Any] | np.ndarray | Tensor, float | Sequence[Any] | np.ndarray | Tensor
 ]
 
-_BOUNDS_TOLERANCE = 1e-6
-_IMPLAUSIBLE_CLASSES = 100
-"""From this many outputs, a model whose labels use under a quarter of them is suspect."""
 _SHAPE_WORDS = re.compile(r"\b(shapes?|sizes?|dimensions?|channels|dims?)\b", re.IGNORECASE)
 """Words of the errors torch raises when inputs do not fit a layer ("mat1 and mat2 shapes
 cannot be multiplied", "expected input[8, 3, 28, 28] to have 1 channels", "shape '[-1, 784]'
 is invalid for input of size 2352", "The size of tensor a (3) must match ...")."""
-
-
-def as_tensor(value: Any, name: str) -> Tensor:
-    """Turn a numpy array or a tensor into a tensor; anything else is an :class:`InputError`."""
-    if isinstance(value, Tensor):
-        return value
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(value)
-    raise InputError(f"{name} must be a torch.Tensor or numpy array, got {type(value).__name__}")
 
 
 def model_failure(err: Exception, x: Tensor, who: str = "the model") -> BrittleError:
@@ -170,11 +159,9 @@ class Model(ABC):
         device: torch.device,
         dtype: torch.dtype,
     ) -> None:
-        if num_classes is not None and (
-            isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2
-        ):
-            raise InputError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-        self.num_classes = num_classes
+        self.num_classes = (
+            None if num_classes is None else check_integer(num_classes, "num_classes", 2)
+        )
         self.device = device
         self.dtype = dtype
         shape = tuple(int(s) for s in input_shape) if input_shape else None
@@ -200,10 +187,7 @@ class Model(ABC):
 
     def envelope(self) -> tuple[float, float]:
         """The smallest and largest value any feature may take (the box for a report)."""
-        low, high = self.bounds
-        if isinstance(low, Tensor) and isinstance(high, Tensor):
-            return float(low.min()), float(high.max())
-        return float(low), float(high)
+        return envelope(self.bounds)
 
     # ------------------------------------------------------------------ evaluation
     @abstractmethod
@@ -234,68 +218,19 @@ class Model(ABC):
 
     # ------------------------------------------------------------------ validation
     def check_inputs(self, x: Any, name: str = "x") -> Tensor:
-        """Validate a batch of inputs and return it on :attr:`device` in :attr:`dtype`.
-
-        Refuses (with :class:`InputError`) anything but a batch of the right shape, with
-        finite values inside :attr:`bounds`. The inputs are detached from any autograd graph
-        they belong to: an attack's result never carries the caller's graph.
-        """
-        x = as_tensor(x, name).detach()
-        if not x.is_floating_point():
-            box_low, box_high = self.envelope()
-            raise InputError(
-                f"{name} must be floating point in [{box_low:g}, {box_high:g}], got dtype {x.dtype}; "
-                "convert images with x.float() / 255"
-            )
-        if x.ndim < 2:
-            raise InputError(f"{name} must be a batch (N, ...), got shape {tuple(x.shape)}")
-        if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
-            raise InputError(
-                f"{name} has per-sample shape {tuple(x.shape[1:])} but the model expects "
-                f"{self.input_shape} (N, C, H, W: check the channel count and image size)"
-            )
-        x = x.to(self.device, self.dtype)
-        if not torch.isfinite(x).all():
-            bad = int((~torch.isfinite(x)).flatten(1).any(1).sum())
-            raise InputError(f"{name} contains NaN or infinite values in {bad} sample(s)")
-        if not x.numel():
-            return x
-        low, high = self.bounds
-        outside = (x < low - _BOUNDS_TOLERANCE) | (x > high + _BOUNDS_TOLERANCE)
-        if bool(outside.any()):
-            lo, hi = float(x.min()), float(x.max())
-            box_low, box_high = self.envelope()
-            where = " per feature" if self.per_feature else ""
-            hint = " (did you forget to divide by 255?)" if hi > 1.5 and box_high == 1.0 else ""
-            raise InputError(
-                f"{name} has values in [{lo:g}, {hi:g}], outside the bounds{where} "
-                f"[{box_low:g}, {box_high:g}]{hint}; scale the inputs or pass bounds= to the "
-                f"{type(self).__name__}"
-            )
-        return self.clip(x)
+        """Validate a batch of inputs and return it on :attr:`device` in :attr:`dtype`,
+        detached and clipped to the box (:func:`brittle.checks.inputs.check_inputs`)."""
+        return check_inputs(
+            x,
+            bounds=self.bounds,
+            input_shape=self.input_shape,
+            device=self.device,
+            dtype=self.dtype,
+            owner=type(self).__name__,
+            name=name,
+        )
 
     def check_labels(self, y: Any, n: int, name: str = "y") -> Tensor:
-        """Validate integer labels of length ``n`` in ``[0, num_classes)``."""
-        y = as_tensor(y, name)
-        if y.is_floating_point() or y.dtype == torch.bool:
-            raise InputError(f"{name} must hold integer class indices, got dtype {y.dtype}")
-        if y.ndim != 1 or y.shape[0] != n:
-            raise InputError(
-                f"{name} must have shape ({n},), one label per input; got {tuple(y.shape)}"
-            )
-        y = y.to(self.device, torch.long)
-        k = self.num_classes
-        if k is not None and n and (int(y.min()) < 0 or int(y.max()) >= k):
-            raise InputError(
-                f"{name} has values in [{int(y.min())}, {int(y.max())}] but the model has "
-                f"{k} classes (valid: 0 to {k - 1})"
-            )
-        if k is not None and n and k >= _IMPLAUSIBLE_CLASSES and k > 4 * (int(y.max()) + 1):
-            warnings.warn(
-                f"the model has {k} outputs per input but the labels go up to {int(y.max())}: "
-                "is it a classifier (its last layer one logit per class), or a feature "
-                "extractor such as nn.Flatten? (If it has that many classes, ignore this.)",
-                UserWarning,
-                stacklevel=3,
-            )
-        return y
+        """Validate integer labels of length ``n`` in ``[0, num_classes)``
+        (:func:`brittle.checks.inputs.check_labels`)."""
+        return check_labels(y, n, num_classes=self.num_classes, device=self.device, name=name)

@@ -16,14 +16,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from brittle.checks.outputs import check_oracle_answer, looks_like_probabilities
 from brittle.devices import check_device
 from brittle.errors import InputError, ModelOutputError
 from brittle.model import BoundsSpec, Model, model_failure
 from brittle.threat import Capability
 
 Predict = Callable[[Tensor], Any]
-
-_PROBABILITY_TOLERANCE = 1e-3
 
 
 class Oracle(Model):
@@ -78,21 +77,9 @@ class Oracle(Model):
         except (TypeError, ValueError) as err:
             raise ModelOutputError(f"the oracle returned {type(raw).__name__}: {err}") from None
         out = out.to(self.device)
-        n = x.shape[0]
+        out = check_oracle_answer(out, x.shape[0], self.outputs, self.classes)
         if self.outputs == "labels":
-            if out.shape != (n,) or out.is_floating_point():
-                raise ModelOutputError(
-                    f"a label oracle must return {n} integer labels, shape ({n},); got dtype "
-                    f"{out.dtype} shape {tuple(out.shape)}"
-                )
-            out = out.long()
-            if n and (int(out.min()) < 0 or int(out.max()) >= self.classes):
-                raise ModelOutputError(f"the oracle returned labels outside 0..{self.classes - 1}")
             return out
-        if out.shape != (n, self.classes):
-            raise ModelOutputError(
-                f"a score oracle must return shape ({n}, {self.classes}); got {tuple(out.shape)}"
-            )
         return out.to(self.dtype)
 
     def predict_scores(self, x: Tensor) -> Tensor:
@@ -107,9 +94,7 @@ class Oracle(Model):
         other scores through a softmax; NaN for a label oracle, which gives none."""
         if self.outputs == "labels":
             return torch.full_like(scores, float("nan"))
-        if bool((scores >= 0).all()) and torch.allclose(
-            scores.sum(1), torch.ones_like(scores[:, 0]), atol=_PROBABILITY_TOLERANCE
-        ):
+        if looks_like_probabilities(scores):
             return scores
         return scores.softmax(1)
 

@@ -152,7 +152,7 @@ class AttackRun:
     def delegate(self, attack: Attack, idx: Tensor, eps: Tensor | None = None) -> AttackResult:
         """Run another attack on the rows ``idx`` under this run's goal, adding its costs.
 
-        Composite attacks (``Minimize``, ``WorstCase``) reach the model only this way. The
+        Composite attacks (``Minimize``, :class:`~brittle.attacks.worst_case.WorstCase`) reach the model only this way. The
         inner attack's re-checks are queries this attack relied on, so they count too.
         """
         assert self._model is not None

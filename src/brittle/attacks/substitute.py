@@ -22,7 +22,7 @@ from .params import SEED, TARGETED, NormArg, argument, budget, declared, norm_ch
 from .registry import attack_class, make_attack
 
 ARCHITECTURES = ("mlp", "lenet", "softmax", "maxout")
-"""The zoo networks a substitute may be (:data:`brittle.models.ARCHITECTURES` that take any
+"""The zoo networks a substitute may be (:data:`brittle.zoo.ARCHITECTURES` that take any
 number of classes and need no data to initialise)."""
 
 PAPER_SEED_SIZE = 150

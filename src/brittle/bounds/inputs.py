@@ -13,8 +13,8 @@ from torch import Tensor, nn
 from brittle.attacks.base import Attack
 from brittle.classifier import Classifier
 from brittle.errors import InputError
-from brittle.model import as_tensor
 from brittle.threat import Norm
+from brittle.validation import as_tensor
 
 
 def check_int(value: Any, name: str, low: int = 1) -> int:

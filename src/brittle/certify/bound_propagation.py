@@ -30,9 +30,10 @@ import torch
 from torch import Tensor
 
 from brittle.errors import InputError
-from brittle.model import Model, as_tensor
+from brittle.model import Model
 from brittle.perturbation import Bounds, clip
 from brittle.threat import Norm
+from brittle.validation import as_tensor
 
 from .layers import Affine, Monotone, Network, Reshape, network_ops
 from .result import Certificates

@@ -138,7 +138,13 @@ def network_ops(model: Model) -> Network:
 
 def _layers(module: nn.Module, prefix: str) -> list[tuple[str, nn.Module]]:
     """``module`` as a flat list of named leaf layers, in order."""
-    from brittle.models.zoo import MLP, LeNet, LogisticRegression, MaxoutNetwork, SoftmaxRegression
+    from brittle.zoo.architectures import (
+        MLP,
+        LeNet,
+        LogisticRegression,
+        MaxoutNetwork,
+        SoftmaxRegression,
+    )
 
     name = prefix or type(module).__name__
     if isinstance(module, nn.Sequential):

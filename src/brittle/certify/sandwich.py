@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from brittle.attacks.result import AttackResult
-from brittle.eval.sanity import PASSED, WARNING, SanityCheck
+from brittle.checks.outcome import PASSED, WARNING, SanityCheck
 from brittle.threat import Norm
 
 from .result import Certificates

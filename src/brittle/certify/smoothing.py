@@ -39,9 +39,9 @@ from torch import Tensor, nn
 
 from brittle.classifier import Classifier
 from brittle.errors import InputError
-from brittle.model import as_tensor
 from brittle.randomness import gaussian, uniform
 from brittle.threat import Norm
+from brittle.validation import as_tensor
 
 from .result import ABSTAIN, Certificates
 

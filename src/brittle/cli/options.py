@@ -15,7 +15,7 @@ from brittle import tasks
 from brittle.data import DATASET_NAMES, SPLITS, Limits
 from brittle.defenses import DefenseOptions
 from brittle.defenses.registry import defense_names, defense_options, option_help
-from brittle.models import ARCHITECTURES
+from brittle.zoo import ARCHITECTURES
 
 from .parser import UsageError, choice, integer, number, seed
 
@@ -122,14 +122,14 @@ def add_target(parser: argparse.ArgumentParser) -> None:
 
 
 def _preprocess(text: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    from brittle.models.loaders import parse_preprocess
+    from brittle.loading.loaders import parse_preprocess
 
     mean, std = _converted(parse_preprocess, text)
     return tuple(mean), tuple(std)
 
 
 def _classes(text: str) -> tuple[str, ...]:
-    from brittle.models.loaders import parse_classes
+    from brittle.loading.loaders import parse_classes
 
     return tuple(_converted(parse_classes, text))
 

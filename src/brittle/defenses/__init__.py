@@ -7,7 +7,7 @@
 - Goodfellow's controls, :class:`NoiseTraining` (sign and uniform noise);
 - defensive distillation: :class:`TemperatureCrossEntropy` and :func:`soft_labels`.
 
-Each is an objective for :func:`brittle.models.train_model`, e.g.
+Each is an objective for :func:`brittle.zoo.train_model`, e.g.
 ``train_model(model, x, y, objective=FGSMTraining(eps=0.25, alpha=0.5))``. L1 weight decay,
 the linear-model alternative of Goodfellow's section 5, is ``train_model(..., l1=...)``.
 """

@@ -29,9 +29,9 @@ from brittle.attacks.base import FixedBudgetAttack, TargetSpec
 from brittle.attacks.fgsm import steepest_ascent
 from brittle.classifier import Classifier, Mode
 from brittle.errors import InputError
-from brittle.models.sharding import batch_rand, batch_rows
 from brittle.perturbation import broadcast_view, project
 from brittle.threat import Norm
+from brittle.zoo.sharding import batch_rand, batch_rows
 
 from .mixture import MixedObjective
 
@@ -103,8 +103,8 @@ class PGDTraining(MixedObjective):
 
     def _start(self, x: Tensor) -> Tensor:
         """A uniform draw in the eps-ball per sample (zero without ``random_start``), from the
-        generator that :func:`~brittle.models.train_model` seeds, per row of the global batch
-        (:func:`~brittle.models.sharding.batch_rand`)."""
+        generator that :func:`~brittle.zoo.train_model` seeds, per row of the global batch
+        (:func:`~brittle.zoo.sharding.batch_rand`)."""
         if not self.random_start:
             return torch.zeros_like(x)
         if self.norm is Norm.LINF:

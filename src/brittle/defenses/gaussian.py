@@ -8,8 +8,8 @@ are (:class:`~.mixture.MixedObjective`; the paper trains on the noisy copies alo
 The noise is not clipped to the input box: the smoothed classifier of
 :mod:`brittle.certify.smoothing` is defined with unclipped noise, and the base model must
 learn the inputs it will see. The draws come from the generator
-:func:`~brittle.models.train_model` seeds, per row of the global batch
-(:func:`~brittle.models.sharding.batch_rand`).
+:func:`~brittle.zoo.train_model` seeds, per row of the global batch
+(:func:`~brittle.zoo.sharding.batch_rand`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from brittle.certify.smoothing import check_sigma
-from brittle.models.sharding import batch_rand
+from brittle.zoo.sharding import batch_rand
 
 from .mixture import MixedObjective
 

@@ -34,7 +34,7 @@ from .mixture import check_alpha, check_bounds, check_eps
 
 
 class IBPTraining:
-    """Gowal et al.'s IBP training as a :class:`~brittle.models.TrainingStep`: parts
+    """Gowal et al.'s IBP training as a :class:`~brittle.zoo.TrainingStep`: parts
     ``clean`` and ``verified`` (the cross-entropy of the worst-case logits at the current
     eps). ``alpha`` is the final kappa, the weight of the clean loss."""
 

@@ -61,7 +61,7 @@ def check_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
 class MixedObjective(ABC):
     """``J~ = alpha J(x) + (1 - alpha) J(x')`` with ``x' = perturb(x)`` inside ``bounds``.
 
-    A :class:`~brittle.models.TrainingStep`: it backpropagates itself and reports the parts
+    A :class:`~brittle.zoo.TrainingStep`: it backpropagates itself and reports the parts
     ``clean`` (J at x; with ``alpha = 0``, estimated on :data:`CLEAN_SAMPLE` rows) and ``adv``
     (J at x'). A subclass that sets ``uses_clean_gradient``
     receives grad_x J(theta, x, y) of the clean pass in :meth:`perturb` at no extra cost: the

@@ -6,8 +6,8 @@
 mixed with the clean loss as adversarial training is (:class:`~.mixture.MixedObjective`).
 Zero-mean noise does not find the directions that raise the loss, so it should not help
 against FGSM (the paper's maxout network: 86.2% and 90.4% adversarial error). The draws come
-from the generator :func:`~brittle.models.train_model` seeds, per row of the global batch
-(:func:`~brittle.models.sharding.batch_rand`).
+from the generator :func:`~brittle.zoo.train_model` seeds, per row of the global batch
+(:func:`~brittle.zoo.sharding.batch_rand`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from brittle.errors import InputError
-from brittle.models.sharding import batch_rand
+from brittle.zoo.sharding import batch_rand
 
 from .mixture import MixedObjective
 

@@ -1,16 +1,15 @@
-"""Evaluations over budgets that can stop and resume: per-sample store, runner, checks."""
+"""Evaluations over budgets that can stop and resume: per-sample store and runner. The
+checks run on an evaluation are in :mod:`brittle.checks`."""
 
-from .probes import probe_checks
 from .runner import (
     Evaluation,
     Examples,
-    WorstCase,
+    WorstCaseRecord,
     clopper_pearson,
     evaluate,
     run_attack,
     worst_case,
 )
-from .sanity import SanityCheck, sweep_checks
 from .spec import AttackSpec, DataRef, EvaluationSpec, ModelRef
 from .store import SCHEMA_VERSION, ResultStore, attack_key, file_sha256, run_key
 
@@ -23,15 +22,12 @@ __all__ = [
     "Examples",
     "ModelRef",
     "ResultStore",
-    "SanityCheck",
-    "WorstCase",
+    "WorstCaseRecord",
     "attack_key",
     "clopper_pearson",
     "evaluate",
     "file_sha256",
-    "probe_checks",
     "run_attack",
     "run_key",
-    "sweep_checks",
     "worst_case",
 ]

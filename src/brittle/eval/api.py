@@ -12,11 +12,8 @@ from torch import nn
 
 from brittle.attacks.base import Attack
 from brittle.errors import InputError
-from brittle.model import Model
-from brittle.threat import Capability, ThreatModel
-
-from .pipeline import EvaluateOutcome, Log, quiet, run_evaluation
-from .spec import (
+from brittle.eval.pipeline import EvaluateOutcome, Log, quiet, run_evaluation
+from brittle.eval.spec import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_N,
     AttackSpec,
@@ -27,8 +24,10 @@ from .spec import (
     check_count,
     check_target,
 )
-from .suite import STANDARD
-from .target import Target, as_source, draw_ids, live_model
+from brittle.eval.suite import STANDARD
+from brittle.eval.victim import Victim, as_source, draw_ids, live_model
+from brittle.model import Model
+from brittle.threat import Capability, ThreatModel
 
 AttackLike = str | AttackSpec | Attack
 
@@ -136,11 +135,11 @@ def evaluate(
     )
     opened = None
     if not (path_model and named_data):
-        opened = _target(model, data, spec, bounds=bounds, device=device)
+        opened = _victim(model, data, spec, bounds=bounds, device=device)
     return run_evaluation(
         spec,
         out,
-        target=opened,
+        victim=opened,
         device=device,
         progress=progress,
         log=log,
@@ -157,16 +156,16 @@ def _listed(attacks: AttackLike | Sequence[AttackLike] | None) -> list[AttackLik
     return list(attacks)
 
 
-def _target(
+def _victim(
     model: Any,
     data: Any,
     spec: EvaluationSpec,
     *,
     bounds: tuple[float, float],
     device: str | None,
-) -> Target:
-    """The target of a model or data given as Python objects."""
-    from .target import check_belong, open_model
+) -> Victim:
+    """The victim of a model or data given as Python objects."""
+    from brittle.eval.victim import check_belong, open_model
 
     source = as_source(
         data,
@@ -190,4 +189,4 @@ def _target(
     named = isinstance(data, str)
     what = f"the {source.split} split of {source.name}" if named else source.name
     ids = draw_ids(len(source), spec.data.n, spec.seed, what, DEFAULT_N if named else None)
-    return Target(model=opened, meta=meta, source=source, ids=ids, seed=spec.seed)
+    return Victim(model=opened, meta=meta, source=source, ids=ids, seed=spec.seed)

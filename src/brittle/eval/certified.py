@@ -25,12 +25,11 @@ from brittle.certify.sandwich import (
     sandwich_record,
 )
 from brittle.errors import InputError
+from brittle.eval.plan import Plan
+from brittle.eval.runner import Evaluation
+from brittle.eval.store import ResultStore
 from brittle.model import Model
 from brittle.threat import Norm
-
-from .plan import Plan
-from .runner import Evaluation
-from .store import ResultStore
 
 METHODS = ("auto", "ibp", "smoothing")
 """What ``--certify`` takes: ``auto`` picks smoothing for a smoothed classifier and
@@ -94,29 +93,29 @@ def run_certificates(
 ) -> Certificates:
     """The certificates of the run's samples, those the store lacks computed and stored
     chunk by chunk."""
-    target, norm = plan.target, plan.threat.norm
+    victim, norm = plan.victim, plan.threat.norm
     batch = plan.spec.batch_size
-    name, certify = certifier(target.model, method, norm, batch)
+    name, certify = certifier(victim.model, method, norm, batch)
     stored = store.certificates(plan.key, name, norm.value)
-    todo = [i for i in target.ids if i not in stored]
+    todo = [i for i in victim.ids if i not in stored]
     if todo:
         log(f"certifying {len(todo)} samples by {name} in {norm.value}")
     for start in range(0, len(todo), batch):
         chunk = todo[start : start + batch]
-        x, y = target.source.fetch(chunk)
+        x, y = victim.source.fetch(chunk)
         ids = torch.tensor(chunk, dtype=torch.long)
         found = certify(x, y, ids)
         store.put_certificates(plan.key, name, norm.value, chunk, found.label, found.radius)
         stored.update(
             zip(chunk, zip(found.label.tolist(), found.radius.tolist(), strict=True), strict=True)
         )
-    rows = [stored[i] for i in target.ids]
+    rows = [stored[i] for i in victim.ids]
     return Certificates(
         label=torch.tensor([r[0] for r in rows], dtype=torch.long),
         radius=torch.tensor([r[1] for r in rows], dtype=torch.float64),
         norm=norm,
         method=name,
-        ids=torch.tensor(target.ids, dtype=torch.long),
+        ids=torch.tensor(victim.ids, dtype=torch.long),
     )
 
 

@@ -21,10 +21,9 @@ from torch import Tensor
 
 from brittle.attacks.result import AttackResult
 from brittle.data.source import Source
+from brittle.eval.spec import AttackSpec
+from brittle.eval.store import ResultStore
 from brittle.model import Model
-
-from .spec import AttackSpec
-from .store import ResultStore
 
 Stage = tuple[int, float]
 """An attack of the evaluation (its place in the list) at one budget."""

@@ -17,28 +17,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from brittle.checks.defended import defense_check
+from brittle.checks.outcome import SanityCheck
+from brittle.checks.probes import PROBE_SAMPLES, probe_checks
+from brittle.checks.probes import labels as probe_labels
+from brittle.checks.sweep import recorded_accuracy_check, sweep_checks
 from brittle.classifier import Classifier
 from brittle.distributed import agree, from_leader, join, together
 from brittle.errors import InputError
+from brittle.eval.chunks import attack_ticket
+from brittle.eval.lock import folder_lock
+from brittle.eval.plan import Plan, failure_warnings, make_plan, raised_stage
+from brittle.eval.randomised import settle_randomness
+from brittle.eval.runner import Evaluation, evaluate
+from brittle.eval.sharing import Share
+from brittle.eval.spec import AttackSpec, EvaluationSpec
+from brittle.eval.store import SCHEMA_VERSION, ResultStore
+from brittle.eval.suite import RAISE
+from brittle.eval.tables import export_tables
+from brittle.eval.victim import Victim, open_victim
 from brittle.files import check_outputs
 from brittle.report.content import build_report, finite
 from brittle.report.html import ReportPaths, write_report
-
-from .chunks import attack_ticket
-from .defended import defense_check
-from .lock import folder_lock
-from .plan import Plan, failure_warnings, make_plan, raised_stage
-from .probes import PROBE_SAMPLES, probe_checks
-from .probes import labels as probe_labels
-from .randomised import settle_randomness
-from .runner import Evaluation, evaluate
-from .sanity import SanityCheck, recorded_accuracy_check, sweep_checks
-from .sharing import Share
-from .spec import AttackSpec, EvaluationSpec
-from .store import SCHEMA_VERSION, ResultStore
-from .suite import RAISE
-from .tables import export_tables
-from .target import Target, open_target
 
 STORE_NAME = "results.sqlite"
 EVALUATION = ("evaluation", "evaluate")
@@ -76,7 +76,7 @@ def run_evaluation(
     spec: EvaluationSpec,
     out: str | Path,
     *,
-    target: Target | None = None,
+    victim: Victim | None = None,
     device: str | None = None,
     progress: bool = True,
     log: Log = quiet,
@@ -87,7 +87,7 @@ def run_evaluation(
     """Run ``spec`` into the folder ``out``: ``results.sqlite``, ``report.json`` and
     ``report.html`` (and the tables as CSV and JSON with ``export``).
 
-    ``target``: the model and samples, when the caller opened them (Python objects);
+    ``victim``: the model and samples, when the caller opened them (Python objects);
     otherwise they are opened from the spec on ``device``. ``out`` is checked to be
     writable and locked (:func:`~brittle.eval.lock.folder_lock`) before any work and stays
     locked until the report is written. A store of another run or another schema is
@@ -107,15 +107,15 @@ def run_evaluation(
     if not place.distributed:
         check_outputs(_outputs(out, export), _inputs(spec))
         with folder_lock(out):
-            target = target or open_target(spec.model, spec.data, seed=spec.seed, device=chosen)
-            settle_randomness(target, spec.batch_size)
-            plan = make_plan(spec, target)
+            victim = victim or open_victim(spec.model, spec.data, seed=spec.seed, device=chosen)
+            settle_randomness(victim, spec.batch_size)
+            plan = make_plan(spec, victim)
             return _run(plan, out, None, progress, log, export, options, certify=certify)
     with together("checking the output folder"):
         if place.leader:
             check_outputs(_outputs(out, export), _inputs(spec))
     with together("opening the model and the data"):
-        opened = target or open_target(spec.model, spec.data, seed=spec.seed, device=chosen)
+        opened = victim or open_victim(spec.model, spec.data, seed=spec.seed, device=chosen)
         settle_randomness(opened, spec.batch_size)
     with together("settling the attacks and the threat"):
         plan = make_plan(spec, opened)
@@ -169,13 +169,13 @@ def _run(
     A suite whose black-box stage broke samples that every stronger attack left standing
     runs that stage once more with raised queries (:func:`~brittle.eval.plan.raised_stage`):
     a second pass in which every stored row is reused, every rank taking part."""
-    spec, target = plan.spec, plan.target
+    spec, victim = plan.spec, plan.victim
     if certify is not None:  # an unknown method or a model it cannot certify: refused now
-        from .certified import certifier
+        from brittle.eval.certified import certifier
 
-        certifier(target.model, certify, plan.threat.norm, spec.batch_size)
+        certifier(victim.model, certify, plan.threat.norm, spec.batch_size)
     store_path = out / STORE_NAME
-    with ResultStore(store_path, classes=target.model.num_classes) as store:
+    with ResultStore(store_path, classes=victim.model.num_classes) as store:
         _check_same_run(store, plan, out)
         store.register(plan.key, plan.identity)
         for attack in plan.attacks:
@@ -197,27 +197,27 @@ def _run(
             report["bound"] = _bound(spec.generator, plan, evaluation)
             store.put_record(BOUND, plan.key, report["bound"])
         if certify is not None:
-            from .certified import add_sandwich
+            from brittle.eval.certified import add_sandwich
 
             add_sandwich(report, plan, evaluation, store, certify, log)
         store.put_record(SUMMARY, plan.key, _summary_record(report))
         exported = export_tables(store, evaluation, out) if export else ()
-    paths = write_report(out, report, evaluation, class_names(target))
+    paths = write_report(out, report, evaluation, class_names(victim))
     return EvaluateOutcome(evaluation, report, paths, store_path, spec, exported)
 
 
 def _attack(plan: Plan, store: ResultStore, share: Share | None, progress: bool) -> Evaluation:
     """Every attack of ``plan`` at every budget on its samples, what ``store`` holds reused."""
-    spec, target = plan.spec, plan.target
+    spec, victim = plan.spec, plan.victim
     return evaluate(
-        target.model,
+        victim.model,
         plan.attacks,
-        target.source,
+        victim.source,
         spec.eps,
         batch_size=spec.batch_size,
         store=store,
         run_key=plan.key,
-        ids=target.ids,
+        ids=victim.ids,
         progress=progress,
         share=share,
     )
@@ -265,12 +265,12 @@ def saved_spec(out: str | Path) -> EvaluationSpec:
     return EvaluationSpec.from_json(saved["spec"])
 
 
-def class_names(target: Target) -> list[str]:
+def class_names(victim: Victim) -> list[str]:
     """A name for every class the model outputs: the data's, then the model's recorded
     ones, then the index (a model may output classes the evaluated data do not hold)."""
-    names = list(target.source.classes)
-    recorded = target.meta.get("classes") or []
-    count = max(len(names), int(getattr(target.model, "num_classes", None) or 0))
+    names = list(victim.source.classes)
+    recorded = victim.meta.get("classes") or []
+    count = max(len(names), int(getattr(victim.model, "num_classes", None) or 0))
     for k in range(len(names), count):
         names.append(str(recorded[k]) if k < len(recorded) else str(k))
     return names
@@ -288,10 +288,10 @@ def _saved(spec: EvaluationSpec) -> dict[str, Any] | None:
 def _checks(plan: Plan, evaluation: Evaluation) -> list[SanityCheck]:
     """The sanity checks: those of the sweep, the recorded accuracy, and those that query
     the model on the first samples."""
-    target, spec = plan.target, plan.spec
-    x, y, ids = target.first(PROBE_SAMPLES)
+    victim, spec = plan.victim, plan.spec
+    x, y, ids = victim.first(PROBE_SAMPLES)
     first = evaluation.summaries[0]
-    recorded = target.meta.get("accuracy")
+    recorded = victim.meta.get("accuracy")
     return [
         *sweep_checks(evaluation.eps, evaluation.summaries),
         recorded_accuracy_check(
@@ -300,7 +300,7 @@ def _checks(plan: Plan, evaluation: Evaluation) -> list[SanityCheck]:
             float(recorded) if isinstance(recorded, int | float) else None,
         ),
         *probe_checks(
-            target.model,
+            victim.model,
             evaluation,
             plan.attacks,
             x,
@@ -315,9 +315,9 @@ def _checks(plan: Plan, evaluation: Evaluation) -> list[SanityCheck]:
 
 def _report(plan: Plan, evaluation: Evaluation, store_path: Path) -> dict[str, Any]:
     """The report of ``plan``'s evaluation, with its checks and warnings."""
-    target, spec = plan.target, plan.spec
+    victim, spec = plan.victim, plan.spec
     largest = [a.build(spec.largest) for a in plan.attacks]
-    masking = defense_check(target, largest[0], spec.batch_size, spec.seed)
+    masking = defense_check(victim, largest[0], spec.batch_size, spec.seed)
     if len(plan.attacks) == 1:
         attack_info = plan.attacks[0].spec
     else:
@@ -329,8 +329,8 @@ def _report(plan: Plan, evaluation: Evaluation, store_path: Path) -> dict[str, A
     report = build_report(
         evaluation,
         threat=plan.threat,
-        model={k: v for k, v in target.meta.items() if k != "classes"},
-        dataset=target.dataset_info(),
+        model={k: v for k, v in victim.meta.items() if k != "classes"},
+        dataset=victim.dataset_info(),
         attack=attack_info,
         masking=masking,
         attacks=[
@@ -340,8 +340,8 @@ def _report(plan: Plan, evaluation: Evaluation, store_path: Path) -> dict[str, A
         run=plan.identity,
         store={"path": str(store_path), "schema_version": SCHEMA_VERSION},
         checks=_checks(plan, evaluation),
-        classes=class_names(target),
-        device=str(target.model.device),
+        classes=class_names(victim),
+        device=str(victim.model.device),
         eps_text=[b.text for b in spec.eps],
     )
     report["spec"] = _saved(spec)
@@ -359,7 +359,7 @@ def _report(plan: Plan, evaluation: Evaluation, store_path: Path) -> dict[str, A
     for attack, built in zip(plan.attacks, largest, strict=True):
         top = evaluation.per_attack[attack.label][-1]["success_rate"]
         report["warnings"].extend(
-            failure_warnings(attack, built, target.model, target.features, top)
+            failure_warnings(attack, built, victim.model, victim.features, top)
         )
     return report
 
@@ -371,12 +371,12 @@ def _substitutes(plan: Plan, built: Sequence[Any]) -> dict[str, dict[str, Any]]:
     from brittle.attacks.substitute import Substitute
 
     found: dict[str, dict[str, Any]] = {}
-    model = plan.target.model
+    model = plan.victim.model
     for attack, instance in zip(plan.attacks, built, strict=True):
         fit = instance.fitted(model) if isinstance(instance, Substitute) else None
         if fit is None:
             continue
-        x, _, _ = plan.target.first(PROBE_SAMPLES)
+        x, _, _ = plan.victim.first(PROBE_SAMPLES)
         found[attack.label] = {
             "agreement": fit.agreement(x, probe_labels(model, x)),
             "n": len(x),
@@ -392,7 +392,7 @@ def _bound(generator: str, plan: Plan, evaluation: Evaluation) -> dict[str, Any]
     from brittle.bounds.accuracy import robust_accuracy_bound
     from brittle.generators import load_generator
 
-    model = plan.target.model
+    model = plan.victim.model
     if not isinstance(model, Classifier):
         raise InputError(
             "the bound on robust accuracy classifies the generator's samples through the "
@@ -424,7 +424,7 @@ def _check_same_run(store: ResultStore, plan: Plan, out: Path) -> None:
 
 def _log_resume(store: ResultStore, plan: Plan, log: Log) -> None:
     """Say how much of the run the store already holds, if anything."""
-    ids = set(plan.target.ids)
+    ids = set(plan.victim.ids)
     budgets = plan.spec.eps
     found = sum(
         len(store.done(plan.key, a.key, float(e)) & ids) for a in plan.attacks for e in budgets

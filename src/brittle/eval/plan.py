@@ -16,28 +16,27 @@ from typing import TYPE_CHECKING, Any
 
 from brittle.attacks.base import Attack, MinimizationAttack, TargetSpec
 from brittle.attacks.registry import accepted_parameters, attack_class
+from brittle.checks.sweep import unbounded_failure_warnings
 from brittle.data import DATASET_NAMES
 from brittle.errors import InputError
+from brittle.eval.spec import AttackSpec, EvaluationSpec
+from brittle.eval.store import run_key
+from brittle.eval.suite import RAISE, suite_attacks
+from brittle.eval.victim import Victim
 from brittle.perturbation import box_diameter
 from brittle.threat import Capability, Goal, Norm, ThreatModel
 
-from .sanity import unbounded_failure_warnings
-from .spec import AttackSpec, EvaluationSpec
-from .store import run_key
-from .suite import RAISE, suite_attacks
-from .target import Target
-
 if TYPE_CHECKING:
-    from .runner import Evaluation
+    from brittle.eval.runner import Evaluation
 
 
 @dataclass(frozen=True)
 class Plan:
-    """An evaluation ready to run: its spec, the target, the attacks as settled (suite
+    """An evaluation ready to run: its spec, the victim, the attacks as settled (suite
     expanded, the threat's norm and goal filled in), the threat and the run's identity."""
 
     spec: EvaluationSpec
-    target: Target
+    victim: Victim
     attacks: tuple[AttackSpec, ...]
     threat: ThreatModel
     raised: AttackSpec | None = None
@@ -56,9 +55,9 @@ class Plan:
         passes and the EOT setting of a randomised model (each changes the attacks' paths
         and verdicts). Two runs with one identity give one result per (attack, budget,
         sample)."""
-        data = self.target.source.identity()
+        data = self.victim.source.identity()
         identity: dict[str, Any] = {
-            "model_sha256": self.target.meta["sha256"],
+            "model_sha256": self.victim.meta["sha256"],
             "data": {k: data[k] for k in ("kind", "split", "size", "classes", "sha256")},
             "threat": {
                 "goal": self.threat.goal.value,
@@ -69,10 +68,10 @@ class Plan:
             },
             "seed": self.spec.seed,
         }
-        amp = getattr(self.target.model, "amp", None)
+        amp = getattr(self.victim.model, "amp", None)
         if amp is not None:
             identity["amp"] = amp
-        eot = getattr(self.target.model, "eot", None)
+        eot = getattr(self.victim.model, "eot", None)
         if eot is not None:
             identity["eot"] = {"samples": eot.samples, "draws": eot.draws}
         return identity
@@ -83,16 +82,16 @@ class Plan:
         return run_key(self.identity)
 
 
-def make_plan(spec: EvaluationSpec, target: Target) -> Plan:
+def make_plan(spec: EvaluationSpec, victim: Victim) -> Plan:
     """Settle ``spec``'s attacks (the suite's, when it names one) and its threat on
-    ``target``."""
+    ``victim``."""
     attacks = spec.attacks
     if spec.suite is not None:
-        attacks = _suite(spec, target)
+        attacks = _suite(spec, victim)
     settled, threat = settle(
-        attacks, spec.threat, spec.largest, spec.capability, target.model, target.features
+        attacks, spec.threat, spec.largest, spec.capability, victim.model, victim.features
     )
-    return Plan(spec=spec, target=target, attacks=settled, threat=threat)
+    return Plan(spec=spec, victim=victim, attacks=settled, threat=threat)
 
 
 def settle(
@@ -186,8 +185,8 @@ def failure_warnings(
     return unbounded_failure_warnings(label, success_rate)
 
 
-def _suite(spec: EvaluationSpec, target: Target) -> tuple[AttackSpec, ...]:
-    """The attacks of ``spec``'s suite for the threat it states, on the target's inputs."""
+def _suite(spec: EvaluationSpec, victim: Victim) -> tuple[AttackSpec, ...]:
+    """The attacks of ``spec``'s suite for the threat it states, on the victim's inputs."""
     if spec.threat is not None and spec.threat.goal is not Goal.UNTARGETED:
         raise InputError(
             f"the {spec.suite} suite is untargeted; drop the targeted goal, or list the attacks"
@@ -195,14 +194,14 @@ def _suite(spec: EvaluationSpec, target: Target) -> tuple[AttackSpec, ...]:
     norm = spec.norm or (spec.threat.norm.value if spec.threat is not None else Norm.LINF.value)
     granted = spec.threat.capability if spec.threat is not None else spec.capability
     assert spec.suite is not None
-    data = spec.data.dataset or target.meta.get("dataset")
+    data = spec.data.dataset or victim.meta.get("dataset")
     if spec.data.data_dir is not None:  # the substitute loads a data set by its name alone
         data = None
     return suite_attacks(
         spec.suite,
         norm,
         granted,
-        target.source.input_shape,
+        victim.source.input_shape,
         spec.seed,
         data=data if isinstance(data, str) and data in DATASET_NAMES else None,
     )
@@ -211,11 +210,11 @@ def _suite(spec: EvaluationSpec, target: Target) -> tuple[AttackSpec, ...]:
 def raised_stage(plan: Plan, evaluation: Evaluation) -> AttackSpec | None:
     """The suite's last black-box stage again, with :data:`~brittle.eval.suite.RAISE` times
     its queries, on the samples still standing: when the black-box check
-    (:func:`~brittle.eval.probes.black_box_check`) finds samples that an attack of weaker
+    (:func:`~brittle.checks.probes.black_box_check`) finds samples that an attack of weaker
     capability broke and every attack of the strongest capability left standing (the sign
     that the stronger attacks are misled, and that more queries may break more). ``None``
     otherwise, for attacks listed by the user (their budgets are theirs), and once raised."""
-    from .probes import black_box_check
+    from brittle.checks.probes import black_box_check
 
     if plan.spec.suite is None or plan.raised is not None:
         return None

@@ -25,15 +25,15 @@ from brittle.attacks.base import DEFAULT_BATCH_SIZE, Attack, TargetSpec, check_i
 from brittle.attacks.result import AttackResult
 from brittle.data.source import Source, TensorSource
 from brittle.errors import InputError
-from brittle.model import Model, as_tensor
+from brittle.eval.chunks import Ticket, attack_ticket, fallen_ids, make_tickets, write
+from brittle.eval.spec import AttackSpec
+from brittle.eval.store import ResultStore
+from brittle.model import Model
 from brittle.progress import show_progress
-
-from .chunks import Ticket, attack_ticket, fallen_ids, make_tickets, write
-from .spec import AttackSpec
-from .store import ResultStore
+from brittle.validation import as_tensor
 
 if TYPE_CHECKING:
-    from .sharing import Share
+    from brittle.eval.sharing import Share
 
 DEFAULT_EXAMPLES = 8
 """How many samples (the first ones) have their images kept for the report, per budget."""
@@ -87,7 +87,7 @@ class Examples:
 
 
 @dataclass(frozen=True)
-class WorstCase:
+class WorstCaseRecord:
     """The worst case over the attacks at one budget, per sample (in evaluation order).
 
     ``broken[a, i]``: attack ``a`` broke sample ``i`` (classified correctly before, not after);
@@ -127,7 +127,7 @@ class Evaluation:
     seconds: float
     attacks: list[str] = field(default_factory=list)
     per_attack: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    worst: list[WorstCase] = field(default_factory=list)
+    worst: list[WorstCaseRecord] = field(default_factory=list)
     ids: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     keys: dict[str, str] = field(default_factory=dict)
     y: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
@@ -424,7 +424,9 @@ def _aligned(result: AttackResult, base: AttackResult, ids: Sequence[int]) -> At
     return joined.select(torch.tensor([position[int(sid)] for sid in ids], dtype=torch.long))
 
 
-def worst_case(results: Sequence[AttackResult], labels: Sequence[str]) -> tuple[WorstCase, Tensor]:
+def worst_case(
+    results: Sequence[AttackResult], labels: Sequence[str]
+) -> tuple[WorstCaseRecord, Tensor]:
     """The per-sample worst case over ``results`` (one per attack, rows in the same order),
     and which result each sample's worst case is taken from.
 
@@ -444,7 +446,7 @@ def worst_case(results: Sequence[AttackResult], labels: Sequence[str]) -> tuple[
         torch.where(success.any(dim=0), success.int().argmax(dim=0), 0),
     )
     broken_by = [labels[int(a)] if b else None for a, b in zip(picked, any_broken, strict=True)]
-    case = WorstCase(
+    case = WorstCaseRecord(
         ids=first.ids,
         correct_clean=correct,
         broken=broken,
@@ -493,7 +495,7 @@ def _with_interval(summary: dict[str, Any], robust: Tensor) -> dict[str, Any]:
 
 
 def _worst_summary(
-    results: Sequence[AttackResult], case: WorstCase, combined: AttackResult
+    results: Sequence[AttackResult], case: WorstCaseRecord, combined: AttackResult
 ) -> dict[str, Any]:
     """The summary of the worst case (``combined``, the picked rows, with every attack's
     cost): its numbers, how many samples each attack broke first and alone, and robust

@@ -28,11 +28,10 @@ import torch.distributed as dist
 from brittle.attacks.result import AttackResult
 from brittle.distributed import World
 from brittle.errors import InputError, StorageError
+from brittle.eval.chunks import Piece, Ticket, write
+from brittle.eval.spec import AttackSpec
+from brittle.eval.store import ResultStore
 from brittle.progress import show_progress
-
-from .chunks import Piece, Ticket, write
-from .spec import AttackSpec
-from .store import ResultStore
 
 PART = 4 << 20
 """The most bytes one value on the board holds (its server refuses more than 8 MiB)."""

@@ -33,9 +33,8 @@ from brittle.classifier import AMP_DTYPES
 from brittle.criteria import TARGET_CHOICES
 from brittle.data.limits import Limits
 from brittle.errors import InputError
+from brittle.eval.store import attack_key
 from brittle.threat import Capability, ThreatModel
-
-from .store import attack_key
 
 DEFAULT_N = 1000
 """How many samples an evaluation draws when not told (all when the split holds fewer)."""

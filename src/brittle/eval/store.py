@@ -61,8 +61,7 @@ from torch import Tensor
 import brittle
 from brittle.attacks.result import AttackResult
 from brittle.errors import InputError, StorageError
-
-from .integrity import JUDGED_GOALS, Violation, check_rows, typed
+from brittle.eval.integrity import JUDGED_GOALS, Violation, check_rows, typed
 
 SCHEMA_VERSION = 2
 """The version of the store's schema this brittle reads and writes."""

@@ -39,9 +39,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from brittle.errors import InputError
+from brittle.eval.spec import AttackSpec
 from brittle.threat import Capability, Norm
-
-from .spec import AttackSpec
 
 STANDARD = "standard"
 SUITES = (STANDARD,)

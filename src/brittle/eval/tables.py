@@ -24,10 +24,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from brittle.eval.runner import WORST_CASE, Evaluation
+from brittle.eval.store import SAMPLE_COLUMNS, ResultStore
 from brittle.files import write_text_atomic
-
-from .runner import WORST_CASE, Evaluation
-from .store import SAMPLE_COLUMNS, ResultStore
 
 Table = tuple[list[str], list[list[Any]]]
 """A table: its column names and its rows."""

@@ -1,4 +1,4 @@
-"""Generator checkpoints, as safe as the classifiers' (:mod:`brittle.models.checkpoint`).
+"""Generator checkpoints, as safe as the classifiers' (:mod:`brittle.zoo.checkpoint`).
 
 The same file format and checks: a state_dict and JSON metadata read with
 ``torch.load(weights_only=True)``, the architecture rebuilt from :data:`GENERATORS` after its
@@ -6,7 +6,7 @@ shapes were checked on the meta device, written atomically. The metadata hold
 ``kind = "generator"``, ``arch``, ``arch_kwargs``, ``latent_dim`` and ``output_shape``, plus
 what the caller adds (the command line records the data set, epochs, seed and final loss).
 A classifier's checkpoint is refused by :func:`load_generator`, a generator's by
-:func:`~brittle.models.load_checkpoint`, each with what the file is and how to load it.
+:func:`~brittle.zoo.load_checkpoint`, each with what the file is and how to load it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from brittle.models.checkpoint import Kind, load_module, save_module
+from brittle.zoo.checkpoint import Kind, load_module, save_module
 
 from .base import Generator
 from .registry import GENERATORS, build_generator
@@ -50,7 +50,7 @@ def save_generator(path: str | Path, gen: Generator, meta: Mapping[str, Any]) ->
 
     ``arch``, ``arch_kwargs``, ``latent_dim`` and ``output_shape`` come from ``gen``;
     ``kind``, ``brittle_version`` and ``created`` are filled in; ``meta`` must be
-    JSON-serialisable (see :func:`brittle.models.save_checkpoint`).
+    JSON-serialisable (see :func:`brittle.zoo.save_checkpoint`).
     """
     return save_module(path, gen, meta, GENERATOR)
 
@@ -60,7 +60,7 @@ def load_generator(
 ) -> tuple[Generator, dict[str, Any]]:
     """Rebuild the generator saved at ``path`` on ``device`` (default CPU), in eval mode,
     and return it with its metadata. Raises :class:`~brittle.errors.CheckpointError` for a
-    file that is not a safe generator checkpoint (see :func:`brittle.models.load_checkpoint`),
+    file that is not a safe generator checkpoint (see :func:`brittle.zoo.load_checkpoint`),
     e.g. a classifier's."""
     gen, meta = load_module(path, GENERATOR, device)
     assert isinstance(gen, Generator)  # GENERATOR builds nothing else

@@ -9,8 +9,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from brittle.errors import InputError
-from brittle.model import as_tensor
 from brittle.report.plots import literal, to_png
+from brittle.validation import as_tensor
 
 
 def sample_grid(x: Any, nrow: int = 10, title: str | None = None) -> bytes:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from brittle.errors import InputError
-from brittle.models.rng import seeded
+from brittle.zoo.rng import seeded
 
 from .base import Generator
 from .vae import VAE

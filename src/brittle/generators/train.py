@@ -24,9 +24,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from brittle.errors import InputError, ModelOutputError
-from brittle.model import as_tensor
-from brittle.models import TrainHistory
-from brittle.models.rng import seeded
+from brittle.validation import as_tensor
+from brittle.zoo import TrainHistory
+from brittle.zoo.rng import seeded
 
 from .base import Generator
 from .vae import VAE

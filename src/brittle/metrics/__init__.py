@@ -1,27 +1,34 @@
-"""Analyses of Papernot et al. 2016 (section 5 and 6): source/target matrices, hardness,
-adversarial distance and robustness, and the adjacent-pixel detector; and of Goodfellow et
-al. 2015: transferability between models (section 8), the epsilon sweep of logits (Figure 4)
-and first-layer weights as images (Figure 3); and the gradient-masking check of a defended
-model (Athalye et al. 2018)."""
+"""The papers' analyses of attack results, one subpackage per paper:
+:mod:`~brittle.metrics.papernot2016` (source/target matrices, hardness, adversarial distance,
+the adjacent-pixel detector) and :mod:`~brittle.metrics.goodfellow2014` (transferability, the
+epsilon sweep, first-layer weights). Athalye et al.'s gradient-masking check is a check, in
+:mod:`brittle.checks.masking`."""
 
-from .detector import Roc, adjacent_pixel_score, detector_roc
-from .masking import MaskingCheck, gradient_masking_check
-from .saliency import adversarial_distance, robustness
-from .source_target import (
+from .goodfellow2014 import (
+    EpsilonSweep,
+    TransferMatrix,
+    check_compatible,
+    epsilon_sweep,
+    first_layer_filters,
+    sign_gradient,
+    transfer_matrix,
+)
+from .papernot2016 import (
+    Roc,
     SourceTargetMatrices,
     SuccessCurve,
+    adjacent_pixel_score,
+    adversarial_distance,
+    detector_roc,
     hardness,
+    robustness,
     source_target_matrices,
     success_at_budgets,
     success_curve,
 )
-from .sweep import EpsilonSweep, epsilon_sweep, sign_gradient
-from .transfer import TransferMatrix, check_compatible, transfer_matrix
-from .weights import first_layer_filters
 
 __all__ = [
     "EpsilonSweep",
-    "MaskingCheck",
     "Roc",
     "SourceTargetMatrices",
     "SuccessCurve",
@@ -32,7 +39,6 @@ __all__ = [
     "detector_roc",
     "epsilon_sweep",
     "first_layer_filters",
-    "gradient_masking_check",
     "hardness",
     "robustness",
     "sign_gradient",

@@ -20,11 +20,12 @@ import numpy as np
 import torch
 
 import brittle
+from brittle.checks.masking import MaskingCheck
+from brittle.checks.outcome import SanityCheck
+from brittle.checks.sweep import sweep_checks
 from brittle.errors import InputError
 from brittle.eval.runner import CONFIDENCE, Evaluation
-from brittle.eval.sanity import SanityCheck, sweep_checks
 from brittle.files import write_text_atomic
-from brittle.metrics.masking import MaskingCheck
 from brittle.threat import ThreatModel
 
 COLUMNS = (
@@ -138,7 +139,7 @@ def build_report(
     without it there is no such key.
 
     ``sanity_checks`` are ``checks`` (default: those of the sweep,
-    :func:`~brittle.eval.sanity.sweep_checks`), each passed, a warning or not run;
+    :func:`~brittle.checks.sweep.sweep_checks`), each passed, a warning or not run;
     ``warnings`` holds the messages of those that warned, then any other warning.
     ``confusion`` counts, at the largest budget, each (label, prediction on the adversarial
     input) pair of the worst case, over ``classes`` (default: as many as the labels show);

@@ -20,7 +20,7 @@ from torch import nn
 
 from brittle.data import Dataset, load_dataset
 from brittle.errors import BrittleError, InputError
-from brittle.models import accuracy, load_checkpoint, save_checkpoint
+from brittle.zoo import accuracy, load_checkpoint, save_checkpoint
 
 Log = Callable[[str], None]
 

@@ -43,8 +43,8 @@ from brittle.classifier import Classifier
 from brittle.data import Dataset
 from brittle.defenses.gaussian import GaussianTraining
 from brittle.errors import InputError
-from brittle.models import accuracy, build_model, train_model
 from brittle.report.plots import to_png
+from brittle.zoo import accuracy, build_model, train_model
 
 from .cache import bundled_note, cached, data_info, load_splits, parameters, save_trained
 from .report import Figure, Reproduction, Row

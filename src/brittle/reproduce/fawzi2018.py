@@ -52,7 +52,7 @@ from brittle.generators import (
     summarise_generator,
     train_generator,
 )
-from brittle.models import accuracy, build_model, train_model
+from brittle.zoo import accuracy, build_model, train_model
 
 from .cache import bundled_note, cached, data_info, digest, load_splits, parameters, save_trained
 from .report import Figure, Reproduction, Row

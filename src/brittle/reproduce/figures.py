@@ -15,8 +15,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from brittle.errors import InputError
-from brittle.metrics.sweep import EpsilonSweep
-from brittle.metrics.transfer import TransferMatrix
+from brittle.metrics.goodfellow2014.sweep import EpsilonSweep
+from brittle.metrics.goodfellow2014.transfer import TransferMatrix
 from brittle.report.plots import literal, to_png
 
 

@@ -41,19 +41,13 @@ import torch
 from torch import Tensor, nn
 
 from brittle.attacks import FGSM, AttackResult
+from brittle.checks.masking import MaskingCheck, gradient_masking_check
 from brittle.classifier import Classifier
 from brittle.data import Dataset
 from brittle.defenses import FGSMTraining, MixedObjective, NoiseTraining
 from brittle.errors import InputError
-from brittle.metrics import (
-    MaskingCheck,
-    TransferMatrix,
-    epsilon_sweep,
-    first_layer_filters,
-    gradient_masking_check,
-    transfer_matrix,
-)
-from brittle.models import (
+from brittle.metrics import TransferMatrix, epsilon_sweep, first_layer_filters, transfer_matrix
+from brittle.zoo import (
     Objective,
     accuracy,
     build_model,

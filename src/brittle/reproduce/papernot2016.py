@@ -61,8 +61,8 @@ from brittle.metrics import (
     source_target_matrices,
     success_at_budgets,
 )
-from brittle.models import accuracy, build_model, train_model
 from brittle.perturbation import max_features
+from brittle.zoo import accuracy, build_model, train_model
 
 from . import figures
 from .cache import bundled_note, cached, data_info, load_splits, parameters, save_trained

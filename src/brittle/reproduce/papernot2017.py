@@ -26,9 +26,9 @@ from brittle.attacks import FGSM
 from brittle.classifier import Classifier
 from brittle.data import Dataset
 from brittle.errors import InputError
-from brittle.models import build_model, train_model
 from brittle.report.plots import to_png
 from brittle.substitute import HeldOut, Round, SubstituteFit, train_substitute
+from brittle.zoo import build_model, train_model
 
 from .cache import Log, bundled_note, cached, data_info, load_splits, save_trained
 from .report import Figure, Reproduction, Row

@@ -38,10 +38,10 @@ from brittle.data import Dataset
 from brittle.defenses.adversarial import PGDTraining
 from brittle.defenses.gaussian import GaussianTraining
 from brittle.eval.api import evaluate
-from brittle.models import build_model, train_model
 from brittle.report.plots import to_png
 from brittle.report.sandwich import sandwich_figure
 from brittle.threat import Norm
+from brittle.zoo import build_model, train_model
 
 from .cache import Log, bundled_note, cached, data_info, load_splits, save_trained
 from .report import Figure, Reproduction, Row

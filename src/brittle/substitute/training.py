@@ -25,10 +25,10 @@ from brittle.access import ModelAccess
 from brittle.classifier import Classifier
 from brittle.errors import InputError
 from brittle.model import Model
-from brittle.models import build_model, train_model
-from brittle.models.rng import seeded
 from brittle.perturbation import Bounds
 from brittle.threat import Capability
+from brittle.zoo import build_model, train_model
+from brittle.zoo.rng import seeded
 
 from .augmentation import (
     jacobian_augmentation,
@@ -173,7 +173,7 @@ def train_substitute(
     needs the target's labels of the new points), with step ``lam``, its sign flipped every
     ``tau`` rounds, and after ``sigma`` rounds ``kappa`` new points per round (reservoir
     sampling; ``None``: every point makes one). ``module``: a zoo architecture
-    (:data:`brittle.models.ARCHITECTURES`) or a factory of fresh ``nn.Module`` s. Training:
+    (:data:`brittle.zoo.ARCHITECTURES`) or a factory of fresh ``nn.Module`` s. Training:
     Adam with ``lr``, ``epochs`` per round, mini-batches of ``batch_size``, all seeded by
     ``seed``. ``held_out`` measures each round's accuracy and agreement; ``on_round`` is
     called after each round with its record and the substitute as it then is (eval mode).

@@ -11,11 +11,11 @@ import torch
 
 from brittle.attacks.result import AttackResult
 from brittle.attacks.targets import all_other_targets
+from brittle.checks.defended import defense_check
 from brittle.criteria import TARGET_CHOICES
 from brittle.data import Limits
 from brittle.eot import use_eot_if_randomised
 from brittle.errors import InputError
-from brittle.eval.defended import defense_check
 from brittle.eval.plan import failure_warnings, settle
 from brittle.eval.runner import run_attack
 from brittle.eval.spec import AttackSpec, check_target
@@ -24,7 +24,7 @@ from brittle.metrics import source_target_matrices
 from brittle.report.content import threat_section, write_json
 from brittle.threat import Capability, ThreatModel
 
-from .common import DEFAULT_BATCH_SIZE, ModelOptions, load_target
+from .common import DEFAULT_BATCH_SIZE, ModelOptions, load_victim
 
 EVERY_TARGET = "all"
 """The ``--target`` choice that attacks each sample once per other class."""
@@ -69,7 +69,7 @@ def attack(
     limits: Limits | None = None,
 ) -> AttackOutcome:
     """Attack ``n`` samples of ``dataset`` with ``attack`` against ``model`` (a file of any
-    format :func:`~brittle.models.loaders.load_model` reads; ``model_options`` its weights,
+    format :func:`~brittle.loading.loaders.load_model` reads; ``model_options`` its weights,
     preprocessing and class names).
 
     ``n=None``: 1,000 samples, or the whole split when it holds fewer; more than the split
@@ -83,9 +83,9 @@ def attack(
     threat model, the attack's parameters, where the model and data came from and
     ``warnings``: a minimal attack without a budget that binds (none, or at least the box's
     diameter) that leaves correctly classified samples unbroken is too weak as set
-    (:func:`~brittle.eval.sanity.unbounded_failure_warnings`); a defended model (checkpoint
+    (:func:`~brittle.checks.sweep.unbounded_failure_warnings`); a defended model (checkpoint
     metadata ``defense``) also gets the warnings of its gradient-masking check
-    (:func:`~brittle.eval.defended.defense_check`), whose numbers are under ``gradient_masking``. The summary is
+    (:func:`~brittle.checks.defended.defense_check`), whose numbers are under ``gradient_masking``. The summary is
     written to ``json_path`` and the inputs and results to ``save_path`` (``.npz``), both
     checked before any work (:func:`~brittle.files.check_outputs`: writable, regular files
     or absent, not links, not the same file, neither the model nor the data) and written
@@ -103,7 +103,7 @@ def attack(
         target=check_target(None if every else target, targeted or every),
         seed=seed,
     )
-    victim = load_target(model, dataset, data_dir, split, n, seed, device, model_options, limits)
+    victim = load_victim(model, dataset, data_dir, split, n, seed, device, model_options, limits)
     if eps is None and threat is not None:
         eps = threat.eps
     (spec,), threat = settle((spec,), threat, eps, capability, victim.model, victim.features)

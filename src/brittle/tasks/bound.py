@@ -24,7 +24,7 @@ from brittle.classifier import Classifier
 from brittle.errors import InputError
 from brittle.files import check_outputs, write_text_atomic
 from brittle.generators import GeneratorSummary, load_generator, summarise_generator
-from brittle.models import load_model
+from brittle.loading import load_model
 from brittle.report.content import write_json
 
 from .common import check_count, resolve_device
@@ -296,7 +296,7 @@ def _num(value: float | None) -> str:
 
 
 def _white_box(model: str | Path, shape: Sequence[int], device: torch.device) -> Classifier:
-    """The model at ``model`` (any format :func:`~brittle.models.load_model` reads without
+    """The model at ``model`` (any format :func:`~brittle.loading.load_model` reads without
     weights), for inputs of ``shape``; refused when it gives no gradients (ONNX)."""
     loaded = load_model(model, input_shape=shape, device=device)
     if not isinstance(loaded.model, Classifier):

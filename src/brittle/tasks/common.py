@@ -14,18 +14,18 @@ from brittle.data import Dataset, Limits
 from brittle.errors import InputError
 from brittle.eval.pipeline import Log, quiet
 from brittle.eval.spec import DEFAULT_BATCH_SIZE, DEFAULT_N, DataRef, ModelRef, check_count
-from brittle.eval.target import Target, open_target, resolve_device
+from brittle.eval.victim import Victim, open_victim, resolve_device
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_N",
     "Log",
     "ModelOptions",
-    "Target",
+    "Victim",
     "check_count",
     "default_device",
     "draw",
-    "load_target",
+    "load_victim",
     "model_ref",
     "quiet",
     "resolve_device",
@@ -61,7 +61,7 @@ def model_ref(model: str | Path, options: ModelOptions | None = None) -> ModelRe
     )
 
 
-def load_target(
+def load_victim(
     model: str | Path,
     dataset: str | None,
     data_dir: str | Path | None,
@@ -71,7 +71,7 @@ def load_target(
     device: str | None,
     options: ModelOptions | None = None,
     limits: Limits | None = None,
-) -> Target:
+) -> Victim:
     """The model at ``model`` and ``n`` samples (drawn with ``seed``) of ``split``.
 
     ``dataset=None`` uses the data set the model records; ``n=None`` draws
@@ -79,7 +79,7 @@ def load_target(
     ``n`` is checked before anything is loaded.
     """
     data = DataRef(dataset, None if data_dir is None else str(data_dir), split, n, limits)
-    return open_target(model_ref(model, options), data, seed=seed, device=device)
+    return open_victim(model_ref(model, options), data, seed=seed, device=device)
 
 
 def draw(

@@ -18,7 +18,7 @@ from brittle.generators import (
     train_generator,
 )
 from brittle.generators.train import check_hyperparameters
-from brittle.models import TrainHistory
+from brittle.zoo import TrainHistory
 
 from .common import check_count, draw, resolve_device
 

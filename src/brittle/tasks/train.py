@@ -2,7 +2,7 @@
 checkpoint with its metadata.
 
 Under ``torchrun`` every process runs it with the same arguments: each loads the data, the
-training is data-parallel (:func:`brittle.models.train_model`) and rank 0 alone measures
+training is data-parallel (:func:`brittle.zoo.train_model`) and rank 0 alone measures
 the model and writes the checkpoint, whose metadata every process returns.
 """
 
@@ -26,7 +26,7 @@ from brittle.defenses import (
 from brittle.distributed import from_leader, join, together
 from brittle.errors import InputError
 from brittle.files import check_outputs
-from brittle.models import (
+from brittle.zoo import (
     Objective,
     TrainHistory,
     TrainingStep,
@@ -38,7 +38,7 @@ from brittle.models import (
     save_checkpoint,
     train_model,
 )
-from brittle.models.sharding import check_global_batch
+from brittle.zoo.sharding import check_global_batch
 
 from .common import Log, check_count, draw, quiet
 
@@ -247,7 +247,7 @@ def train_on(
 ) -> TrainOutcome:
     """Train ``recipe.arch`` on ``train_set``, measure it on ``test_set``, save it at ``out``.
 
-    ``objective`` replaces the architecture's own (:func:`~brittle.models.default_objective`:
+    ``objective`` replaces the architecture's own (:func:`~brittle.zoo.default_objective`:
     a defence), ``labels`` the training labels (soft labels for distillation). The RBF
     network's prototypes start at the class means. The checkpoint (written atomically) records the test accuracy
     (at T = 1), the data set, its classes, the seed, the epochs, the number of training

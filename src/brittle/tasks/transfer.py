@@ -1,5 +1,5 @@
 """``brittle transfer``: adversarial examples crafted on each of several models and classified
-by every one of them (Goodfellow et al. 2015, section 8; :mod:`brittle.metrics.transfer`)."""
+by every one of them (Goodfellow et al. 2015, section 8; :mod:`brittle.metrics.goodfellow2014.transfer`)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,19 @@ from brittle.errors import InputError
 from brittle.eval.plan import settle
 from brittle.eval.spec import AttackSpec, check_target
 from brittle.eval.store import file_sha256
-from brittle.eval.target import draw_ids
+from brittle.eval.victim import draw_ids
 from brittle.files import check_outputs
-from brittle.metrics.transfer import TransferMatrix, check_compatible, transfer_matrix
-from brittle.models import load_checkpoint, load_classifier
+from brittle.metrics.goodfellow2014.transfer import (
+    TransferMatrix,
+    check_compatible,
+    transfer_matrix,
+)
 from brittle.report.content import threat_section, write_json
 from brittle.threat import Capability, ThreatModel
+from brittle.zoo import load_checkpoint, load_classifier
 
 from .attack import EVERY_TARGET
-from .common import DEFAULT_BATCH_SIZE, Target, check_count, resolve_device
+from .common import DEFAULT_BATCH_SIZE, Victim, check_count, resolve_device
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,7 @@ def transfer(
     name = _dataset_name(dataset, names, [meta for _, meta in loaded])
     source = open_source(name, split, data_dir, limits=limits)
     ids = draw_ids(len(source), n, seed, f"the {split} split of {source.name}")
-    targets = [Target(c, meta, source, ids, seed) for c, meta in loaded]
+    targets = [Victim(c, meta, source, ids, seed) for c, meta in loaded]
     data = targets[0].data
     spec = AttackSpec(
         name=attack,

@@ -48,8 +48,7 @@ from brittle.classifier import Classifier
 from brittle.errors import BrittleError, CheckpointError
 from brittle.files import atomic_path
 from brittle.version import __version__
-
-from .zoo import ARCHITECTURES, build_model
+from brittle.zoo.architectures import ARCHITECTURES, build_model
 
 FORMAT = "brittle-checkpoint"
 VERSION = 1
@@ -149,7 +148,7 @@ class Kind:
 
 
 _MAKE = {
-    "classifier": ("brittle.models.load_checkpoint", "`brittle train --out PATH`"),
+    "classifier": ("brittle.zoo.load_checkpoint", "`brittle train --out PATH`"),
     "generator": (
         "brittle.generators.load_generator",
         "`brittle generator train --latent-dim 16 --out PATH`",
@@ -169,15 +168,15 @@ CLASSIFIER = Kind(
     fields=("input_shape", "num_classes"),
     architectures=ARCHITECTURES,
     build=_build_classifier,
-    builder="brittle.models.build_model",
+    builder="brittle.zoo.build_model",
     saver="save_checkpoint",
     convert=(
-        "build the model with brittle.models.build_model(arch, input_shape, num_classes), load "
+        "build the model with brittle.zoo.build_model(arch, input_shape, num_classes), load "
         "the weights into it with model.load_state_dict(...), and save it with "
-        "brittle.models.save_checkpoint(path, model, meta)"
+        "brittle.zoo.save_checkpoint(path, model, meta)"
     ),
 )
-"""The classifiers of the zoo (:mod:`brittle.models.zoo`)."""
+"""The classifiers of the zoo (:mod:`brittle.zoo.architectures`)."""
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: Mapping[str, Any]) -> Path:

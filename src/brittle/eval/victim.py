@@ -1,6 +1,6 @@
 """Who is attacked: the model, where it came from, and the samples drawn from the data.
 
-:func:`open_target` opens a model and a data set as users keep them (a file, a
+:func:`open_victim` opens a model and a data set as users keep them (a file, a
 ``file.py:factory`` with weights, an ``nn.Module``, a :class:`~brittle.Classifier` or
 :class:`~brittle.Oracle`; a data format, a :class:`~brittle.data.source.Source`, tensors,
 a ``torch.utils.data.Dataset`` or a DataLoader), checks that they belong together (the
@@ -28,9 +28,8 @@ from brittle.data import Dataset, Limits, TorchDatasetSource, open_source
 from brittle.data.source import Source, TensorSource
 from brittle.devices import check_device, default_device
 from brittle.errors import InputError
+from brittle.eval.spec import DEFAULT_N, DataRef, ModelRef, check_count, check_seed
 from brittle.model import Model
-
-from .spec import DEFAULT_N, DataRef, ModelRef, check_count, check_seed
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -40,7 +39,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 @dataclass(frozen=True)
-class Target:
+class Victim:
     """The model (``model``, its ``meta``: format, path, sha256, classes and what its file
     records), the data (``source``, the ``split``) and the drawn sample ``ids``."""
 
@@ -203,8 +202,8 @@ def open_model(
     ref: ModelRef, input_shape: Sequence[int] | None, device: str | torch.device | None
 ) -> tuple[Model, dict[str, Any]]:
     """The model ``ref`` names, loaded by its format
-    (:func:`~brittle.models.loaders.load_model`), and its metadata."""
-    from brittle.models.loaders import load_model
+    (:func:`~brittle.loading.loaders.load_model`), and its metadata."""
+    from brittle.loading.loaders import load_model
 
     loaded = load_model(
         ref.spec,
@@ -225,13 +224,13 @@ def open_model(
     return loaded.model, dict(loaded.meta)
 
 
-def open_target(
+def open_victim(
     model: ModelRef | tuple[Model, Mapping[str, Any]],
     data: DataRef | Source,
     *,
     seed: int = 0,
     device: str | torch.device | None = None,
-) -> Target:
+) -> Victim:
     """The model and the drawn samples of an evaluation, checked to belong together.
 
     ``data`` without a data set (``DataRef.dataset`` None) is the one the model's file
@@ -255,7 +254,7 @@ def open_target(
     default = DEFAULT_N if ref is not None else None
     what = f"the {source.split} split of {source.name}" if source.split else source.name
     ids = draw_ids(len(source), n, seed, what, default)
-    return Target(model=loaded, meta=meta, source=source, ids=ids, seed=seed)
+    return Victim(model=loaded, meta=meta, source=source, ids=ids, seed=seed)
 
 
 def _open_data(ref: DataRef, meta: Mapping[str, Any]) -> Source:

@@ -19,10 +19,7 @@ import torch
 from torch import Tensor
 
 from brittle.errors import CheckpointError, InputError
-from brittle.model import model_failure
-from brittle.oracle import Oracle
-
-from .base import (
+from brittle.loading.formats.base import (
     DEFAULT_BOUNDS,
     LoadedModel,
     ModelFile,
@@ -36,6 +33,8 @@ from .base import (
     normaliser,
     unreadable,
 )
+from brittle.model import model_failure
+from brittle.oracle import Oracle
 
 _DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}
 """The input types brittle feeds, as numpy types."""

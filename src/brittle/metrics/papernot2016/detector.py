@@ -11,8 +11,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from torch import Tensor
 
 from brittle.errors import InputError
-
-from .source_target import to_numpy
+from brittle.metrics.papernot2016.source_target import to_numpy
 
 
 def adjacent_pixel_score(x: Any) -> Tensor:

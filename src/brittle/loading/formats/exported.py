@@ -23,8 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from brittle.errors import CheckpointError, InputError
-
-from .base import (
+from brittle.loading.formats.base import (
     LoadedModel,
     ModelFile,
     ModelFormat,

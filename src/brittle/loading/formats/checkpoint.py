@@ -1,7 +1,7 @@
 """Brittle checkpoints, and the other files ``torch.save`` writes, which brittle refuses.
 
 A ``torch.save`` file is read with ``torch.load(weights_only=True)`` only: a brittle
-checkpoint loads (:func:`~brittle.models.load_classifier`); a bare ``state_dict`` is refused
+checkpoint loads (:func:`~brittle.zoo.load_classifier`); a bare ``state_dict`` is refused
 with how to pair it with its network's code (``--model file.py:factory --weights``); a file
 that pickles other objects (a whole model, ``torch.save(model)``) is refused before any of its
 code could run.
@@ -14,9 +14,7 @@ import json
 from typing import Any
 
 from brittle.errors import InputError
-
-from ..checkpoint import FORMAT, load_classifier
-from .base import (
+from brittle.loading.formats.base import (
     DEFAULT_BOUNDS,
     LoadedModel,
     ModelFile,
@@ -30,6 +28,7 @@ from .base import (
     no_weights,
     weights_advice,
 )
+from brittle.zoo.checkpoint import FORMAT, load_classifier
 
 _PICKLE_PROTOCOL = b"\x80"
 """The first byte of a pickle of protocol 2 or later: ``torch.save``'s legacy (non-zip) files."""
@@ -132,7 +131,7 @@ def _contents(payload: Any) -> str:
 
 BRITTLE_CHECKPOINT = ModelFormat(
     name=FORMAT,
-    accepts="a brittle checkpoint (brittle train, brittle.models.save_checkpoint)",
+    accepts="a brittle checkpoint (brittle train, brittle.zoo.save_checkpoint)",
     recognise=recognise,
     load=load,
 )

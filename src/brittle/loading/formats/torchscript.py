@@ -14,7 +14,7 @@ import warnings
 
 import torch
 
-from .base import (
+from brittle.loading.formats.base import (
     LoadedModel,
     ModelFile,
     ModelFormat,

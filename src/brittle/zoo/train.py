@@ -33,10 +33,9 @@ from tqdm.auto import tqdm
 
 from brittle.distributed import World, agree, together, world
 from brittle.errors import InputError, ModelOutputError
-from brittle.model import as_tensor
-
-from .rng import seeded
-from .sharding import BatchShare, ShardedBatches, sharing
+from brittle.validation import as_tensor
+from brittle.zoo.rng import seeded
+from brittle.zoo.sharding import BatchShare, ShardedBatches, sharing
 
 Objective = Callable[[nn.Module, Tensor, Tensor], Tensor]
 """A loss on a mini-batch, ``objective(model, x, y) -> scalar``, backpropagated by the loop."""
@@ -164,9 +163,9 @@ def train_model(
     :class:`~torch.nn.parallel.DistributedDataParallel` (which gives every process rank 0's
     initial weights and averages the gradients): ``batch_size`` is the global batch, a
     multiple of ``size``, and each process trains on its ``batch_size / size`` rows of it
-    (:class:`~brittle.models.sharding.ShardedBatches`; an epoch's last, partial global batch
+    (:class:`~brittle.zoo.sharding.ShardedBatches`; an epoch's last, partial global batch
     is left out). The objective crafts its examples on each process's rows, its random draws
-    those the one-process loop gives these rows (:func:`~brittle.models.sharding.batch_rand`),
+    those the one-process loop gives these rows (:func:`~brittle.zoo.sharding.batch_rand`),
     so the losses are the one-process losses up to floating-point sums for objectives whose
     randomness goes through it (dropout masks are drawn per process, and batch norm
     normalises each process's rows). The history holds the losses of the global batches.

@@ -35,9 +35,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from brittle.errors import CheckpointError, InputError
-
-from ..checkpoint import FORMAT
-from .base import (
+from brittle.loading.formats.base import (
     LoadedModel,
     ModelFile,
     ModelFormat,
@@ -50,6 +48,7 @@ from .base import (
     looks_like_safetensors,
     probe_classifier,
 )
+from brittle.zoo.checkpoint import FORMAT
 
 _SPEC = re.compile(r"(?P<source>.+):(?P<name>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)")
 _MODULE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")

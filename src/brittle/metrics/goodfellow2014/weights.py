@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from brittle.classifier import Classifier
 from brittle.errors import InputError
-from brittle.models.zoo import LogisticRegression, Maxout, MaxoutNetwork, SoftmaxRegression
+from brittle.zoo.architectures import LogisticRegression, Maxout, MaxoutNetwork, SoftmaxRegression
 
 SUPPORTED = ("softmax", "logistic", "maxout")
 """The zoo architectures whose first layer :func:`first_layer_filters` shows."""
@@ -25,10 +25,10 @@ def first_layer_filters(
 ) -> np.ndarray:
     """The first layer's filters as images, ``(rows, cols, H, W)``.
 
-    - ``softmax`` (:class:`~brittle.models.zoo.SoftmaxRegression`): one row of ``K`` class
+    - ``softmax`` (:class:`~brittle.zoo.architectures.SoftmaxRegression`): one row of ``K`` class
       templates, row ``k`` of ``linear.weight`` ``(K, D)``;
     - ``logistic``: one row of one filter, ``w`` of ``z = w^T x + b``;
-    - ``maxout`` (:class:`~brittle.models.zoo.MaxoutNetwork`): one row per unit of the first
+    - ``maxout`` (:class:`~brittle.zoo.architectures.MaxoutNetwork`): one row per unit of the first
       maxout layer, each with its ``pieces`` filters (Figure 3: "each row shows the filters
       for a single maxout unit"): ``linear.weight`` ``(units * pieces, D)`` viewed as
       ``(units, pieces, D)``; the first ``max_units`` units only, when given.
@@ -57,7 +57,7 @@ def _filters(net: nn.Module) -> np.ndarray:
     else:
         raise InputError(
             f"first-layer filters are shown for the zoo's {', '.join(SUPPORTED)} models, not "
-            f"{type(net).__name__}; build one with brittle.models.build_model"
+            f"{type(net).__name__}; build one with brittle.zoo.build_model"
         )
     return rows.reshape(*rows.shape[:2], *net.input_shape)
 

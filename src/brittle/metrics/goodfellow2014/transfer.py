@@ -36,7 +36,7 @@ from tqdm import tqdm
 from brittle.attacks.base import DEFAULT_BATCH_SIZE, Attack, TargetSpec, check_ids
 from brittle.classifier import Classifier
 from brittle.errors import InputError
-from brittle.model import as_tensor
+from brittle.validation import as_tensor
 
 
 @dataclass(frozen=True)

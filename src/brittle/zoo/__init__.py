@@ -1,8 +1,10 @@
-"""The models layer: the papers' networks, their training loop, safe checkpoints, and the
-loaders of models in the formats users keep them (:func:`load_model`)."""
+"""The model zoo: the papers' networks (:mod:`~brittle.zoo.architectures`), their training
+loop (:mod:`~brittle.zoo.train`) and brittle's own safe checkpoints
+(:mod:`~brittle.zoo.checkpoint`). Models as users keep them are loaded by
+:mod:`brittle.loading`."""
 
+from .architectures import ARCHITECTURES, build_model, class_means, initial_kwargs
 from .checkpoint import load_checkpoint, load_classifier, save_checkpoint
-from .loaders import LoadedModel, load_model
 from .train import (
     Objective,
     TrainHistory,
@@ -12,11 +14,9 @@ from .train import (
     radial_likelihood,
     train_model,
 )
-from .zoo import ARCHITECTURES, build_model, class_means, initial_kwargs
 
 __all__ = [
     "ARCHITECTURES",
-    "LoadedModel",
     "Objective",
     "TrainHistory",
     "TrainingStep",
@@ -27,7 +27,6 @@ __all__ = [
     "initial_kwargs",
     "load_checkpoint",
     "load_classifier",
-    "load_model",
     "radial_likelihood",
     "save_checkpoint",
     "train_model",

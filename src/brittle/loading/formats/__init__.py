@@ -1,2 +1,2 @@
 """One small module per model format, each a :class:`~.base.ModelFormat` object;
-:data:`brittle.models.loaders.MODEL_FORMATS` lists them."""
+:data:`brittle.loading.loaders.MODEL_FORMATS` lists them."""

@@ -14,9 +14,8 @@ from brittle.attacks.base import DEFAULT_BATCH_SIZE
 from brittle.attacks.jsma import saliency_map, saliency_terms
 from brittle.classifier import Classifier
 from brittle.errors import InputError
+from brittle.metrics.papernot2016.source_target import to_numpy
 from brittle.threat import Capability
-
-from .source_target import to_numpy
 
 
 def adversarial_distance(

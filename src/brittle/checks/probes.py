@@ -2,7 +2,7 @@
 
 Athalye, Carlini & Wagner (2018, section 6) and Croce & Hein (2020) name the signs of an
 evaluation that measures a masked gradient, not robustness. Each is a
-:class:`~brittle.eval.sanity.SanityCheck` here, run on the first :data:`PROBE_SAMPLES` samples
+:class:`~brittle.checks.sweep.SanityCheck` here, run on the first :data:`PROBE_SAMPLES` samples
 and compared with the evaluation's per-sample worst case on the same samples:
 
 - **iterative vs single step**: FGSM at each budget must not leave fewer samples robust than
@@ -32,27 +32,22 @@ from torch import Tensor
 from brittle.attacks import FGSM
 from brittle.attacks.base import DEFAULT_BATCH_SIZE
 from brittle.attacks.iterative import random_offset
+from brittle.checks.masking import VANISHING_GRADIENT, VANISHING_SHARE, input_gradient_norms
+from brittle.checks.outcome import NOT_RUN, PASSED, WARNING, SanityCheck
 from brittle.classifier import Classifier
 from brittle.eot import RANDOMNESS_TOLERANCE, outputs_differ
-from brittle.metrics.masking import input_gradient_norms
+from brittle.eval.runner import Evaluation, run_attack
+from brittle.eval.spec import AttackSpec
 from brittle.model import Model
 from brittle.perturbation import box_diameter, clip
 from brittle.randomness import per_sample
 from brittle.threat import Capability, Goal, Norm
-
-from .runner import Evaluation, run_attack
-from .sanity import NOT_RUN, PASSED, WARNING, SanityCheck
-from .spec import AttackSpec
 
 _NO_GRADIENTS = "the model is an oracle: it gives no gradients to check or to attack with"
 PROBE_SAMPLES = 500
 """How many samples (the first ones) the checks that query the model run on."""
 NOISE_DRAWS = 10
 """Random draws per sample of the noise check."""
-VANISHING_GRADIENT = 1e-12
-"""A gradient has vanished when its L1 norm is at most this."""
-VANISHING_SHARE = 0.5
-"""Warn when the gradient has vanished on this share or more of the correct samples."""
 
 
 def labels(model: Model, x: Tensor) -> Tensor:

@@ -2,7 +2,7 @@
 
 Every network returns logits, the last layer before softmax (what attacks and the forward
 derivative of Papernot 2016 need), and records in ``arch_kwargs`` the constructor arguments
-that a checkpoint needs to rebuild it (see :mod:`brittle.models.checkpoint`).
+that a checkpoint needs to rebuild it (see :mod:`brittle.zoo.checkpoint`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from brittle.errors import InputError
-
-from .rng import seeded
+from brittle.zoo.rng import seeded
 
 InputShape = tuple[int, int, int]
 
@@ -215,7 +214,7 @@ class RBFNetwork(ZooModel):
     so every logit is <= 0. The prediction is the argmax of the logits; the per-class
     confidence is ``exp(logit_k)``, which is high only near the prototype ``mu_k`` (so the
     network errs with low confidence) and is *not* a softmax: the classes do not compete and
-    their confidences need not sum to one. It trains on :func:`~brittle.models.train.radial_likelihood`,
+    their confidences need not sum to one. It trains on :func:`~brittle.zoo.train.radial_likelihood`,
     the likelihood of each class's own Bernoulli ``exp(logit_k)``; cross-entropy on the logits
     would only fit their differences and leave the confidences meaningless.
 

@@ -1,58 +1,29 @@
-"""Sanity checks against gradient masking, each passed or a warning.
+"""The checks an epsilon sweep's numbers answer, against gradient masking.
 
 Athalye, Carlini & Wagner (2018) and Croce & Hein (2020, AutoAttack) list signs that an
-evaluation measures a masked gradient rather than robustness. Each check here is a
-:class:`SanityCheck`: passed, a warning with the numbers behind it and what to do, or not
-run with the reason. A warning is shown in the report, never dropped.
+evaluation measures a masked gradient rather than robustness. Each check is a
+:class:`~brittle.checks.outcome.SanityCheck`.
 
 This module holds the checks an epsilon sweep's numbers can answer: robust accuracy never
 rises with the budget, and the model's outputs stay finite. Those that query the model
 (iterative against single step, success at an unbounded budget, random noise, gradients,
-randomness, black box against white box) are in :mod:`brittle.eval.probes`.
+randomness, black box against white box) are in :mod:`brittle.checks.probes`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from .runner import CONFIDENCE, clopper_pearson
+from brittle.eval.runner import CONFIDENCE, clopper_pearson
 
-Status = Literal["passed", "warning", "not run"]
-PASSED: Status = "passed"
-WARNING: Status = "warning"
-NOT_RUN: Status = "not run"
+from .outcome import NOT_RUN, PASSED, WARNING, SanityCheck
+
 _TOLERANCE = 1e-9
 RECORDED_MARGIN = 0.02
 """How far (a fraction: 2 percentage points) a model's recorded accuracy may lie above the
 upper end of the interval of the measured clean accuracy before
 :func:`recorded_accuracy_check` warns."""
-
-
-@dataclass(frozen=True)
-class SanityCheck:
-    """One check: its id, a title saying what must hold, its status, a message (for a
-    warning: the numbers and what to do; for a check not run: why) and its numbers."""
-
-    name: str
-    title: str
-    status: Status
-    message: str
-    numbers: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def warned(self) -> bool:
-        return self.status == WARNING
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "title": self.title,
-            "status": self.status,
-            "message": self.message,
-            "numbers": self.numbers,
-        }
 
 
 def monotone_check(eps: list[float], summaries: list[dict[str, Any]]) -> SanityCheck:

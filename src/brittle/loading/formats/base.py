@@ -148,7 +148,7 @@ class ModelFormat:
 
 
 class Refused(CheckpointError):
-    """A model in a form brittle does not load: :func:`~brittle.models.load_model` adds the
+    """A model in a form brittle does not load: :func:`~brittle.loading.load_model` adds the
     list of what it accepts to the message."""
 
 

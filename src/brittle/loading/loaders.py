@@ -2,16 +2,16 @@
 
 A model is given as a path or a spec, and its format is recognised from the spec and the
 file's first bytes (never from unpickling it). :data:`MODEL_FORMATS` lists the formats, each a
-small :class:`~brittle.models.formats.base.ModelFormat` object in its own module under
-:mod:`brittle.models.formats`; adding a format is writing one and listing it here:
+small :class:`~brittle.loading.formats.base.ModelFormat` object in its own module under
+:mod:`brittle.loading.formats`; adding a format is writing one and listing it here:
 
-- a brittle checkpoint (:mod:`~brittle.models.formats.checkpoint`);
-- TorchScript, ``torch.jit.save`` (:mod:`~brittle.models.formats.torchscript`);
-- a ``torch.export`` program, ``.pt2`` (:mod:`~brittle.models.formats.exported`);
+- a brittle checkpoint (:mod:`~brittle.loading.formats.checkpoint`);
+- TorchScript, ``torch.jit.save`` (:mod:`~brittle.loading.formats.torchscript`);
+- a ``torch.export`` program, ``.pt2`` (:mod:`~brittle.loading.formats.exported`);
 - ``path/to/file.py:factory`` or ``package.module:factory`` with a ``state_dict`` in
-  ``weights`` (:mod:`~brittle.models.formats.factory`): **this runs your own Python code**;
+  ``weights`` (:mod:`~brittle.loading.formats.factory`): **this runs your own Python code**;
 - ONNX, through ``onnxruntime``, as a query-only :class:`~brittle.oracle.Oracle`
-  (:mod:`~brittle.models.formats.onnx`).
+  (:mod:`~brittle.loading.formats.onnx`).
 
 Files that hold pickled Python objects (a whole model saved with ``torch.save(model)``) are
 refused, never unpickled; so is a ``state_dict`` given without the code of its network. Every
@@ -28,8 +28,7 @@ import torch
 
 from brittle.devices import check_device
 from brittle.errors import CheckpointError, InputError
-
-from .formats.base import (
+from brittle.loading.formats.base import (
     LoadedModel,
     ModelFile,
     ModelFormat,
@@ -39,11 +38,11 @@ from .formats.base import (
     looks_like_safetensors,
     weights_advice,
 )
-from .formats.checkpoint import BRITTLE_CHECKPOINT
-from .formats.exported import TORCH_EXPORT
-from .formats.factory import PYTHON_FACTORY
-from .formats.onnx import ONNX
-from .formats.torchscript import TORCHSCRIPT
+from brittle.loading.formats.checkpoint import BRITTLE_CHECKPOINT
+from brittle.loading.formats.exported import TORCH_EXPORT
+from brittle.loading.formats.factory import PYTHON_FACTORY
+from brittle.loading.formats.onnx import ONNX
+from brittle.loading.formats.torchscript import TORCHSCRIPT
 
 __all__ = ["MODEL_FORMATS", "LoadedModel", "load_model", "parse_classes", "parse_preprocess"]
 

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from brittle.classifier import Classifier
 from brittle.errors import InputError
-from brittle.model import as_tensor
+from brittle.validation import as_tensor
 
 
 @dataclass(frozen=True)
