@@ -66,5 +66,5 @@ def test_as_tensor_shares_a_numpy_array_and_refuses_lists() -> None:
     tensor = as_tensor(array, "x")
     tensor[0] = 1
     assert array[0] == 1
-    with pytest.raises(InputError, match="x must be a torch.Tensor or numpy array, got list"):
+    with pytest.raises(InputError, match=r"x must be a torch\.Tensor or numpy array, got list"):
         as_tensor([0.0], "x")

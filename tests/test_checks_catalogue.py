@@ -10,8 +10,7 @@ import re
 from pathlib import Path
 
 import brittle
-from brittle.checks import FLAGS
-from brittle.checks import masking, probes, sweep
+from brittle.checks import FLAGS, masking, probes, sweep
 from brittle.checks.inputs import IMPLAUSIBLE_CLASSES
 
 SRC = Path(brittle.__file__).parent
@@ -50,7 +49,11 @@ def test_every_check_function_of_the_package_is_a_home() -> None:
     homes = {f.home for f in FLAGS}
     for module in (sweep, probes):
         for name, obj in vars(module).items():
-            if name.endswith("_check") and inspect.isfunction(obj) and obj.__module__ == module.__name__:
+            if (
+                name.endswith("_check")
+                and inspect.isfunction(obj)
+                and obj.__module__ == module.__name__
+            ):
                 assert f"{module.__name__}:{name}" in homes, name
 
 

@@ -14,8 +14,7 @@ from torch import Tensor, nn
 
 from brittle import Classifier, tasks
 from brittle.attacks import FGSM, PGD, CarliniWagnerL2
-from brittle.checks.masking import gradient_masking_check
-from brittle.checks.masking import VANISHING_SHARE
+from brittle.checks.masking import VANISHING_SHARE, gradient_masking_check
 from brittle.data import load_dataset
 from brittle.defenses import (
     AttackTraining,
