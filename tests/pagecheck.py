@@ -110,36 +110,46 @@ class PageCheck:
 def check_page(path: Path | str, widths: tuple[int, ...] = (1280, 400)) -> list[PageCheck]:
     """Load ``path`` at each viewport width: a file, opened as ``file://`` (no server), or
     an ``http://`` address given as a string (a served site)."""
+    return check_pages([path], widths)[0]
+
+
+def check_pages(
+    paths: list[Path | str], widths: tuple[int, ...] = (1280, 400)
+) -> list[list[PageCheck]]:
+    """:func:`check_page` for each of ``paths``, in one browser (one launch for them all)."""
     from playwright.sync_api import sync_playwright
 
     executable = browser_path()
     if executable is None:
         raise RuntimeError("no Chromium found: install Debian's chromium or set BRITTLE_CHROMIUM")
-    checks = []
+    results = []
     with sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         try:
-            for width in widths:
-                page = browser.new_page(viewport={"width": width, "height": 900})
-                check = PageCheck(width)
-                page.on(
-                    "console",
-                    lambda m, c=check: (
-                        c.console_errors.append(m.text) if m.type == "error" else None
-                    ),
-                )
-                page.on("pageerror", lambda e, c=check: c.console_errors.append(str(e)))
+            for path in paths:
                 url = path if isinstance(path, str) else path.resolve().as_uri()
-                page.goto(url, wait_until="load")
-                seen = page.evaluate(_PAGE_SCRIPT)
-                check.images, check.overflowing = seen["images"], seen["overflowing"]
-                check.empty, check.claims = seen["empty"], seen["claims"]
-                check.page_width = int(seen["pageWidth"])
-                checks.append(check)
-                page.close()
+                results.append([_look(browser, url, width) for width in widths])
         finally:
             browser.close()
-    return checks
+    return results
+
+
+def _look(browser: Any, url: str, width: int) -> PageCheck:
+    """What one page shows at one width."""
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    check = PageCheck(width)
+    page.on(
+        "console",
+        lambda m, c=check: c.console_errors.append(m.text) if m.type == "error" else None,
+    )
+    page.on("pageerror", lambda e, c=check: c.console_errors.append(str(e)))
+    page.goto(url, wait_until="load")
+    seen = page.evaluate(_PAGE_SCRIPT)
+    check.images, check.overflowing = seen["images"], seen["overflowing"]
+    check.empty, check.claims = seen["empty"], seen["claims"]
+    check.page_width = int(seen["pageWidth"])
+    page.close()
+    return check
 
 
 def json_at(data: Any, pointer: str) -> Any:
