@@ -58,10 +58,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-import brittle
 from brittle.attacks.result import AttackResult
 from brittle.errors import InputError, StorageError
 from brittle.eval.integrity import JUDGED_GOALS, Violation, check_rows, typed
+from brittle.version import __version__
 
 SCHEMA_VERSION = 2
 """The version of the store's schema this brittle reads and writes."""
@@ -351,7 +351,7 @@ class ResultStore:
             "format": FORMAT,
             "schema_version": str(SCHEMA_VERSION),
             "created": _now(),
-            "brittle_version": brittle.__version__,
+            "brittle_version": __version__,
         }
         db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta.items())
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

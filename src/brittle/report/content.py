@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 
-import brittle
 from brittle.checks.masking import MaskingCheck
 from brittle.checks.outcome import SanityCheck
 from brittle.checks.sweep import sweep_checks
@@ -27,6 +26,7 @@ from brittle.errors import InputError
 from brittle.eval.runner import CONFIDENCE, Evaluation
 from brittle.files import write_text_atomic
 from brittle.threat import ThreatModel
+from brittle.version import __version__
 
 COLUMNS = (
     "eps",
@@ -162,7 +162,7 @@ def build_report(
         for label, summaries in evaluation.per_attack.items()
     }
     report: dict[str, Any] = {
-        "brittle_version": brittle.__version__,
+        "brittle_version": __version__,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "run_key": evaluation.run_key,
         "threat_model": threat_section(threat, evaluation.eps, eps_text),
@@ -211,7 +211,7 @@ def confusion(
 def environment(device: str | None = None) -> dict[str, Any]:
     """The versions and the machine a report's numbers come from."""
     return {
-        "brittle": brittle.__version__,
+        "brittle": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,

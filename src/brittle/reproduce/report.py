@@ -26,10 +26,10 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-import brittle
 from brittle.files import write_text_atomic
 from brittle.report.content import finite, write_json
 from brittle.report.html import ReportPaths
+from brittle.version import __version__
 
 JSON_NAME = "report.json"
 HTML_NAME = "report.html"
@@ -92,7 +92,7 @@ class Reproduction:
         """The ``report.json`` content (NaN and infinities become ``null``)."""
         data = {
             "reproduction": self.name,
-            "brittle_version": brittle.__version__,
+            "brittle_version": __version__,
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "paper": self.paper,
             "setting": self.setting,
@@ -220,7 +220,7 @@ def render_html(repro: Reproduction) -> str:
         diff=show_difference,
         show=show,
         cell=cell,
-        version=brittle.__version__,
+        version=__version__,
     )
 
 

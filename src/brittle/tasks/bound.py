@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-import brittle
 from brittle.bounds.analysis import DEFAULT_SAMPLES, Bound, BoundAnalysis, analyse
 from brittle.bounds.plots import bound_cdf_plot, bound_vs_classes_plot
 from brittle.bounds.projected import theorem2_check
@@ -26,6 +25,7 @@ from brittle.files import check_outputs, write_text_atomic
 from brittle.generators import GeneratorSummary, load_generator, summarise_generator
 from brittle.loading import load_model
 from brittle.report.content import write_json
+from brittle.version import __version__
 
 from .common import check_count, resolve_device
 
@@ -120,7 +120,7 @@ def bound(
         )
         checked3["second_model"] = str(second_model)
     data = {
-        "brittle_version": brittle.__version__,
+        "brittle_version": __version__,
         "generator": {"path": str(generator), **_provenance(gen_meta), **summary.as_json()},
         "model": str(model),
         "seed": seed,
@@ -265,7 +265,7 @@ def render(
         theorem2=theorem2,
         theorem3=theorem3,
         num=_num,
-        version=brittle.__version__,
+        version=__version__,
     )
 
 

@@ -24,7 +24,6 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from matplotlib.figure import Figure
 
-import brittle
 from brittle.errors import InputError
 from brittle.eval.pipeline import EVALUATION, STORE_NAME, SUMMARY
 from brittle.eval.runner import CONFIDENCE, clopper_pearson
@@ -32,6 +31,7 @@ from brittle.eval.store import ResultStore
 from brittle.files import check_outputs, write_text_atomic
 from brittle.report.content import finite, write_json
 from brittle.report.plots import literal, to_png
+from brittle.version import __version__
 
 COMPARE_JSON = "compare.json"
 COMPARE_HTML = "compare.html"
@@ -209,7 +209,7 @@ def comparison(runs: Sequence[RunData]) -> dict[str, Any]:
         agreement.append({"first": a.name, "second": b.name, "rows": per_eps})
     first = runs[0]
     return {
-        "brittle_version": brittle.__version__,
+        "brittle_version": __version__,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "data": first.identity.get("data"),
         "eps": eps,
