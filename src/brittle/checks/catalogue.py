@@ -100,7 +100,8 @@ FLAGS: tuple[Flag, ...] = (
         "recorded_accuracy",
         "sanity check",
         "brittle.checks.sweep:recorded_accuracy_check",
-        "the measured clean accuracy is within 2 points of what the model's file records",
+        "the accuracy the model's file records lies at most 2 points above the interval of the "
+        "measured clean accuracy",
         "check the preprocessing, the data split and the class order",
     ),
     Flag(
