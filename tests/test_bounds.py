@@ -425,9 +425,9 @@ def test_bad_predictions_and_bad_interval_arguments_are_refused() -> None:
         class_probabilities([0.0, 1.0], 3)
     with pytest.raises(InputError, match="non-empty 1-D"):
         class_probabilities([], 3)
-    with pytest.raises(InputError, match="num_classes must be at least 1"):
+    with pytest.raises(InputError, match="num_classes must be an integer >= 1"):
         class_probabilities([0], 0)
-    with pytest.raises(InputError, match="confidence must be a number in"):
+    with pytest.raises(InputError, match="confidence must be a finite number in"):
         class_probabilities([0, 1], 2, confidence=1.0)
     with pytest.raises(InputError, match="must be a ClassProbabilities"):
         in_distribution_bound_interval(1.0, [0.5, 0.5])  # type: ignore[call-overload]

@@ -30,6 +30,15 @@ def is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
 
 
+def is_shape(value: Any) -> bool:
+    """Whether ``value`` is the shape of one array: a non-empty tuple or list of integers >= 1."""
+    return (
+        isinstance(value, tuple | list)
+        and len(value) > 0
+        and all(is_integer(d) and d >= 1 for d in value)
+    )
+
+
 def check_integer(value: Any, name: str, low: int | None = None, high: int | None = None) -> int:
     """``value`` as an ``int`` when it is an integer in ``[low, high]`` (each bound optional)."""
     if (

@@ -31,6 +31,7 @@ from brittle.attacks.base import DEFAULT_BATCH_SIZE
 from brittle.classifier import Classifier
 from brittle.errors import InputError
 from brittle.generators import Generator, estimate_lipschitz
+from brittle.validation import check_positive_integer, is_real
 
 from .estimate import RobustnessEstimate
 from .inputs import check_pair
@@ -165,10 +166,9 @@ def analyse(
     (:func:`brittle.generators.estimate_lipschitz`). The class probabilities come from
     ``n_samples`` draws made with ``seed + 1`` (other draws than the robustness samples').
     """
-    if not 0 < quantile < 1:
+    if not is_real(quantile) or not 0 < quantile < 1:
         raise InputError(f"the quantile must be in (0, 1), got {quantile!r} (the median: 0.5)")
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-        raise InputError(f"n_samples must be an integer >= 1, got {n_samples!r}")
+    check_positive_integer(n_samples, "n_samples")
     probs, lipschitz, method = bound_inputs(
         classifier, generator, n_samples, confidence, lipschitz, seed
     )

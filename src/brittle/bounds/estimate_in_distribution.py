@@ -17,12 +17,13 @@ from brittle.attacks.cw import margin
 from brittle.classifier import Classifier
 from brittle.errors import InputError
 from brittle.perturbation import broadcast_view
+from brittle.validation import check_positive, check_positive_integer
 
 from .bisection import MAX_BISECTIONS, TOLERANCE
 from .candidates import BATCH_SIZE, Closest, by_chunks, l2_distance, offer_refined
 from .estimate import RobustnessEstimate
 from .estimate_latent import latent_robustness
-from .inputs import check_int, check_latents, check_pair, check_positive, check_refinement
+from .inputs import check_latents, check_pair, check_refinement
 from .latent import LatentClassifier
 
 _GIVE_UP = 0.01
@@ -64,8 +65,8 @@ class PenaltySearch:
     initial_const: float = 2.0
 
     def __post_init__(self) -> None:
-        check_int(self.steps, "steps")
-        check_int(self.binary_steps, "binary_steps")
+        check_positive_integer(self.steps, "steps")
+        check_positive_integer(self.binary_steps, "binary_steps")
         check_positive(self.lr, "lr")
         check_positive(self.initial_const, "initial_const")
 

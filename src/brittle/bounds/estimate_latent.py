@@ -12,11 +12,12 @@ from torch import Tensor, nn
 from brittle.attacks import PGD, DeepFool, Minimize
 from brittle.attacks.base import Attack
 from brittle.classifier import Classifier
+from brittle.validation import check_integer
 
 from .bisection import MAX_BISECTIONS, TOLERANCE
 from .candidates import BATCH_SIZE, Rays, by_chunks, closest_change
 from .estimate import RobustnessEstimate, attack_names, describe_attacks
-from .inputs import check_attacks, check_int, check_latents, check_pair, check_refinement
+from .inputs import check_attacks, check_latents, check_pair, check_refinement
 from .latent import LatentClassifier
 
 LATENT_RADIUS = 2.0
@@ -62,7 +63,7 @@ def latent_robustness(
     model = LatentClassifier(classifier, generator)
     z = model.check_inputs(z, "z")
     ids = torch.arange(len(z), device=z.device)
-    rays = Rays(check_int(random_rays, "random_rays", low=0), math.sqrt(d) / 4, 6)
+    rays = Rays(check_integer(random_rays, "random_rays", low=0), math.sqrt(d) / 4, 6)
 
     def work(rows: slice) -> tuple[Tensor, Tensor]:
         return closest_change(model, z[rows], ids[rows], attacks, (tolerance, max_steps), rays=rays)

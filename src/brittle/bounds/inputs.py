@@ -3,7 +3,6 @@ sizes, the generator and its classifier, latent codes, the attacks and the refin
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,25 +13,14 @@ from brittle.attacks.base import Attack
 from brittle.classifier import Classifier
 from brittle.errors import InputError
 from brittle.threat import Norm
-from brittle.validation import as_tensor
-
-
-def check_int(value: Any, name: str, low: int = 1) -> int:
-    """``value`` if it is an integer >= ``low`` (not a bool), else an :class:`InputError`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
-    return value
-
-
-def check_positive(value: Any, name: str) -> float:
-    """``value`` as a float if it is a finite number > 0, else an :class:`InputError`."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        raise InputError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
-def _is_size(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+from brittle.validation import (
+    as_tensor,
+    check_integer,
+    check_positive,
+    check_positive_integer,
+    is_integer,
+    is_shape,
+)
 
 
 def check_generator(generator: Any) -> tuple[int, tuple[int, ...]]:
@@ -44,10 +32,10 @@ def check_generator(generator: Any) -> tuple[int, tuple[int, ...]]:
     if not isinstance(generator, nn.Module):
         raise InputError(f"the generator must be a torch.nn.Module, got {type(generator).__name__}")
     d = getattr(generator, "latent_dim", None)
-    if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+    if not is_integer(d) or d < 1:
         raise InputError(f"the generator needs an integer attribute latent_dim >= 1, got {d!r}")
     shape = getattr(generator, "output_shape", None)
-    if not isinstance(shape, tuple | list) or not shape or not all(map(_is_size, shape)):
+    if not is_shape(shape):
         raise InputError(
             f"the generator needs an attribute output_shape, one image's shape such as "
             f"(1, 28, 28); got {shape!r}"
@@ -105,5 +93,5 @@ def check_attacks(attacks: Sequence[Attack], bounded: bool, where: str) -> tuple
 def check_refinement(tolerance: float, max_steps: int, batch_size: int) -> None:
     """The bisection's relative tolerance (> 0), its step limit (>= 0) and the batch size."""
     check_positive(tolerance, "tolerance")
-    check_int(max_steps, "max_steps", low=0)
-    check_int(batch_size, "batch_size")
+    check_integer(max_steps, "max_steps", low=0)
+    check_positive_integer(batch_size, "batch_size")

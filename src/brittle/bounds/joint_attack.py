@@ -16,9 +16,10 @@ from brittle.classifier import Classifier
 from brittle.perturbation import broadcast_view, project, within_budget
 from brittle.randomness import per_sample
 from brittle.threat import Norm
+from brittle.validation import check_positive, check_positive_integer
 
 from .candidates import BATCH_SIZE, by_chunks
-from .inputs import check_int, check_pair, check_positive
+from .inputs import check_pair
 from .latent import LatentClassifier, sample_latents
 
 
@@ -114,8 +115,12 @@ def common_perturbation_share(
     d, _ = check_pair(f, generator)
     check_pair(h, generator)
     eta = check_positive(eta, "eta")
-    settings = (check_int(steps, "steps"), check_int(restarts, "restarts"), seed)
-    check_int(batch_size, "batch_size")
+    settings = (
+        check_positive_integer(steps, "steps"),
+        check_positive_integer(restarts, "restarts"),
+        seed,
+    )
+    check_positive_integer(batch_size, "batch_size")
     z = sample_latents(n, d, seed)
     x = f.check_inputs(LatentClassifier(f, generator).images(z))
     labels = (f.predict(x), h.predict(x))

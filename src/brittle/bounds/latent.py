@@ -9,9 +9,9 @@ import torch
 from torch import Tensor, nn
 
 from brittle.classifier import Classifier
-from brittle.errors import InputError
+from brittle.validation import check_integer, check_positive_integer
 
-from .inputs import check_int, check_pair
+from .inputs import check_pair
 
 
 class LatentModule(nn.Module):
@@ -66,7 +66,6 @@ class LatentClassifier(Classifier):
 
 def sample_latents(n: int, latent_dim: int, seed: int) -> Tensor:
     """``n`` draws of z ~ N(0, I_d) from a CPU generator seeded by ``seed`` (device-independent)."""
-    check_int(n, "n")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise InputError(f"seed must be an integer, got {seed!r}")
+    check_positive_integer(n, "n")
+    seed = check_integer(seed, "seed")
     return torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))

@@ -23,13 +23,14 @@ from torch import Tensor, nn
 from brittle.classifier import Classifier
 from brittle.errors import InputError
 from brittle.randomness import per_sample
+from brittle.validation import check_integer, check_number, check_positive, check_positive_integer
 
 from .bisection import ray_search
 from .candidates import Closest
 from .estimate import json_float
 from .estimate_in_distribution import in_distribution_robustness
 from .estimate_unconstrained import unconstrained_robustness
-from .inputs import check_int, check_pair, check_positive
+from .inputs import check_pair
 from .latent import LatentClassifier, sample_latents
 
 _RAY_TOLERANCE = 1e-2
@@ -72,12 +73,12 @@ class ProjectedClassifier(nn.Module):
     ) -> None:
         super().__init__()
         d, _ = check_pair(classifier, generator)
-        self.steps = check_int(steps, "steps")
+        self.steps = check_positive_integer(steps, "steps")
         self.lr = check_positive(lr, "lr")
         self.generator = generator
         self.image_model = classifier.module
         self.image_classifier = classifier
-        starts = sample_latents(check_int(restarts, "restarts"), d, seed)
+        starts = sample_latents(check_positive_integer(restarts, "restarts"), d, seed)
         self.register_buffer("starts", starts.to(classifier.device, _dtype(generator)))
 
     def _starts(self, x: Tensor) -> Tensor:
@@ -165,12 +166,9 @@ def theorem2_check(
     Returns per-sample lists (``None`` for inf) and the summary.
     """
     d, _ = check_pair(classifier, generator)
-    check_int(random_directions, "random_directions", low=0)
-    check_int(doublings, "doublings", low=0)
-    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float):
-        raise InputError(f"tolerance must be a number in [0, 1), got {tolerance!r}")
-    if not 0 <= tolerance < 1:
-        raise InputError(f"tolerance must be a number in [0, 1), got {tolerance!r}")
+    check_integer(random_directions, "random_directions", low=0)
+    check_integer(doublings, "doublings", low=0)
+    check_number(tolerance, "tolerance", 0, 1, high_open=True)
     if projected is not None and not (
         isinstance(projected, ProjectedClassifier)
         and projected.image_classifier is classifier

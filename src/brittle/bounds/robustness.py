@@ -41,7 +41,7 @@ from .estimate import Quantity, RobustnessEstimate, json_float
 from .estimate_in_distribution import PenaltySearch, in_distribution_robustness
 from .estimate_latent import LATENT_RADIUS, default_latent_attacks, latent_robustness
 from .estimate_unconstrained import default_unconstrained_attacks, unconstrained_robustness
-from .inputs import check_generator, check_int, check_latents, check_pair, check_positive
+from .inputs import check_generator, check_latents, check_pair
 from .joint_attack import common_perturbation_share
 from .latent import LatentClassifier, LatentModule, sample_latents
 
@@ -60,10 +60,8 @@ __all__ = [
     "RobustnessEstimates",
     "bisect_path",
     "check_generator",
-    "check_int",
     "check_latents",
     "check_pair",
-    "check_positive",
     "common_perturbation_share",
     "default_latent_attacks",
     "default_unconstrained_attacks",

@@ -34,7 +34,6 @@ result is a numpy array of the same shape), and ``eta = inf`` gives the bound's 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, overload
@@ -44,6 +43,7 @@ import numpy.typing as npt
 from scipy import optimize, special, stats
 
 from brittle.errors import InputError
+from brittle.validation import check_fraction, check_positive, check_positive_integer, is_real
 
 _SQRT_HALF_PI = math.sqrt(math.pi / 2)
 """The constant ``sqrt(pi/2)`` of the corollary and of Theorem 3."""
@@ -63,11 +63,6 @@ Omega = Callable[[np.ndarray], np.ndarray] | tuple[npt.ArrayLike, npt.ArrayLike]
 
 Etas = np.ndarray | Sequence[float]
 """An array of perturbation norms ``eta >= 0`` (``inf`` allowed)."""
-
-
-def _is_number(value: object) -> bool:
-    """A real number (Python or numpy), not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 # ------------------------------------------------------------------ class probabilities
@@ -123,13 +118,8 @@ def class_probabilities(
     at once with probability at least ``confidence`` (union bound). Clopper-Pearson is exact
     (never below its nominal level), hence conservative.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer):
-        raise InputError(f"num_classes must be an integer, got {num_classes!r}")
-    k = int(num_classes)
-    if k < 1:
-        raise InputError(f"num_classes must be at least 1, got {k}")
-    if not (_is_number(confidence) and 0 < confidence < 1):
-        raise InputError(f"confidence must be a number in (0, 1), got {confidence!r}")
+    k = check_positive_integer(num_classes, "num_classes")
+    check_fraction(confidence, "confidence")
     labels = np.asarray(predictions)
     if labels.ndim != 1 or labels.size == 0:
         raise InputError(
@@ -248,11 +238,7 @@ def _modulus(lipschitz: float | None, omega: Omega | None) -> _Modulus:
     if lipschitz is not None and omega is not None:
         raise InputError("give lipschitz or omega, not both")
     if lipschitz is not None:
-        if not _is_number(lipschitz):
-            raise InputError(f"lipschitz must be a number, got {lipschitz!r}")
-        if not (math.isfinite(lipschitz) and lipschitz > 0):
-            raise InputError(f"lipschitz must be a finite number > 0, got {lipschitz!r}")
-        return _Linear(float(lipschitz))
+        return _Linear(check_positive(lipschitz, "lipschitz"))
     if omega is None:
         return _Linear(1.0)
     if callable(omega):
@@ -318,7 +304,7 @@ def _shaped(values: np.ndarray, scalar: bool) -> float | np.ndarray:
 
 def _quantile_level(q: float) -> float:
     """``q`` checked to lie in the open interval (0, 1)."""
-    if not _is_number(q) or not 0 < q < 1:
+    if not is_real(q) or not 0 < q < 1:
         raise InputError(f"the quantile q must be a number in the open interval (0, 1), got {q!r}")
     return float(q)
 
@@ -639,7 +625,7 @@ def transfer_bound(
     class-balance condition (no class with more than half of the mass). ``delta`` is the
     disagreement rate of the two classifiers on generator samples, in ``[0, 1]``.
     """
-    if not _is_number(delta) or not 0 <= delta <= 1:
+    if not is_real(delta) or not 0 <= delta <= 1:
         raise InputError(f"delta (a disagreement rate) must be a number in [0, 1], got {delta!r}")
     values, scalar = _etas(eta)
     t = _modulus(lipschitz, omega).inverse(values)
@@ -656,12 +642,9 @@ def normalised(value: float | Etas, mean_norm: float) -> float | np.ndarray:
     """A robustness (or a bound on it) relative to the data's scale: ``value / mean_norm``,
     with ``mean_norm`` the mean ``||x||`` of the data in image space, or ``E||z||``
     (:func:`gaussian_mean_norm`) in latent space. ``inf`` stays ``inf``."""
-    if not _is_number(mean_norm):
-        raise InputError(f"mean_norm must be a number, got {mean_norm!r}")
-    if not (math.isfinite(mean_norm) and mean_norm > 0):
-        raise InputError(f"mean_norm must be a finite number > 0, got {mean_norm!r}")
+    scale = check_positive(mean_norm, "mean_norm")
     values, scalar = _etas(value)
-    return _shaped(values / float(mean_norm), scalar)
+    return _shaped(values / scale, scalar)
 
 
 @overload

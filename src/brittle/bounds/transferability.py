@@ -21,10 +21,11 @@ from torch import nn
 
 from brittle.classifier import Classifier
 from brittle.errors import InputError
+from brittle.validation import check_positive_integer
 
 from .analysis import DEFAULT_SAMPLES, generated_predictions
 from .estimate import json_float
-from .inputs import check_int, check_pair
+from .inputs import check_pair
 from .joint_attack import common_perturbation_share
 from .theorems import corollary_robustness_upper_bound, transfer_bound
 
@@ -64,7 +65,7 @@ def theorem3_check(
     """
     check_pair(f, generator)
     check_pair(h, generator)
-    check_int(n_samples, "n_samples")
+    check_positive_integer(n_samples, "n_samples")
     if not 0 < confidence < 1:
         raise InputError(f"confidence must be in (0, 1), got {confidence!r}")
     radius = corollary_robustness_upper_bound(0.5, lipschitz) if eta is None else eta
