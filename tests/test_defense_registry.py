@@ -142,7 +142,7 @@ def test_one_registration_makes_a_new_defence_everywhere() -> None:
     assert isinstance(objective, FGSMTraining) and objective.eps == pytest.approx(0.05)
     with pytest.raises(InputError, match="--temperature does not apply to --defense halved"):
         build_objective(DefenseOptions("halved", temperature=3.0))
-    with pytest.raises(InputError, match="--steps must be at least 1"):
+    with pytest.raises(InputError, match="--steps must be an integer >= 1"):
         build_objective(DefenseOptions("halved", steps=0))
     assert option_help(STEPS) == "PGD steps (default: 7; halved 2)."
     parser = argparse.ArgumentParser()

@@ -325,7 +325,7 @@ def test_the_masking_check_flags_distillation_and_cw_still_breaks_it() -> None:
         (DefenseOptions("distill"), "needs --temperature"),
         (DefenseOptions("ensemble"), "needs --static"),
         (DefenseOptions("fgsm", temperature=10.0), "--temperature does not apply"),
-        (DefenseOptions("pgd", steps=0), "--steps must be at least 1"),
+        (DefenseOptions("pgd", steps=0), "--steps must be an integer >= 1"),
         (DefenseOptions("shield"), "unknown defence"),
     ],
 )

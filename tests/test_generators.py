@@ -137,8 +137,8 @@ def test_training_refuses_bad_inputs_before_any_work(digits: Tensor) -> None:
     cases: list[tuple[dict[str, Any], str]] = [
         ({"epochs": 0}, "epochs must be an integer >= 1"),
         ({"batch_size": 0}, "batch_size must be an integer >= 1"),
-        ({"lr": float("nan")}, "lr must be a positive finite number"),
-        ({"lr": -1.0}, "lr must be a positive finite number"),
+        ({"lr": float("nan")}, "lr must be a finite number > 0"),
+        ({"lr": -1.0}, "lr must be a finite number > 0"),
         ({"x": digits * 16}, r"in \[0, 1\]"),
         ({"x": digits.view(-1, 64)}, r"output shape \(1, 8, 8\)"),
         ({"x": (digits * 16).long()}, "floating point"),

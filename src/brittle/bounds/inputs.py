@@ -31,16 +31,16 @@ def check_generator(generator: Any) -> tuple[int, tuple[int, ...]]:
     """
     if not isinstance(generator, nn.Module):
         raise InputError(f"the generator must be a torch.nn.Module, got {type(generator).__name__}")
-    d = getattr(generator, "latent_dim", None)
+    d: Any = getattr(generator, "latent_dim", None)
     if not is_integer(d) or d < 1:
         raise InputError(f"the generator needs an integer attribute latent_dim >= 1, got {d!r}")
-    shape = getattr(generator, "output_shape", None)
+    shape: Any = getattr(generator, "output_shape", None)
     if not is_shape(shape):
         raise InputError(
             f"the generator needs an attribute output_shape, one image's shape such as "
             f"(1, 28, 28); got {shape!r}"
         )
-    return d, tuple(shape)
+    return int(d), tuple(int(s) for s in shape)
 
 
 def check_pair(classifier: Any, generator: Any) -> tuple[int, tuple[int, ...]]:

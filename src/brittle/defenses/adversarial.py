@@ -31,6 +31,7 @@ from brittle.classifier import Classifier, Mode
 from brittle.errors import InputError
 from brittle.perturbation import broadcast_view, project
 from brittle.threat import Norm
+from brittle.validation import check_positive_integer
 from brittle.zoo.sharding import batch_rand, batch_rows
 
 from .mixture import MixedObjective
@@ -80,8 +81,7 @@ class PGDTraining(MixedObjective):
         mode: Mode = "train",
     ) -> None:
         super().__init__(eps, alpha, bounds)
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise InputError(f"steps must be an integer >= 1, got {steps!r}")
+        check_positive_integer(steps, "steps")
         self.norm = Norm.parse(norm)
         if self.norm not in (Norm.LINF, Norm.L2):
             raise InputError(f"PGD training works in linf or l2, got {self.norm.value}")

@@ -23,16 +23,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from brittle.errors import InputError
+from brittle.validation import is_real
 
 
 def check_temperature(temperature: float) -> float:
     """A softmax temperature: a finite number > 0."""
-    if (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, int | float)
-        or not math.isfinite(temperature)
-        or temperature <= 0
-    ):
+    if not is_real(temperature) or not math.isfinite(temperature) or temperature <= 0:
         raise InputError(
             f"the temperature T must be a finite number > 0, got {temperature!r} (the paper "
             "used T = 100 on MNIST: --temperature 100)"

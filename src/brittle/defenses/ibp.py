@@ -27,8 +27,8 @@ from torch.nn.parallel import DistributedDataParallel
 from brittle.certify.bound_propagation import class_margins
 from brittle.certify.layers import network_ops
 from brittle.classifier import Classifier
-from brittle.errors import InputError
 from brittle.threat import Norm
+from brittle.validation import check_integer
 
 from .mixture import check_alpha, check_bounds, check_eps
 
@@ -51,10 +51,8 @@ class IBPTraining:
     ) -> None:
         self.eps = check_eps(eps)
         self.alpha = check_alpha(alpha)
-        for name, value in (("warmup", warmup), ("ramp", ramp)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise InputError(f"{name} must be a number of steps >= 0, got {value!r}")
-        self.warmup, self.ramp = warmup, ramp
+        self.warmup = check_integer(warmup, "warmup", low=0)
+        self.ramp = check_integer(ramp, "ramp", low=0)
         self.bounds = check_bounds(bounds)
         self.steps_done = 0
 

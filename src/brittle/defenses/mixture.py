@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from brittle.classifier import Classifier, Mode
 from brittle.errors import InputError
+from brittle.validation import is_real
 
 CLEAN_SAMPLE = 16
 """With alpha = 0 the clean loss is not part of the objective; the progress bar and the
@@ -30,7 +31,7 @@ an eighth of a forward pass at batch 128)."""
 
 def check_eps(eps: float, name: str = "eps") -> float:
     """A perturbation size: a finite number >= 0."""
-    if isinstance(eps, bool) or not isinstance(eps, int | float) or not math.isfinite(eps):
+    if not is_real(eps) or not math.isfinite(eps):
         raise InputError(f"{name} must be a finite number >= 0, got {eps!r}")
     if eps < 0:
         raise InputError(f"{name} must be >= 0, got {eps:g}; it is the size of the perturbation")
@@ -39,7 +40,7 @@ def check_eps(eps: float, name: str = "eps") -> float:
 
 def check_alpha(alpha: float) -> float:
     """The weight of the clean loss: a number in [0, 1]."""
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha <= 1:
+    if not is_real(alpha) or not 0 <= alpha <= 1:
         raise InputError(
             f"alpha must be in [0, 1], got {alpha!r}: it weighs the clean loss against the "
             "adversarial one (Goodfellow's 0.5: --alpha 0.5)"

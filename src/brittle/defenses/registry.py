@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from torch import nn
 
 from brittle.certify.smoothing import check_sigma
 from brittle.errors import InputError
+from brittle.validation import check_positive_integer
 
 from .adversarial import AttackTraining, EnsembleTraining, FGSMTraining, PGDTraining
 from .distillation import TemperatureCrossEntropy, check_temperature
@@ -31,13 +33,6 @@ Bounds = tuple[float, float]
 Build = Callable[[Mapping[str, Any], Sequence[nn.Module], Bounds], Objective]
 """``build(values, static, bounds)``: the objective from every option the defence uses
 (given, else its default), the loaded ``--static`` models and the input box."""
-
-
-def check_steps(steps: int) -> int:
-    """A number of ascent steps: an integer >= 1."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise InputError(f"--steps must be at least 1, got {steps!r}")
-    return steps
 
 
 def check_step_size(step_size: float) -> float:
@@ -71,7 +66,7 @@ class Option:
 
 EPS = Option("eps", float, "Budget of the training perturbation", "X", check_eps)
 ALPHA = Option("alpha", float, "Weight of the clean loss, in [0, 1]", "X", check_alpha)
-STEPS = Option("steps", int, "PGD steps", "N", check_steps)
+STEPS = Option("steps", int, "PGD steps", "N", partial(check_positive_integer, name="--steps"))
 STEP_SIZE = Option("step_size", float, "PGD step", "X", check_step_size)
 TEMPERATURE = Option("temperature", float, "Softmax temperature", "T", check_temperature)
 STATIC = Option(

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from brittle.errors import InputError
+from brittle.validation import check_integer, check_positive_integer, is_shape
 
 OutputShape = tuple[int, int, int]
 
@@ -37,12 +38,9 @@ class Generator(nn.Module):
 
     def __init__(self, latent_dim: int, output_shape: Sequence[int]) -> None:
         super().__init__()
-        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
-            raise InputError(f"latent_dim must be an integer >= 1, got {latent_dim!r}")
+        check_positive_integer(latent_dim, "latent_dim")
         shape = tuple(output_shape)
-        if len(shape) != 3 or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape
-        ):
+        if len(shape) != 3 or not is_shape(shape):
             raise InputError(
                 f"output_shape must be three positive integers (C, H, W), got {output_shape!r}"
             )
@@ -73,8 +71,7 @@ class Generator(nn.Module):
         reproducible; by default torch's global generator is used. The module's mode is not
         changed: a loaded generator is in eval mode.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise InputError(f"n must be an integer >= 0, got {n!r}")
+        check_integer(n, "n", low=0)
         z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
         with torch.no_grad():
             return z, self(z)

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from brittle.errors import InputError
 from brittle.report.plots import literal, to_png
-from brittle.validation import as_tensor
+from brittle.validation import as_tensor, check_positive_integer
 
 
 def sample_grid(x: Any, nrow: int = 10, title: str | None = None) -> bytes:
@@ -21,8 +21,7 @@ def sample_grid(x: Any, nrow: int = 10, title: str | None = None) -> bytes:
         raise InputError(
             f"x must be a non-empty batch (N, C, H, W) with 1 or 3 channels, got {images.shape}"
         )
-    if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1:
-        raise InputError(f"nrow must be an integer >= 1, got {nrow!r}")
+    check_positive_integer(nrow, "nrow")
     n, c, h, w = images.shape
     cols, rows, pad = min(nrow, n), math.ceil(n / nrow), 1
     mosaic = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad, 3))

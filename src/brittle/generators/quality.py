@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from brittle.classifier import Classifier
 from brittle.errors import InputError
+from brittle.validation import check_number, check_positive_integer
 
 from .base import Generator
 
@@ -30,11 +29,9 @@ def confident_share(
     ``seed`` on the generator's device, ``batch_size`` at a time. The generator's output
     shape must be the classifier's input shape; it is checked before any sample is drawn.
     """
-    for name, value in (("n", n), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"{name} must be an integer >= 1, got {value!r}")
-    if not 0 <= threshold < 1 or math.isnan(threshold):
-        raise InputError(f"threshold must be in [0, 1), got {threshold!r}")
+    check_positive_integer(n, "n")
+    check_positive_integer(batch_size, "batch_size")
+    check_number(threshold, "threshold", 0, 1, high_open=True)
     wanted = classifier.input_shape
     if wanted is not None and tuple(wanted) != tuple(gen.output_shape):
         raise InputError(

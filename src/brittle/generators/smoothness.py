@@ -27,7 +27,6 @@ its rows are independent, which the batched Jacobian products rely on.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -37,6 +36,7 @@ import torch
 from torch import Tensor
 
 from brittle.errors import InputError
+from brittle.validation import check_positive, check_positive_integer
 
 from .base import Generator
 
@@ -153,7 +153,7 @@ def jacobian_spectral_norm(gen: Generator, z: Tensor, iters: int = 30, seed: int
     the generator's device; each value is ``||J v||`` for a unit ``v``, so it never exceeds the
     true norm and converges to it (at the rate ``(sigma_2 / sigma_1)^2`` per step)."""
     z = _check_latents(gen, z)
-    _check_count(iters, "iters")
+    check_positive_integer(iters, "iters")
     draws = torch.Generator(device=z.device).manual_seed(seed)
     with _evaluating(gen):
         sigma, _ = power_iteration(
@@ -195,9 +195,8 @@ def lipschitz_ascent(
     recomputed with 30 fresh power iterations.
     """
     for value, name in ((n_starts, "n_starts"), (steps, "steps"), (iters, "iters")):
-        _check_count(value, name)
-    if not 0 < step_size < math.inf:
-        raise InputError(f"step_size must be a positive finite number, got {step_size!r}")
+        check_positive_integer(value, name)
+    check_positive(step_size, "step_size")
     device = gen.device
     draws = torch.Generator(device=device).manual_seed(seed)
     if starts is None:
@@ -233,7 +232,7 @@ def estimate_lipschitz(
     ``n_points`` points ``z ~ N(0, I_d)`` (``iters`` power iterations) and
     :func:`lipschitz_ascent` for ``steps`` steps from the ``n_starts`` of those points where
     the norm is largest. All draws follow from ``seed``."""
-    _check_count(n_points, "n_points")
+    check_positive_integer(n_points, "n_points")
     pairs = pairwise_lipschitz(gen, n_pairs, scales=scales, seed=seed)
     points = torch.randn(
         n_points,
@@ -277,8 +276,8 @@ def _pairs(
 ) -> tuple[Tensor, Tensor]:
     """``(||z - z'||, ||g(z) - g(z')||)``, each ``(len(distances), n)``, for ``n`` pairs at
     each distance: ``z ~ N(0, I)``, ``z' = z + t u``, ``u`` uniform on the unit sphere."""
-    _check_count(n, "n_pairs")
-    _check_count(batch_size, "batch_size")
+    check_positive_integer(n, "n_pairs")
+    check_positive_integer(batch_size, "batch_size")
     device = gen.device
     draws = torch.Generator(device=device).manual_seed(seed)
     shape = (len(distances), n, gen.latent_dim)
@@ -343,8 +342,3 @@ def _distances(values: Sequence[float], name: str) -> Tensor:
             f"{name} must be a non-empty list of positive finite distances, got {values!r}"
         )
     return distances
-
-
-def _check_count(value: int, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name} must be an integer >= 1, got {value!r}")

@@ -24,7 +24,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from brittle.errors import InputError, ModelOutputError
-from brittle.validation import as_tensor
+from brittle.validation import as_tensor, check_integer, check_positive, check_positive_integer
 from brittle.zoo import TrainHistory
 from brittle.zoo.rng import seeded
 
@@ -153,10 +153,7 @@ def _report(bar: tqdm, epoch: int, means: list[float], lr: float) -> None:
 def check_hyperparameters(epochs: int, batch_size: int, lr: float, seed: int) -> None:
     """Refuse epochs or a batch size below 1, a learning rate that is not positive and
     finite, a seed that is not an integer (:class:`~brittle.errors.InputError`)."""
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"{name} must be an integer >= 1, got {value!r}")
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or not (0 < lr < math.inf):
-        raise InputError(f"lr must be a positive finite number, got {lr!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise InputError(f"seed must be an integer, got {seed!r}")
+    check_positive_integer(epochs, "epochs")
+    check_positive_integer(batch_size, "batch_size")
+    check_positive(lr, "lr")
+    check_integer(seed, "seed")

@@ -18,9 +18,10 @@ from brittle.generators import (
     train_generator,
 )
 from brittle.generators.train import check_hyperparameters
+from brittle.validation import check_positive_integer
 from brittle.zoo import TrainHistory
 
-from .common import check_count, draw, resolve_device
+from .common import draw, resolve_device
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,12 @@ def generator_train(
     data set, the number of training samples, the epochs, the seed, the final loss (the
     negative ELBO, in nats per image) and its parts, and the training recipe.
     """
-    if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
-        raise InputError(f"--latent-dim must be an integer >= 1, got {latent_dim!r}")
+    check_positive_integer(latent_dim, "--latent-dim")
     if arch not in GENERATORS:
         raise InputError(f"unknown --arch {arch!r}: use one of {', '.join(GENERATORS)}")
     check_hyperparameters(epochs, batch_size, lr, seed)
-    check_count(n_train, "--n-train")
+    if n_train is not None:
+        check_positive_integer(n_train, "--n-train")
     default = f"runs/{arch}{latent_dim}.pt"
     path = check_outputs({"--out": out or default}, {"--data-dir": data_dir})["--out"]
     torch_device = resolve_device(device)

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from brittle.classifier import Classifier
 from brittle.errors import InputError
-from brittle.validation import as_tensor
+from brittle.validation import as_tensor, check_integer, check_positive_integer
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,7 @@ def epsilon_sweep(
             f"{type(classifier).__name__}"
         )
     grid = _grid(eps_max, points)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    check_positive_integer(batch_size, "batch_size")
     x = classifier.check_inputs(as_tensor(x, "x"))
     if not len(x):
         raise InputError("x holds no inputs: give a batch (N, C, H, W), one input as x[None]")
@@ -114,8 +113,7 @@ def sign_gradient(classifier: Classifier, x: Tensor, y: Tensor) -> Tensor:
 def _grid(eps_max: float, points: int) -> np.ndarray:
     """``points`` values evenly spaced in ``[-eps_max, eps_max]``, symmetric, with 0 exactly
     when ``points`` is odd (``eps_max * (2i - (P - 1)) / (P - 1)``)."""
-    if isinstance(points, bool) or not isinstance(points, int | np.integer) or points < 2:
-        raise InputError(f"points must be an integer >= 2, got {points!r}")
+    check_integer(points, "points", low=2)
     try:
         top = float(eps_max)
     except (TypeError, ValueError):

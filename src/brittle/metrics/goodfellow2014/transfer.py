@@ -36,7 +36,7 @@ from tqdm import tqdm
 from brittle.attacks.base import DEFAULT_BATCH_SIZE, Attack, TargetSpec, check_ids
 from brittle.classifier import Classifier
 from brittle.errors import InputError
-from brittle.validation import as_tensor
+from brittle.validation import as_tensor, check_positive_integer
 
 
 @dataclass(frozen=True)
@@ -100,8 +100,7 @@ def transfer_matrix(
     (:class:`InputError`). Work runs in batches of ``batch_size`` on each model's
     device; predictions run in eval mode without gradients.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    check_positive_integer(batch_size, "batch_size")
     labels = _check_names(models, names)
     x, y = as_tensor(x, "x"), as_tensor(y, "y")
     if not len(x):

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from brittle.classifier import Classifier
 from brittle.errors import InputError
+from brittle.validation import check_integer, is_integer
 from brittle.zoo.architectures import LogisticRegression, Maxout, MaxoutNetwork, SoftmaxRegression
 
 SUPPORTED = ("softmax", "logistic", "maxout")
@@ -38,9 +39,7 @@ def first_layer_filters(
     stands for its module. Other architectures are refused (:class:`InputError`).
     """
     net = module.module if isinstance(module, Classifier) else module
-    if max_units is not None and (
-        isinstance(max_units, bool) or not isinstance(max_units, int) or max_units < 1
-    ):
+    if max_units is not None and (not is_integer(max_units) or max_units < 1):
         raise InputError(f"max_units must be an integer >= 1 (or None for all), got {max_units!r}")
     filters = _filters(net)[:max_units]
     return filters[:, :, _channel(channel, filters.shape[2])]
@@ -71,9 +70,7 @@ def _channel(channel: int | None, channels: int) -> int:
                 f"channel=0 to {channels - 1}"
             )
         return 0
-    if isinstance(channel, bool) or not isinstance(channel, int) or not 0 <= channel < channels:
-        raise InputError(f"channel must be an integer in [0, {channels - 1}], got {channel!r}")
-    return channel
+    return check_integer(channel, "channel", 0, channels - 1)
 
 
 def _numpy(weight: Tensor) -> np.ndarray:

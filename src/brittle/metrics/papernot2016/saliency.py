@@ -16,6 +16,7 @@ from brittle.classifier import Classifier
 from brittle.errors import InputError
 from brittle.metrics.papernot2016.source_target import to_numpy
 from brittle.threat import Capability
+from brittle.validation import check_positive_integer
 
 
 def adversarial_distance(
@@ -47,8 +48,7 @@ def adversarial_distance(
             "adversarial distance needs the gradients of a brittle.Classifier, got "
             f"{type(classifier).__name__}; wrap the module with brittle.Classifier(module)"
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    check_positive_integer(batch_size, "batch_size")
     xs = classifier.check_inputs(x)
     if not len(xs):
         raise InputError("x is empty: pass at least one input")

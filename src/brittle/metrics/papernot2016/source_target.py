@@ -15,6 +15,7 @@ import torch
 
 from brittle.errors import InputError
 from brittle.perturbation import max_features
+from brittle.validation import check_integer, check_positive_integer
 
 _trapezoid = np.trapezoid if hasattr(np, "trapezoid") else np.__dict__["trapz"]  # numpy < 2
 
@@ -36,13 +37,6 @@ def _vector(value: Any, name: str) -> np.ndarray:
             f"{name} must be one-dimensional (one entry per attack), got shape {arr.shape}"
         )
     return arr
-
-
-def _count(value: Any, name: str, least: int) -> int:
-    """An integer of at least ``least`` (``num_classes``, ``num_features``)."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
-        raise InputError(f"{name} must be an integer >= {least}, got {value!r}")
-    return int(value)
 
 
 def _classes(value: Any, name: str, num_classes: int) -> np.ndarray:
@@ -155,7 +149,7 @@ def source_target_matrices(
     for failed attacks (they are not used). Both matrices are NaN where there was no attempt
     (normally the diagonal); ``mean_distortion`` is also NaN where no attack succeeded.
     """
-    k = _count(num_classes, "num_classes", 2)
+    k = check_integer(num_classes, "num_classes", low=2)
     s = _classes(source, "source", k)
     t = _classes(target, "target", k)
     ok = _flags(success, "success")
@@ -200,7 +194,7 @@ def success_at_budgets(
     run at u can stop one step earlier than this count implies, and the result is an upper
     bound. Budgets above ``run_upsilon`` are refused: the run cannot tell them.
     """
-    m = _count(num_features, "num_features", 1)
+    m = check_positive_integer(num_features, "num_features")
     ok = _flags(success, "success")
     c = _changed(changed, m)
     _same_length(changed=c, success=ok)
@@ -238,8 +232,8 @@ def success_curve(
 
     NaN as in :func:`source_target_matrices`: no attempt (tau and eps), no success (eps).
     """
-    k = _count(num_classes, "num_classes", 2)
-    m = _count(num_features, "num_features", 1)
+    k = check_integer(num_classes, "num_classes", low=2)
+    m = check_positive_integer(num_features, "num_features")
     s = _classes(source, "source", k)
     t = _classes(target, "target", k)
     ok = _flags(success, "success")
