@@ -364,7 +364,7 @@ def test_n_below_one_is_refused_with_one_message(
 ) -> None:
     out = ("--out", tmp_path / "out") if command == "evaluate" else ()
     result = invoke(command, "--model", model, *out, "--n", n)
-    assert_one_error_line(result, f"--n must be at least 1, got {n}")
+    assert_one_error_line(result, f"--n must be an integer >= 1, got {n}")
     assert not (tmp_path / "out").exists()  # refused before anything is written
 
 
@@ -376,7 +376,7 @@ def test_n_above_the_split_is_refused_and_says_how_many_there_are(model: Path) -
 
 def test_n_train_zero_names_the_option(tmp_path: Path) -> None:
     result = invoke("train", "--dataset", "digits", "--n-train", "0", "--out", tmp_path / "m.pt")
-    assert_one_error_line(result, "--n-train must be at least 1, got 0")
+    assert_one_error_line(result, "--n-train must be an integer >= 1, got 0")
 
 
 # ------------------------------------------------------------------ progress bars

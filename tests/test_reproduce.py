@@ -227,7 +227,7 @@ def test_an_unknown_reproduction_exits_2_naming_the_known_ones(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--n-images", "0"], "--n-images must be at least 1"),
+        (["--n-images", "0"], "--n-images must be an integer >= 1"),
         (["--epochs", "x"], "--epochs must be an integer"),
         (["--n-images", "5000"], "--n-images 5000 is more than the 360 images of digits"),
     ],

@@ -113,7 +113,7 @@ def test_run_attack_seeds_each_sample_by_its_id() -> None:
 def test_sample_counts_are_checked(model: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="--n-train 5000 is more than the 1437 samples"):
         tasks.train(dataset="digits", n_train=5000, out=tmp_path / "m.pt", progress=False)
-    with pytest.raises(InputError, match="--n must be at least 1, got 0"):
+    with pytest.raises(InputError, match="--n must be an integer >= 1, got 0"):
         tasks.evaluate_model(model=model, out=tmp_path / "e", eps_list=[0.1], n=0)
     assert not (tmp_path / "e").exists()
     whole = tasks.attack(model=model, n=None, progress=False)  # 1,000, or all 360

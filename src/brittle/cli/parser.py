@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from brittle.budget import Budget, BudgetError, parse_budget, parse_budgets
 from brittle.errors import InputError
-from brittle.eval.spec import check_seed
 from brittle.threat import Capability
+from brittle.validation import check_seed
 
 from .exits import EXIT_CODES
 
@@ -112,7 +112,7 @@ def integer(text: str) -> int:
 
 
 def seed(text: str) -> int:
-    """A seed: an integer in [0, 2**63 - 1] (:func:`brittle.eval.spec.check_seed`, what
+    """A seed: an integer in [0, 2**63 - 1] (:func:`brittle.validation.check_seed`, what
     numpy's and torch's generators accept), refused here for every command."""
     try:
         return check_seed(integer(text))

@@ -21,13 +21,13 @@ from brittle.eval.spec import (
     EvaluationSpec,
     ModelRef,
     attack_specs,
-    check_count,
     check_target,
 )
 from brittle.eval.suite import STANDARD
 from brittle.eval.victim import Victim, as_source, draw_ids, live_model
 from brittle.model import Model
 from brittle.threat import Capability, ThreatModel
+from brittle.validation import check_positive_integer
 
 AttackLike = str | AttackSpec | Attack
 
@@ -95,7 +95,8 @@ def evaluate(
     same arguments: the ranks share the samples, rank 0 writes the store and the report and
     returns the outcome, the others return ``None``.
     """
-    check_count(n, "n")
+    if n is not None:
+        check_positive_integer(n, "n")
     if amp is not None and isinstance(model, Model):
         raise InputError(
             "amp is for a plain nn.Module or a file; a Classifier states its own "

@@ -30,7 +30,7 @@ from brittle.eval.spec import AttackSpec
 from brittle.eval.store import ResultStore
 from brittle.model import Model
 from brittle.progress import show_progress
-from brittle.validation import as_tensor
+from brittle.validation import as_tensor, check_positive_integer
 
 if TYPE_CHECKING:
     from brittle.eval.sharing import Share
@@ -135,8 +135,7 @@ class Evaluation:
 
 
 def _check_batch(x: Any, y: Any, batch_size: int) -> tuple[Tensor, Tensor]:
-    if batch_size < 1:
-        raise InputError(f"batch_size must be at least 1, got {batch_size}")
+    check_positive_integer(batch_size, "batch_size")
     x, y = as_tensor(x, "x"), as_tensor(y, "y")
     if len(x) == 0:
         raise InputError("there is nothing to attack: x holds no samples")
@@ -239,7 +238,7 @@ def evaluate(
     resumed run, whatever its batch size, draws what an uninterrupted one would. The images
     of the first ``examples`` samples are kept.
     """
-    check_batch_size(batch_size)
+    check_positive_integer(batch_size, "batch_size")
     source = as_source(data)
     if ids is None:
         id_list = list(range(len(source)))
@@ -321,13 +320,6 @@ def _attack_all(
                     bar.refresh()
                 bar.update(len(piece.ids))
     return attacked
-
-
-def check_batch_size(batch_size: Any) -> int:
-    """A batch size: an integer >= 1."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    return batch_size
 
 
 def summarise(

@@ -35,6 +35,7 @@ from brittle.data.limits import Limits
 from brittle.errors import InputError
 from brittle.eval.store import attack_key
 from brittle.threat import Capability, ThreatModel
+from brittle.validation import check_positive_integer, check_seed
 
 DEFAULT_N = 1000
 """How many samples an evaluation draws when not told (all when the split holds fewer)."""
@@ -44,19 +45,6 @@ MNIST, in Linf). Data of another kind need their own: give them."""
 FREE = frozenset({"batch_size"})
 """The fields of an :class:`EvaluationSpec` that do not change its results: a resumed
 evaluation may change them."""
-
-
-def check_count(n: int | None, what: str) -> None:
-    """Refuse a count below 1 (``None`` means all), naming ``what``."""
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise InputError(f"{what} must be at least 1, got {n!r}")
-
-
-def check_seed(seed: Any) -> int:
-    """A seed: an integer in [0, 2**63 - 1] (what the random generators accept)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise InputError(f"the seed must be an integer in [0, 2**63 - 1], got {seed!r}")
-    return seed
 
 
 def check_target(target: Any, targeted: bool = False) -> TargetSpec:
@@ -284,7 +272,8 @@ class DataRef:
     limits: Limits | None = None
 
     def __post_init__(self) -> None:
-        check_count(self.n, "--n")
+        if self.n is not None:
+            check_positive_integer(self.n, "--n")
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -328,7 +317,7 @@ class EvaluationSpec:
         object.__setattr__(self, "eps", parse_budgets(self.eps or DEFAULT_EPS))
         object.__setattr__(self, "attacks", tuple(self.attacks))
         check_seed(self.seed)
-        check_count(self.batch_size, "--batch-size")
+        check_positive_integer(self.batch_size, "--batch-size")
         if self.suite is not None:
             if self.attacks:
                 raise InputError(

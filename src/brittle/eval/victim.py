@@ -28,8 +28,9 @@ from brittle.data import Dataset, Limits, TorchDatasetSource, open_source
 from brittle.data.source import Source, TensorSource
 from brittle.devices import check_device, default_device
 from brittle.errors import InputError
-from brittle.eval.spec import DEFAULT_N, DataRef, ModelRef, check_count, check_seed
+from brittle.eval.spec import DEFAULT_N, DataRef, ModelRef
 from brittle.model import Model
+from brittle.validation import check_positive_integer, check_seed
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -101,8 +102,7 @@ def draw_ids(
     than there are is refused, with how many there are: silently using fewer would report
     numbers on another sample size than the one asked for.
     """
-    check_count(n, "--n")
-    if n is not None and n > size:
+    if n is not None and check_positive_integer(n, "--n") > size:
         raise InputError(
             f"--n {n} is more than the {size} samples of {what}; give --n {size} or less"
         )

@@ -20,6 +20,7 @@ from torch import nn
 
 from brittle.data import Dataset, load_dataset
 from brittle.errors import BrittleError, InputError
+from brittle.validation import check_positive_integer
 from brittle.zoo import accuracy, load_checkpoint, save_checkpoint
 
 Log = Callable[[str], None]
@@ -33,9 +34,7 @@ BUNDLED = {
 
 def check_size(n: int, available: int, option: str, dataset: str) -> None:
     """Refuse a count below 1 or above what ``dataset`` holds, naming ``option``."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise InputError(f"{option} must be at least 1, got {n!r}")
-    if n > available:
+    if check_positive_integer(n, option) > available:
         raise InputError(
             f"{option} {n} is more than the {available} images of {dataset}; give {option} "
             f"{available} or less"
@@ -64,8 +63,7 @@ def load_splits(
     if n_train is not None:
         check_size(n_train, len(train), "--n-train", train.name)
         train = train.subset(n_train, seed)
-    if epochs < 1:
-        raise InputError(f"--epochs must be at least 1, got {epochs}")
+    check_positive_integer(epochs, "--epochs")
     return train, test
 
 

@@ -42,8 +42,8 @@ from brittle.certify.smoothing import Smoothed
 from brittle.classifier import Classifier
 from brittle.data import Dataset
 from brittle.defenses.gaussian import GaussianTraining
-from brittle.errors import InputError
 from brittle.report.plots import to_png
+from brittle.validation import check_positive_integer
 from brittle.zoo import accuracy, build_model, train_model
 
 from .cache import bundled_note, cached, data_info, load_splits, parameters, save_trained
@@ -122,8 +122,7 @@ def run(
     n_images = DEFAULT_IMAGES if n_images is None else n_images
     draws = DEFAULT_DRAWS if n_second is None else n_second
     epochs = DEFAULT_EPOCHS if epochs is None else epochs
-    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
-        raise InputError(f"--n-second (noise draws per image) must be at least 1, got {draws!r}")
+    check_positive_integer(draws, "--n-second (noise draws per image)")
     started = time.perf_counter()
     timing: dict[str, float] = {}
     train_set, test_set = load_splits(

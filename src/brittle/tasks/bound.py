@@ -25,9 +25,10 @@ from brittle.files import check_outputs, write_text_atomic
 from brittle.generators import GeneratorSummary, load_generator, summarise_generator
 from brittle.loading import load_model
 from brittle.report.content import write_json
+from brittle.validation import check_positive_integer, is_real
 from brittle.version import __version__
 
-from .common import check_count, resolve_device
+from .common import resolve_device
 
 _HTML = "--json's HTML page (--json with .html)"
 """The name of the page written beside the JSON, in the messages about its place."""
@@ -74,11 +75,11 @@ def bound(
     a generator, each refused if it is the other kind), the generator's output must be the
     classifiers' input shape, and the quantile must lie in (0, 1).
     """
-    check_count(n, "--n")
-    check_count(n_samples, "--n-samples")
+    check_positive_integer(n, "--n")
+    check_positive_integer(n_samples, "--n-samples")
     if theorem2 != 0:
-        check_count(theorem2, "--theorem2")
-    if not 0 < quantile < 1:
+        check_positive_integer(theorem2, "--theorem2")
+    if not is_real(quantile) or not 0 < quantile < 1:
         raise InputError(f"--quantile must be in (0, 1), got {quantile!r} (the median: 0.5)")
     places = check_outputs(
         {"--json": json_path, _HTML: Path(json_path).with_suffix(".html")},

@@ -13,8 +13,9 @@ from pathlib import Path
 from brittle.data import Dataset, Limits
 from brittle.errors import InputError
 from brittle.eval.pipeline import Log, quiet
-from brittle.eval.spec import DEFAULT_BATCH_SIZE, DEFAULT_N, DataRef, ModelRef, check_count
+from brittle.eval.spec import DEFAULT_BATCH_SIZE, DEFAULT_N, DataRef, ModelRef
 from brittle.eval.victim import Victim, open_victim, resolve_device
+from brittle.validation import check_positive_integer
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -22,7 +23,6 @@ __all__ = [
     "Log",
     "ModelOptions",
     "Victim",
-    "check_count",
     "default_device",
     "draw",
     "load_victim",
@@ -92,10 +92,9 @@ def draw(
     with how many there are: silently using fewer would report numbers on another sample
     size than the one asked for.
     """
-    check_count(n, option)
     if n is None:
         return data.subset(None if default is None else min(default, len(data)), seed)
-    if n > len(data):
+    if check_positive_integer(n, option) > len(data):
         raise InputError(
             f"{option} {n} is more than the {len(data)} samples of the {split} split of "
             f"{data.name}; give {option} {len(data)} or less"

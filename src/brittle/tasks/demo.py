@@ -8,8 +8,9 @@ from brittle.attacks.base import DEFAULT_BATCH_SIZE
 from brittle.data import load_dataset
 from brittle.errors import InputError
 from brittle.files import check_outputs
+from brittle.validation import check_positive_integer
 
-from .common import Log, check_count, draw, quiet
+from .common import Log, draw, quiet
 from .evaluate import DEFAULT_EPS_LIST, EvaluateOutcome, evaluate_model
 from .train import Recipe, TrainOutcome, train_on
 
@@ -40,7 +41,8 @@ def demo(
     ``n_train`` training samples are used; by default :data:`DEMO_TRAIN`, or all when the
     training split holds fewer (the bundled 4,000 digits when MNIST is not found).
     """
-    check_count(n_train, "--n-train")
+    if n_train is not None:
+        check_positive_integer(n_train, "--n-train")
     out = Path(out)
     place = "--out (lenet.pt)"
     checkpoint = check_outputs({place: out / "lenet.pt"}, {"--data-dir": data_dir})[place]

@@ -17,8 +17,9 @@ from brittle.files import check_outputs
 from brittle.report.html import ReportPaths
 from brittle.reproduce import REPRODUCTIONS, Reproduction, reproduction, write_reproduction
 from brittle.reproduce.report import HTML_NAME, JSON_NAME
+from brittle.validation import check_positive_integer
 
-from .common import Log, check_count, quiet, resolve_device
+from .common import Log, quiet, resolve_device
 
 REPRODUCTION_NAMES = tuple(REPRODUCTIONS)
 """The names ``brittle reproduce`` takes."""
@@ -62,7 +63,8 @@ def reproduce(
         (epochs, "--epochs"),
         (n_train, "--n-train"),
     ):
-        check_count(value, option)
+        if value is not None:
+            check_positive_integer(value, option)
     folder = Path(out)
     check_outputs(
         {f"--out ({name})": folder / name for name in (JSON_NAME, HTML_NAME)},

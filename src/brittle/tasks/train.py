@@ -26,6 +26,7 @@ from brittle.defenses import (
 from brittle.distributed import from_leader, join, together
 from brittle.errors import InputError
 from brittle.files import check_outputs
+from brittle.validation import check_positive_integer
 from brittle.zoo import (
     Objective,
     TrainHistory,
@@ -40,7 +41,7 @@ from brittle.zoo import (
 )
 from brittle.zoo.sharding import check_global_batch
 
-from .common import Log, check_count, draw, quiet
+from .common import Log, draw, quiet
 
 _TEACHER = "--out's teacher (NAME.teacher.pt)"
 """The teacher ``--defense distill`` trains and saves beside ``--out``, in messages."""
@@ -109,7 +110,8 @@ def train(
     place, where = join(device)
     log, progress = (log, progress) if place.leader else (quiet, False)
     with together("checking the options and loading the data"):
-        check_count(n_train, "--n-train")
+        if n_train is not None:
+            check_positive_integer(n_train, "--n-train")
         check_global_batch(batch_size, place.size)
         new_teacher = defense is not None and defense.name == "distill" and defense.teacher is None
         out = _check_out(out, new_teacher, defense, data_dir) if place.leader else Path(out)

@@ -23,10 +23,11 @@ from brittle.metrics.goodfellow2014.transfer import (
 )
 from brittle.report.content import threat_section, write_json
 from brittle.threat import Capability, ThreatModel
+from brittle.validation import check_positive_integer
 from brittle.zoo import load_checkpoint, load_classifier
 
 from .attack import EVERY_TARGET
-from .common import DEFAULT_BATCH_SIZE, Victim, check_count, resolve_device
+from .common import DEFAULT_BATCH_SIZE, Victim, resolve_device
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ def transfer(
     on; columns: the model that classifies them), the threat model, the attack's parameters,
     the models and the data; it is written atomically to ``json_path``.
     """
-    check_count(n, "--n")
+    if n is not None:
+        check_positive_integer(n, "--n")
     check_outputs({"--json": json_path}, {"--models": models, "--data-dir": data_dir})
     if target == EVERY_TARGET:
         raise InputError(
