@@ -28,6 +28,7 @@ from torch import Tensor
 from brittle.errors import InputError
 from brittle.randomness import per_sample
 from brittle.threat import Goal
+from brittle.validation import is_integer, is_real
 
 TargetChoice = Tensor | np.ndarray | Literal["random", "least_likely", "next"]
 TARGET_CHOICES = ("random", "least_likely", "next")
@@ -35,7 +36,7 @@ TARGET_CHOICES = ("random", "least_likely", "next")
 
 
 def _check_kappa(kappa: float) -> float:
-    if isinstance(kappa, bool) or not isinstance(kappa, int | float) or not kappa >= 0:
+    if not is_real(kappa) or not kappa >= 0:
         raise InputError(f"kappa must be a number >= 0 (a margin in score units), got {kappa!r}")
     if not math.isfinite(kappa):
         raise InputError(f"kappa must be finite, got {kappa!r}")
@@ -204,7 +205,7 @@ class SourceTarget(Criterion):
         object.__setattr__(self, "kappa", _check_kappa(self.kappa))
         for name in ("source", "target"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+            if not is_integer(value) or value < 0:
                 raise InputError(f"SourceTarget {name} must be a class index >= 0, got {value!r}")
         if self.source == self.target:
             raise InputError(f"SourceTarget needs source != target, got {self.source} twice")
@@ -249,7 +250,7 @@ class ConfidenceReduction(Criterion):
 
     def __post_init__(self) -> None:
         t = self.threshold
-        if isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t <= 1:
+        if not is_real(t) or not 0 < t <= 1:
             raise InputError(f"threshold must be a probability in (0, 1], got {t!r}")
 
     @property

@@ -44,8 +44,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from brittle.errors import InputError
 from brittle.randomness import Stream, philox_key
+from brittle.validation import check_positive_integer
 
 if TYPE_CHECKING:
     from brittle.model import Model
@@ -73,9 +73,7 @@ class EOT:
 
     def __post_init__(self) -> None:
         for name in ("samples", "draws"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"EOT {name} must be an integer >= 1, got {value!r}")
+            check_positive_integer(getattr(self, name), f"EOT {name}")
 
     def describe(self) -> dict[str, int | str]:
         """The setting as a report states it."""

@@ -49,6 +49,7 @@ from brittle.model import Model
 from brittle.perturbation import broadcast_view, norms, project, within_budget
 from brittle.randomness import Draw, Stream, normal, per_sample, uniform
 from brittle.threat import Capability, Goal, Norm, ThreatModel
+from brittle.validation import check_positive_integer
 
 from .params import NORMS, TARGETED, NormArg, Param, budget, check_params, norm_choice
 from .result import AttackResult
@@ -412,9 +413,7 @@ class Attack(ABC):
             return None
         if not self.supports_query_budget:
             raise InputError(f"{self.name} does not take a query budget (max_queries)")
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InputError(f"max_queries must be an integer >= 1, got {limit!r}")
-        return limit
+        return check_positive_integer(limit, "max_queries")
 
     def _mode(self, model: Model) -> Any:
         """The state the model is attacked in: a classifier's ``mode``."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import numbers
 from collections.abc import Callable
 from dataclasses import InitVar, dataclass
 from enum import Enum
@@ -33,6 +32,7 @@ from typing import (
 
 from brittle.errors import InputError
 from brittle.threat import Norm
+from brittle.validation import is_integer, is_real
 
 
 @dataclass(frozen=True)
@@ -95,9 +95,9 @@ class Param:
             if not isinstance(value, str) or (self.choices and value.lower() not in self.choices):
                 raise bad
             return value.lower()
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        if not is_real(value):
             raise bad
-        if self.kind is int and not isinstance(value, numbers.Integral):
+        if self.kind is int and not is_integer(value):
             raise bad
         number = float(value)
         if not math.isfinite(number):

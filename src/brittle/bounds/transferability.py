@@ -20,8 +20,7 @@ from scipy import stats
 from torch import nn
 
 from brittle.classifier import Classifier
-from brittle.errors import InputError
-from brittle.validation import check_positive_integer
+from brittle.validation import check_fraction, check_positive_integer
 
 from .analysis import DEFAULT_SAMPLES, generated_predictions
 from .estimate import json_float
@@ -66,8 +65,7 @@ def theorem3_check(
     check_pair(f, generator)
     check_pair(h, generator)
     check_positive_integer(n_samples, "n_samples")
-    if not 0 < confidence < 1:
-        raise InputError(f"confidence must be in (0, 1), got {confidence!r}")
+    check_fraction(confidence, "confidence")
     radius = corollary_robustness_upper_bound(0.5, lipschitz) if eta is None else eta
     labels_f = generated_predictions(f, generator, n_samples, seed + 1)
     labels_h = generated_predictions(h, generator, n_samples, seed + 1).to(labels_f.device)

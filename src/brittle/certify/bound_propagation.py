@@ -33,7 +33,7 @@ from brittle.errors import InputError
 from brittle.model import Model
 from brittle.perturbation import Bounds, clip
 from brittle.threat import Norm
-from brittle.validation import as_tensor
+from brittle.validation import as_tensor, check_positive, check_positive_integer
 
 from .layers import Affine, Monotone, Network, Reshape, network_ops
 from .result import Certificates
@@ -99,12 +99,10 @@ def certify(
     """
     network = network_ops(model)
     norm = _norm(norm)
-    if steps < 1:
-        raise InputError(f"steps must be at least 1, got {steps}")
-    if batch_size < 1:
-        raise InputError(f"batch_size must be at least 1, got {batch_size}")
-    if max_radius is not None and not (0 < max_radius < math.inf):
-        raise InputError(f"max_radius must be a positive finite number, got {max_radius}")
+    check_positive_integer(steps, "steps")
+    check_positive_integer(batch_size, "batch_size")
+    if max_radius is not None:
+        check_positive(max_radius, "max_radius")
     x = model.check_inputs(as_tensor(x, "x")).to(model.device, model.dtype)
     ids_t = torch.arange(len(x)) if ids is None else torch.as_tensor(ids, dtype=torch.long)
     if len(ids_t) != len(x):

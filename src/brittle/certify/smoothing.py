@@ -41,7 +41,7 @@ from brittle.classifier import Classifier
 from brittle.errors import InputError
 from brittle.randomness import gaussian, uniform
 from brittle.threat import Norm
-from brittle.validation import as_tensor
+from brittle.validation import as_tensor, check_integer, is_integer, is_real
 
 from .result import ABSTAIN, Certificates
 
@@ -61,7 +61,7 @@ METHOD = "randomized-smoothing"
 
 def check_sigma(sigma: float) -> float:
     """The noise level: a finite number > 0."""
-    if isinstance(sigma, bool) or not isinstance(sigma, int | float) or not math.isfinite(sigma):
+    if not is_real(sigma) or not math.isfinite(sigma):
         raise InputError(f"sigma must be a finite number > 0, got {sigma!r}")
     if sigma <= 0:
         raise InputError(
@@ -73,7 +73,7 @@ def check_sigma(sigma: float) -> float:
 
 def check_draws(n: int, name: str) -> int:
     """A number of noise draws: an integer >= 1."""
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+    if not is_integer(n) or n < 1:
         raise InputError(
             f"{name} must be a positive integer (a number of noise draws per sample), got {n!r}"
         )
@@ -82,7 +82,7 @@ def check_draws(n: int, name: str) -> int:
 
 def check_level(alpha: float) -> float:
     """The failure probability of a certificate: a number strictly between 0 and 1."""
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:
+    if not is_real(alpha) or not 0 < alpha < 1:
         raise InputError(
             f"alpha must be in (0, 1), got {alpha!r}: it is the probability that a returned "
             "certificate is wrong (Cohen et al.: 0.001)"
@@ -164,9 +164,7 @@ class Smoothed:
                 f"base must be a brittle Classifier or a torch.nn.Module, got {type(base).__name__}"
             )
         self.sigma = check_sigma(sigma)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise InputError(f"seed must be an integer, got {seed!r}")
-        self.seed = seed
+        self.seed = check_integer(seed, "seed")
         if batch_size is not None:
             check_draws(batch_size, "batch_size")
         self.batch_size = batch_size

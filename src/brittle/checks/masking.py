@@ -46,6 +46,7 @@ from brittle.attacks.base import DEFAULT_BATCH_SIZE, check_ids
 from brittle.classifier import Classifier
 from brittle.errors import InputError
 from brittle.threat import Capability, Norm
+from brittle.validation import check_positive_integer
 
 GAP_THRESHOLD = 0.10
 """Warn when PGD on the logit margin leaves robust accuracy this much (10 percentage points)
@@ -157,8 +158,7 @@ def gradient_masking_check(
     Everything runs in batches of ``batch_size``. See the module docstring for what is
     measured and when it warns.
     """
-    if batch_size < 1:
-        raise InputError(f"batch_size must be at least 1, got {batch_size}")
+    check_positive_integer(batch_size, "batch_size")
     x = classifier.check_inputs(x)
     if not len(x):
         raise InputError("the gradient-masking check needs at least one sample")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from brittle.errors import DataError
+from brittle.validation import is_integer
 
 GIB = 1 << 30
 
@@ -39,7 +40,7 @@ class Limits:
     def __post_init__(self) -> None:
         for field in fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_integer(value) or value < 1:
                 raise DataError(f"Limits.{field.name} must be a positive integer, got {value!r}")
 
     def exceeded(self, field: str, what: str) -> DataError:

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from brittle.data.limits import DEFAULT_LIMITS, Limits
 from brittle.data.source import Source
 from brittle.errors import DataError
+from brittle.validation import is_integer
 
 _BYTE_MAX = 255
 
@@ -90,7 +91,7 @@ def _as_label(value: Any, where: str, limits: Limits) -> int:
                 "integer class indices 0..K-1 (one per item)"
             )
         value = int(array.reshape(()))
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_integer(value):
         raise DataError(
             f"{where} is {value!r}; labels must be integer class indices 0..K-1 (one per item)"
         )

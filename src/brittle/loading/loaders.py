@@ -43,6 +43,7 @@ from brittle.loading.formats.exported import TORCH_EXPORT
 from brittle.loading.formats.factory import PYTHON_FACTORY
 from brittle.loading.formats.onnx import ONNX
 from brittle.loading.formats.torchscript import TORCHSCRIPT
+from brittle.validation import is_shape
 
 __all__ = ["MODEL_FORMATS", "LoadedModel", "load_model", "parse_classes", "parse_preprocess"]
 
@@ -182,7 +183,7 @@ def _check_classes(classes: Sequence[str]) -> list[str]:
 def _check_shape(shape: Sequence[int]) -> tuple[int, ...]:
     """The shape of one input: positive integers."""
     dims = tuple(shape)
-    if not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
+    if not is_shape(dims):
         raise InputError(
             f"input_shape must be the shape of one input, positive integers such as "
             f"(3, 32, 32); got {shape!r}"

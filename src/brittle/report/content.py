@@ -26,6 +26,7 @@ from brittle.errors import InputError
 from brittle.eval.runner import CONFIDENCE, Evaluation
 from brittle.files import write_text_atomic
 from brittle.threat import ThreatModel
+from brittle.validation import is_real
 from brittle.version import __version__
 
 COLUMNS = (
@@ -101,7 +102,7 @@ def eps_label(labels: Mapping[float, str], value: Any) -> str:
     """The text of the budget ``value``: its label in ``labels`` (:func:`eps_labels`; the
     nearest within a relative 1e-6, as JSON may round), else :func:`short_number`; ``n/a``
     for what is not a finite number."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_real(value) or not math.isfinite(value):
         return "n/a"
     for budget, text in labels.items():
         if math.isclose(budget, value, rel_tol=1e-6, abs_tol=1e-12):

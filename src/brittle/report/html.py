@@ -23,6 +23,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from brittle.eval.runner import Evaluation
 from brittle.files import write_text_atomic
+from brittle.validation import is_real
 
 from .content import eps_label, eps_labels, finite, write_json
 from .plots import accuracy_curve, confusion_heatmap, example_grid, is_colour
@@ -53,13 +54,13 @@ class ReportFigures:
 
 
 def _pct(value: Any) -> str:
-    if not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_real(value) or not math.isfinite(value):
         return "n/a"
     return f"{100 * value:.1f}%"
 
 
 def _num(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_real(value):
         return "n/a" if value is None else str(value)
     if not math.isfinite(value):
         return "n/a"
@@ -69,21 +70,21 @@ def _num(value: Any) -> str:
 def _seconds(value: Any) -> str:
     """A duration in seconds: 3 significant digits below 100 (``12.3``), else whole seconds
     with thousands separators (``12,346``); ``n/a`` when it is not a number."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_real(value) or not math.isfinite(value):
         return "n/a"
     return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
 
 
 def _count(value: Any) -> str:
     """A count with thousands separators (``9,712``); ``n/a`` when it is not a number."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_real(value) or not math.isfinite(value):
         return "n/a"
     return f"{int(value):,}"
 
 
 def _points(value: Any) -> str:
     """A difference of fractions in percentage points, signed (``+3.2 points``)."""
-    if not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_real(value) or not math.isfinite(value):
         return "n/a"
     return f"{100 * value:+.1f} points"
 
@@ -94,7 +95,7 @@ def _raw(value: Any) -> str:
     Floats are written in exponent notation, with the 17 significant digits that give the
     float back: the attribute is for machines, never shown to a reader.
     """
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_real(value):
         return "nan"
     if isinstance(value, int):
         return str(value)
@@ -112,7 +113,7 @@ def json_pointer(*parts: Any) -> str:
 
 def _is_number(value: Any) -> bool:
     """A number (not a boolean) or ``None`` (an undefined one): what ``data-value`` marks."""
-    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+    return value is None or is_real(value)
 
 
 def _is_number_list(value: Any) -> bool:

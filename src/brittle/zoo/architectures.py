@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from brittle.errors import InputError
+from brittle.validation import check_integer, is_integer, is_shape
 from brittle.zoo.rng import seeded
 
 InputShape = tuple[int, int, int]
@@ -30,7 +31,7 @@ class ZooModel(nn.Module):
     def __init__(self, input_shape: Sequence[int], num_classes: int) -> None:
         super().__init__()
         self.input_shape: InputShape = _check_input_shape(input_shape)
-        self.num_classes = _check_num_classes(num_classes)
+        self.num_classes = check_integer(num_classes, "num_classes", low=2)
         self.arch_kwargs: dict[str, Any] = {}
 
     @property
@@ -318,7 +319,7 @@ def initial_kwargs(arch: str, x: Tensor, y: Tensor, num_classes: int) -> dict[st
 
 def _check_input_shape(input_shape: Sequence[int]) -> InputShape:
     shape = tuple(input_shape)
-    if len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
+    if len(shape) != 3 or not is_shape(shape):
         raise InputError(
             f"input_shape must be three positive integers (C, H, W), got {input_shape!r}; "
             "e.g. (1, 28, 28) for MNIST"
@@ -326,14 +327,8 @@ def _check_input_shape(input_shape: Sequence[int]) -> InputShape:
     return (shape[0], shape[1], shape[2])
 
 
-def _check_num_classes(num_classes: int) -> int:
-    if not isinstance(num_classes, int) or num_classes < 2:
-        raise InputError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    return num_classes
-
-
 def _check_sizes(sizes: Sequence[int], name: str) -> tuple[int, ...]:
     values = tuple(sizes)
-    if not all(isinstance(s, int) and s > 0 for s in values):
+    if not all(is_integer(s) and s > 0 for s in values):
         raise InputError(f"{name} must be positive integers, got {sizes!r}")
     return values

@@ -47,23 +47,12 @@ from torch import Tensor, nn
 from brittle.classifier import Classifier
 from brittle.errors import BrittleError, CheckpointError
 from brittle.files import atomic_path
+from brittle.validation import is_integer, is_real, is_shape
 from brittle.version import __version__
 from brittle.zoo.architectures import ARCHITECTURES, build_model
 
 FORMAT = "brittle-checkpoint"
 VERSION = 1
-
-
-def _integer(value: Any, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _shape(value: Any) -> bool:
-    return isinstance(value, list | tuple) and bool(value) and all(_integer(s, 1) for s in value)
 
 
 def _bounds(value: Any) -> bool:
@@ -72,7 +61,7 @@ def _bounds(value: Any) -> bool:
     return (
         isinstance(value, list | tuple)
         and len(value) == 2
-        and all(_number(b) for b in value)
+        and all(is_real(b) for b in value)
         and value[0] < value[1]
     )
 
@@ -80,7 +69,7 @@ def _bounds(value: Any) -> bool:
 def _statistic(value: Any, positive: bool) -> bool:
     """One number or a non-empty list of numbers, finite (and > 0 for a ``std``)."""
     values = value if isinstance(value, list | tuple) and value else [value]
-    return all(_number(v) and math.isfinite(v) and (not positive or v > 0) for v in values)
+    return all(is_real(v) and math.isfinite(v) and (not positive or v > 0) for v in values)
 
 
 def _preprocessing(value: Any) -> bool:
@@ -100,10 +89,10 @@ META_SCHEMA: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "kind": ("a string", lambda v: isinstance(v, str)),
     "arch": ("a string naming an architecture", lambda v: isinstance(v, str)),
     "arch_kwargs": ("an object of keyword arguments", lambda v: isinstance(v, dict)),
-    "input_shape": ("a list of positive integers (C, H, W)", _shape),
-    "num_classes": ("an integer >= 2", lambda v: _integer(v, 2)),
-    "latent_dim": ("an integer >= 1", lambda v: _integer(v, 1)),
-    "output_shape": ("a list of positive integers (C, H, W)", _shape),
+    "input_shape": ("a list of positive integers (C, H, W)", is_shape),
+    "num_classes": ("an integer >= 2", lambda v: is_integer(v) and v >= 2),
+    "latent_dim": ("an integer >= 1", lambda v: is_integer(v) and v >= 1),
+    "output_shape": ("a list of positive integers (C, H, W)", is_shape),
     "bounds": ("null or two numbers [low, high] with low < high", _bounds),
     "preprocessing": (
         'null or {"mean": M, "std": S}, each a number or a list of numbers (std > 0)',
@@ -114,7 +103,7 @@ META_SCHEMA: dict[str, tuple[str, Callable[[Any], bool]]] = {
         "a list of strings (one name per class)",
         lambda v: isinstance(v, list | tuple) and all(isinstance(c, str) for c in v),
     ),
-    "accuracy": ("null or a number", lambda v: v is None or _number(v)),
+    "accuracy": ("null or a number", lambda v: v is None or is_real(v)),
     "defense": ("null or an object", lambda v: v is None or isinstance(v, dict)),
 }
 """The metadata fields brittle reads: for each, what it must be (in words, for messages) and

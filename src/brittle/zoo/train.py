@@ -33,7 +33,12 @@ from tqdm.auto import tqdm
 
 from brittle.distributed import World, agree, together, world
 from brittle.errors import InputError, ModelOutputError
-from brittle.validation import as_tensor
+from brittle.validation import (
+    as_tensor,
+    check_number,
+    check_positive,
+    check_positive_integer,
+)
 from brittle.zoo.rng import seeded
 from brittle.zoo.sharding import BatchShare, ShardedBatches, sharing
 
@@ -450,16 +455,14 @@ def _check_hyperparameters(
     weight_decay: float,
     l1: float,
 ) -> None:
-    if epochs < 1 or batch_size < 1:
-        raise InputError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
-    if not lr > 0:
-        raise InputError(f"lr must be positive, got {lr}")
+    check_positive_integer(epochs, "epochs")
+    check_positive_integer(batch_size, "batch_size")
+    check_positive(lr, "lr")
     if optimizer not in ("adam", "sgd"):
         raise InputError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
-    if not 0 <= momentum < 1:
-        raise InputError(f"momentum must be in [0, 1), got {momentum}")
-    if weight_decay < 0 or l1 < 0:
-        raise InputError(f"weight_decay and l1 must be >= 0, got {weight_decay} and {l1}")
+    check_number(momentum, "momentum", 0, 1, high_open=True)
+    check_number(weight_decay, "weight_decay", 0)
+    check_number(l1, "l1", 0)
 
 
 def _make_optimizer(
