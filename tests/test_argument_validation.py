@@ -19,6 +19,7 @@ from brittle.validation import (
     check_seed,
     is_integer,
     is_real,
+    is_shape,
 )
 
 
@@ -68,3 +69,9 @@ def test_as_tensor_shares_a_numpy_array_and_refuses_lists() -> None:
     assert array[0] == 1
     with pytest.raises(InputError, match=r"x must be a torch\.Tensor or numpy array, got list"):
         as_tensor([0.0], "x")
+
+
+def test_a_shape_is_a_non_empty_sequence_of_sizes() -> None:
+    assert is_shape((3, 32, 32)) and is_shape([1]) and is_shape((np.int64(2), 5))
+    for bad in ((), [], (3, 0), (3, -1), (3, 2.0), (True, 2), "32", 32, None):
+        assert not is_shape(bad)
