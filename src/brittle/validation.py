@@ -89,7 +89,9 @@ def check_fraction(value: Any, name: str) -> float:
 
 def check_seed(seed: Any, name: str = "the seed") -> int:
     """A seed: an integer in [0, 2**63 - 1] (what torch's and numpy's generators accept)."""
-    return check_integer(seed, name, 0, 2**63 - 1)
+    if not is_integer(seed) or not 0 <= seed < 2**63:
+        raise InputError(f"{name} must be an integer in [0, 2**63 - 1], got {seed!r}")
+    return int(seed)
 
 
 def as_tensor(value: Any, name: str) -> Tensor:
