@@ -182,19 +182,15 @@ class ModelAccess:
         draws = gradient_draws(self._model)
         self._charge(idx, draws, draws)
         x = x.detach().requires_grad_(True)
-        grad_sum = logits_sum = None
-        for _ in range(draws):
+
+        def one_draw() -> tuple[Tensor, Tensor]:
             with torch.enable_grad():
                 logits = forward(x)
                 total = fn(logits, labels).sum()
                 (grad,) = torch.autograd.grad(total * sign if sign != 1 else total, x)
-            logits = logits.detach()
-            grad_sum = grad if grad_sum is None else grad_sum + grad
-            logits_sum = logits if logits_sum is None else logits_sum + logits
-        assert grad_sum is not None and logits_sum is not None
-        if draws == 1:
-            return grad_sum, logits_sum
-        return grad_sum / draws, logits_sum / draws
+            return grad, logits.detach()
+
+        return _mean_over_draws(one_draw, draws)
 
     def vjp(
         self, x: Tensor, vectors: Tensor, idx: Tensor | None = None, of: str = "logits"
@@ -217,8 +213,8 @@ class ModelAccess:
         draws = gradient_draws(self._model)
         self._charge(idx, k * draws, draws)
         x = x.detach().requires_grad_(True)
-        products_sum = logits_sum = None
-        for _ in range(draws):
+
+        def one_draw() -> tuple[Tensor, Tensor]:
             with torch.enable_grad():
                 logits = forward(x)
                 out = logits.softmax(1) if of == "probabilities" else logits
@@ -227,14 +223,9 @@ class ModelAccess:
                     torch.autograd.grad(out, x, v[:, i], retain_graph=i < k - 1)[0]
                     for i in range(k)
                 ]
-            products = torch.stack(rows, dim=1)
-            logits = logits.detach()
-            products_sum = products if products_sum is None else products_sum + products
-            logits_sum = logits if logits_sum is None else logits_sum + logits
-        assert products_sum is not None and logits_sum is not None
-        if draws == 1:
-            return products_sum, logits_sum
-        return products_sum / draws, logits_sum / draws
+            return torch.stack(rows, dim=1), logits.detach()
+
+        return _mean_over_draws(one_draw, draws)
 
     def jacobian(
         self, x: Tensor, classes: Tensor, idx: Tensor | None = None, of: str = "logits"
@@ -243,3 +234,18 @@ class ModelAccess:
         k = self.num_classes
         vectors = torch.nn.functional.one_hot(classes, k).to(x.dtype)
         return self.vjp(x, vectors, idx, of)
+
+
+def _mean_over_draws(
+    one_draw: Callable[[], tuple[Tensor, Tensor]], draws: int
+) -> tuple[Tensor, Tensor]:
+    """The means of a (derivative, logits) pair over ``draws`` calls of ``one_draw``: the
+    expectation over transformation's estimate (Athalye et al. 2018), each draw one forward
+    and backward pass of a randomised model; the pair itself when ``draws`` is 1."""
+    derivative, logits = one_draw()
+    for _ in range(draws - 1):
+        more_derivative, more_logits = one_draw()
+        derivative, logits = derivative + more_derivative, logits + more_logits
+    if draws == 1:
+        return derivative, logits
+    return derivative / draws, logits / draws
