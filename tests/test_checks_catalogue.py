@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import brittle
-from brittle.checks import FLAGS, masking, probes, sweep
+from brittle.checks import FLAGS, Flag, masking, probes, sweep
 from brittle.checks.inputs import IMPLAUSIBLE_CLASSES
 
 SRC = Path(brittle.__file__).parent
@@ -25,7 +25,7 @@ def _sanity_names_in_code() -> set[str]:
     return names
 
 
-def _flag(name: str):  # type: ignore[no-untyped-def]
+def _flag(name: str) -> Flag:
     return next(f for f in FLAGS if f.name == name)
 
 

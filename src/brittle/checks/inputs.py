@@ -49,8 +49,8 @@ def check_inputs(
     the model's class in the advice.
     """
     x = as_tensor(x, name).detach()
-    box_low, box_high = envelope(bounds)
     if not x.is_floating_point():
+        box_low, box_high = envelope(bounds)
         raise InputError(
             f"{name} must be floating point in [{box_low:g}, {box_high:g}], got dtype {x.dtype}; "
             "convert images with x.float() / 255"
@@ -72,6 +72,7 @@ def check_inputs(
     outside = (x < low - BOUNDS_TOLERANCE) | (x > high + BOUNDS_TOLERANCE)
     if bool(outside.any()):
         lo, hi = float(x.min()), float(x.max())
+        box_low, box_high = envelope(bounds)
         where = " per feature" if isinstance(low, Tensor) else ""
         hint = " (did you forget to divide by 255?)" if hi > 1.5 and box_high == 1.0 else ""
         raise InputError(
